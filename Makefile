@@ -1,0 +1,32 @@
+# The two commands a new machine needs: `make demo` (the main job) and `make test` (the suite).
+# Each creates the virtual environment it needs in $(VENV) on first use.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch 2.13.0 is the CPU build that lies on this kind of machine's disk; elsewhere pip picks
+# the wheel for your platform. Override with e.g. `make test TORCH=torch==2.14.1`.
+TORCH ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)" || $(PY) -m pip install -q torch
+	$(PY) -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/vidagent demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/python -m pytest
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,30 @@
+"""vidagent: answer questions about videos with image-language foundation models.
+
+Public names are imported lazily so `import vidagent` stays fast (no torch until needed).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Video": "vidagent.video",
+    "VideoMeta": "vidagent.video",
+    "Frames": "vidagent.video",
+    "ModelHub": "vidagent.hub",
+    "load_profile": "vidagent.profile",
+    "Profile": "vidagent.profile",
+    "VidagentError": "vidagent.errors",
+    "VideoError": "vidagent.errors",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'vidagent' has no attribute {name!r}")

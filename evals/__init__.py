@@ -1,0 +1,1 @@
+"""Benchmarks: VideoQA adapters, metrics, runners, and performance benchmarks."""

