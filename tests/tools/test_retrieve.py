@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from synth import write_video
+from transformers import CLIPModel, CLIPProcessor
+
+from vidagent.errors import SpanOutOfRange
+from vidagent.store import Store
+from vidagent.tooling import ToolContext
+from vidagent.tools.retrieve import TOOL, peaks_to_spans, search_library, smooth
+from vidagent.video import Video
+
+
+def two_colour_video(path: Path) -> Path:
+    """5 s of red, then 5 s of blue."""
+    def draw(i: int) -> np.ndarray:
+        frame = np.zeros((48, 64, 3), np.uint8)
+        frame[..., 0 if i < 50 else 2] = 220
+        return frame
+
+    return write_video(path, fps=10, seconds=10, size=(64, 48), frames_fn=draw)
+
+
+@pytest.fixture
+def ctx(tmp_path: Path, tiny_hub) -> ToolContext:
+    return ToolContext(hub=tiny_hub, store=Store(tmp_path / "s.sqlite"), fps=2)
+
+
+def test_frame_scores_equal_a_direct_clip_call(ctx: ToolContext, tmp_path: Path) -> None:
+    video = two_colour_video(tmp_path / "rb.mp4")
+    evidence = TOOL(ctx, video, query="a red square", k=2)
+    assert len(evidence) == 2
+    rows = ctx.index.frames(video, fps=2)
+    encoder = ctx.index.encoder
+    ours = encoder.scores(encoder.encode_texts(["a red square"])[0], rows.embeddings)
+    # the same frames through CLIPModel as its docs show it, on the same tiny weights
+    source = ctx.hub.get("clip").source
+    model, processor = CLIPModel.from_pretrained(source).eval(), CLIPProcessor.from_pretrained(source)
+    with Video.open(video) as v:
+        frames = v.sample_at(rows.timestamps, short_side=encoder.input_size).frames
+    with torch.inference_mode():
+        out = model(**processor(text=["a red square"], images=list(frames), return_tensors="pt", padding=True))
+        direct = (out.logits_per_image[:, 0] / model.logit_scale.exp()).numpy()
+    np.testing.assert_allclose(ours, direct, atol=2e-3)  # float16 storage
+
+
+def test_spans_follow_visibly_different_segments(ctx: ToolContext, tmp_path: Path) -> None:
+    """Tiny random weights still map red and blue frames apart: spans respect the cut at 5 s."""
+    video = two_colour_video(tmp_path / "rb.mp4")
+    rows = ctx.index.frames(video, fps=2)
+    red, blue = rows.embeddings[rows.timestamps < 5], rows.embeddings[rows.timestamps >= 5]
+    assert np.allclose(red, red[0], atol=1e-2) and np.allclose(blue, blue[0], atol=1e-2)
+    assert float(red[0] @ blue[0]) < 0.999  # the two segments embed differently
+    best = TOOL(ctx, video, query="anything", k=1)
+    start, end = float(best.start[0]), float(best.end[0])
+    assert (end <= 5.0 + 1e-6) or (start >= 5.0 - 1e-6)  # one segment, not across the cut
+    assert end - start >= 3.0
+    assert best.tool[0] == "retrieve" and best.frame_index[0] >= 0
+
+
+def test_span_filter_and_errors(ctx: ToolContext, tmp_path: Path) -> None:
+    video = two_colour_video(tmp_path / "rb.mp4")
+    inside = TOOL(ctx, video, query="x", k=5, span=(6.0, 9.0))
+    assert len(inside) and np.all(inside.start >= 5.5) and np.all(inside.end <= 9.5)
+    with pytest.raises(SpanOutOfRange, match="not inside the video"):
+        TOOL(ctx, video, query="x", span=(20.0, 30.0))
+    with pytest.raises(ValueError):
+        TOOL(ctx, video, query="", k=3)
+
+
+def test_library_search_spans_videos(ctx: ToolContext, tmp_path: Path) -> None:
+    a = two_colour_video(tmp_path / "a.mp4")
+    b = write_video(tmp_path / "b.mp4", seconds=3, fps=10, size=(64, 48))
+    ctx.index.add(a, fps=2)
+    ctx.index.add(b, fps=2)
+    found = search_library(ctx, "a red square", k=50)  # more than both videos have
+    assert {str(v) for v in found.video} == {ctx.store.content_hash(a), ctx.store.content_hash(b)}
+    assert np.all(np.diff(found.score) <= 1e-6)  # best first
+
+
+def test_smoothing_and_peak_spans() -> None:
+    np.testing.assert_allclose(smooth(np.array([0, 3, 0], float)), [1.5, 1.0, 1.5])
+    curve = np.array([0, 0, 1, 1, 0.9, 0, 0, 0.5, 0], np.float32)
+    times = np.arange(9) + 0.5
+    spans = peaks_to_spans(times, curve, 2, step=1.0, duration=9.0)
+    assert spans[0] == (2.0, 5.0, 2)
+    assert spans[1] == (7.0, 8.0, 7)

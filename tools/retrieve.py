@@ -1,0 +1,136 @@
+"""retrieve: the moments of a video that best match a text query (CLIP / SigLIP).
+
+The query's text embedding is scored against the indexed frame embeddings, the per-frame
+curve is smoothed over time, and each of the ``k`` highest peaks grows into a span over the
+adjacent frames that stay close to the peak. Each span is one Evidence row: the span, the
+peak's smoothed score, and the best frame inside it. With tiny random weights the scores are
+meaningless; the plumbing is what the tests prove.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from vidagent.errors import SpanOutOfRange
+from vidagent.evidence import Evidence
+from vidagent.store import FrameRows
+from vidagent.tooling import ToolContext, ToolSpec
+
+
+class RetrieveInput(BaseModel):
+    query: str = Field(min_length=1, max_length=300, description="What to look for, in plain words.")
+    span: tuple[float, float] | None = Field(default=None, description="Only inside [start, end] seconds.")
+    k: int = Field(default=5, ge=1, le=50, description="How many moments to return.")
+
+
+def smooth(scores: np.ndarray, window: int = 3) -> np.ndarray:
+    """Centred moving average over ``window`` samples (edges use the samples they have)."""
+    if window <= 1 or len(scores) < 2:
+        return scores.astype(np.float32)
+    kernel = np.ones(window, dtype=np.float64)
+    summed = np.convolve(scores, kernel, mode="same")
+    counts = np.convolve(np.ones(len(scores)), kernel, mode="same")
+    return (summed / counts).astype(np.float32)
+
+
+def peaks_to_spans(
+    times: np.ndarray, curve: np.ndarray, k: int, *, step: float, duration: float, keep: float = 0.5
+) -> list[tuple[float, float, int]]:
+    """Grow the ``k`` highest peaks of ``curve`` into non-overlapping spans.
+
+    A span extends from its peak over neighbours scoring at least
+    ``peak - keep * (peak - median)``. Returns (start s, end s, peak position), best first.
+    """
+    if len(curve) == 0:
+        return []
+    median = float(np.median(curve))
+    taken = np.zeros(len(curve), dtype=bool)
+    spans = []
+    for peak in np.argsort(-curve, kind="stable"):
+        if len(spans) == k:
+            break
+        if taken[peak]:
+            continue
+        floor = curve[peak] - keep * (curve[peak] - median)
+        left = right = int(peak)
+        while left > 0 and not taken[left - 1] and curve[left - 1] >= floor:
+            left -= 1
+        while right < len(curve) - 1 and not taken[right + 1] and curve[right + 1] >= floor:
+            right += 1
+        taken[left : right + 1] = True
+        start = max(0.0, float(times[left]) - step / 2)
+        end = min(duration, float(times[right]) + step / 2)
+        spans.append((start, max(end, start), int(peak)))
+    return spans
+
+
+def rank_moments(
+    rows: FrameRows, scores: np.ndarray, k: int, *, duration: float, fps: float, tool: str, video_id: str | None
+) -> Evidence:
+    """Per-frame scores -> top-k spans as Evidence (shared with the library search)."""
+    curve = smooth(scores)
+    spans = peaks_to_spans(rows.timestamps, curve, k, step=1.0 / fps, duration=duration)
+    records = []
+    for start, end, peak in spans:
+        inside = np.flatnonzero((rows.timestamps >= start) & (rows.timestamps <= end))
+        best = int(inside[np.argmax(scores[inside])]) if len(inside) else peak
+        records.append(
+            {
+                "tool": tool,
+                "start": start,
+                "end": end,
+                "score": float(curve[peak]),
+                "frame_index": int(rows.indices[best]),
+                "video": video_id,
+                "data": {"best_t": round(float(rows.timestamps[best]), 3), "frame_score": float(scores[best])},
+            }
+        )
+    return Evidence.from_rows(records)
+
+
+def retrieve(ctx: ToolContext, video: Path, args: RetrieveInput) -> Evidence:
+    index = ctx.index
+    rows = index.frames(video, fps=ctx.fps)
+    duration = float(ctx.store.video(index.video_id(video))["meta"]["duration"])  # type: ignore[index]
+    if args.span is not None:
+        start, end = args.span
+        if end <= start or start >= duration or start < 0:
+            raise SpanOutOfRange(video, f"span {start:g}-{end:g}s is not inside the video (0-{duration:.2f}s)")
+        keep = (rows.timestamps >= start) & (rows.timestamps <= end)
+        rows = FrameRows(rows.timestamps[keep], rows.indices[keep], rows.embeddings[keep])
+    encoder = index.encoder
+    scores = encoder.scores(encoder.encode_texts([args.query])[0], rows.embeddings)
+    return rank_moments(
+        rows, scores, args.k, duration=duration, fps=ctx.fps, tool="retrieve", video_id=index.video_id(video)
+    )
+
+
+def search_library(ctx: ToolContext, query: str, k: int = 10) -> Evidence:
+    """The best moments for ``query`` across every video indexed with the active CLIP."""
+    index = ctx.index
+    encoder = index.encoder
+    text = encoder.encode_texts([query])[0]
+    found = []
+    for entry in ctx.store.frame_sets(encoder.model_id):
+        rows = ctx.store.frames(entry["video_id"], encoder.model_id, entry["sampling"])
+        if not len(rows):
+            continue
+        fps = float(entry["sampling"].removeprefix("fps="))
+        meta = ctx.store.video(entry["video_id"])["meta"]  # type: ignore[index]
+        found.append(
+            rank_moments(rows, encoder.scores(text, rows.embeddings), k, duration=float(meta["duration"]),
+                         fps=fps, tool="retrieve", video_id=entry["video_id"])
+        )
+    return Evidence.merge(found).top(k)
+
+
+TOOL = ToolSpec(
+    name="retrieve",
+    description="Find the moments (time spans) of the video that best match a text description.",
+    input_model=RetrieveInput,
+    run=retrieve,
+    roles=("clip",),
+)
