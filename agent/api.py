@@ -1,0 +1,215 @@
+"""The Python API: ``VideoAgent`` and the ``Answer`` it returns.
+
+```python
+from vidagent import VideoAgent
+
+agent = VideoAgent.from_profile("cpu")
+answer = agent.ask("clip.mp4", "When does the cyclist pass the car?")
+print(answer.text, answer.confidence)
+for row in answer.evidence:  # cited rows: spans, boxes, masks, quotes
+    print(row["id"], row["tool"], row["start"], row["end"])
+```
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from vidagent.errors import VidagentError
+from vidagent.evidence import Evidence
+from vidagent.graph import AgentGraph, Budget
+from vidagent.hub import ModelHub
+from vidagent.index import IndexReport
+from vidagent.llm import ChatModel, OpenAIChat, TransformersChat
+from vidagent.profile import load_profile
+from vidagent.registry import ToolRegistry
+from vidagent.store import Store
+from vidagent.tooling import ToolContext
+from vidagent.video import Video
+
+
+class Answer(BaseModel):
+    """What ``ask`` returns: the reply, the evidence it cites, and how it got there."""
+
+    question: str
+    text: str
+    choice: int | None = Field(default=None, description="Index of the chosen option (multiple choice).")
+    confidence: float
+    evidence: list[dict[str, Any]] = Field(description="Cited evidence rows, each with its id.")
+    trace: list[dict[str, Any]] = Field(description="The streamed events of this question.")
+    seconds: float
+    tokens: int
+    tool_calls: int
+    stop_reason: str | None = None
+    session: str
+    prompts: list[str] = Field(default_factory=list, description="Prompt templates (name@version) that ran.")
+
+
+class SessionMismatch(VidagentError):
+    """A chat session is bound to one video."""
+
+
+def chat_model_for(hub: ModelHub) -> ChatModel:
+    """The planner named by the profile: an OpenAI-compatible endpoint or a local model."""
+    spec = hub.profile.roles.get("planner")
+    if spec is None:
+        raise VidagentError(f"profile {hub.profile.name!r} has no 'planner' role")
+    options = dict(spec.options or {})
+    if options.get("backend") == "openai":
+        return OpenAIChat(
+            model=options.get("model") or spec.id,
+            base_url=options.get("base_url"),
+            api_key=options.get("api_key"),
+            timeout=float(options.get("timeout", 60)),
+            max_retries=int(options.get("max_retries", 2)),
+        )
+    loaded = hub.get("planner")
+    return TransformersChat(loaded.model, loaded.processor, name=str(spec.id))
+
+
+class VideoAgent:
+    """Answers questions about videos; see the module docstring."""
+
+    def __init__(
+        self,
+        ctx: ToolContext,
+        llm: ChatModel | None = None,
+        *,
+        budget: Budget | None = None,
+        registry: ToolRegistry | None = None,
+    ) -> None:
+        from langgraph.checkpoint.sqlite import SqliteSaver
+
+        self.ctx = ctx
+        self.llm = llm or chat_model_for(ctx.hub)
+        self.registry = registry or ToolRegistry.for_roles(set(ctx.hub.profile.roles))
+        self.budget = budget or Budget()
+        connection = sqlite3.connect(ctx.store.path, check_same_thread=False, timeout=30)
+        self._checkpointer = SqliteSaver(connection)
+        self._graph = AgentGraph(ctx, self.registry, self.llm, self.budget).compile(self._checkpointer)
+
+    @classmethod
+    def from_profile(
+        cls,
+        profile: str | Path = "auto",
+        *,
+        store: str | Path | None = None,
+        llm: ChatModel | None = None,
+        budget: Budget | None = None,
+        fps: float = 1.0,
+    ) -> VideoAgent:
+        """An agent over a bundled profile name or a profile YAML path."""
+        hub = ModelHub(load_profile(str(profile)))
+        return cls(ToolContext(hub=hub, store=Store(store), fps=fps), llm, budget=budget)
+
+    # --- tools -----------------------------------------------------------------------------
+    @property
+    def tools(self) -> dict[str, Any]:
+        """Each tool callable on its own: ``agent.tools["retrieve"](video, query="a dog")``."""
+        return {name: _bound(spec, self.ctx) for name, spec in self.registry.tools.items()}
+
+    def index(self, video: str | Path) -> IndexReport:
+        return self.ctx.index.add(video, fps=self.ctx.fps)
+
+    # --- questions -------------------------------------------------------------------------
+    def stream(
+        self, video: str | Path, question: str, options: list[str] | None = None, session: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Yield events (plan, tool_call, tool_result, answer) while answering; the last is the answer."""
+        question = question.strip()
+        if not question:
+            raise VidagentError("the question is empty")
+        if options is not None and len(options) < 2:
+            raise VidagentError("multiple choice needs at least two options")
+        path = Path(video)
+        with Video.open(path) as v:  # clear errors for bad files before any model runs
+            duration = v.duration
+        session = session or uuid.uuid4().hex
+        config = {"configurable": {"thread_id": session}}
+        previous = self._graph.get_state(config).values
+        if previous.get("video") and Path(previous["video"]).resolve() != path.resolve():
+            raise SessionMismatch(f"session {session} is about {previous['video']}, not {path}")
+        turn = {
+            "video": str(path),
+            "duration": duration,
+            "question": question,
+            "options": list(options) if options else None,
+            "history": [{"role": "user", "content": question}],
+            "pending": [],
+            "errors": [],
+            "done": False,
+            "fallback_stage": 0,
+            "used": {"started": time.time()},
+            "stop_reason": None,
+            "answer": None,
+        }
+        for event in self._graph.stream(turn, config, stream_mode="custom"):
+            yield {**event, "session": session}
+
+    def ask(
+        self, video: str | Path, question: str, options: list[str] | None = None, session: str | None = None
+    ) -> Answer:
+        """Answer one question (a new session unless ``session`` names one)."""
+        events = list(self.stream(video, question, options, session))
+        final = events[-1]
+        session = final["session"]
+        rows = self._graph.get_state({"configurable": {"thread_id": session}}).values.get("evidence", [])
+        cited = [{"id": i, **rows[i]} for i in final["cited"] if i < len(rows)]
+        used = final["used"]
+        return Answer(
+            question=question,
+            text=final["text"],
+            choice=final["choice"],
+            confidence=final["confidence"],
+            evidence=cited,
+            trace=events,
+            seconds=final["seconds"],
+            tokens=int(used.get("tokens", 0)),
+            tool_calls=int(used.get("tool_calls", 0)),
+            stop_reason=final["stop_reason"],
+            session=session,
+            prompts=sorted({e["prompt"] for e in events if "prompt" in e}),
+        )
+
+    def evidence(self, session: str) -> Evidence:
+        """Everything a session has gathered so far."""
+        rows = self._graph.get_state({"configurable": {"thread_id": session}}).values.get("evidence", [])
+        return Evidence.from_rows(rows)
+
+    def chat(self, video: str | Path, session: str | None = None) -> ChatSession:
+        return ChatSession(self, Path(video), session or uuid.uuid4().hex)
+
+
+class ChatSession:
+    """A multi-turn chat about one video; persists across restarts by its ``id``."""
+
+    def __init__(self, agent: VideoAgent, video: Path, session: str) -> None:
+        self.agent = agent
+        self.video = video
+        self.id = session
+
+    def ask(self, question: str, options: list[str] | None = None) -> Answer:
+        return self.agent.ask(self.video, question, options, session=self.id)
+
+    def stream(self, question: str, options: list[str] | None = None) -> Iterator[dict[str, Any]]:
+        return self.agent.stream(self.video, question, options, session=self.id)
+
+    @property
+    def evidence(self) -> Evidence:
+        return self.agent.evidence(self.id)
+
+
+def _bound(spec: Any, ctx: ToolContext) -> Any:
+    def call(video: str | Path, **arguments: Any) -> Evidence:
+        return spec(ctx, video, **arguments)
+
+    call.__name__ = spec.name
+    call.__doc__ = spec.description
+    return call

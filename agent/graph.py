@@ -1,0 +1,323 @@
+"""The agent's LangGraph: plan -> act -> reflect -> (plan again | answer).
+
+State is JSON-friendly so LangGraph's SQLite checkpointer can persist chat sessions: evidence
+is a list of Evidence records (row ids = positions in that list, stable because the reducer
+only appends), the trace is a list of dicts. Every node emits events through LangGraph's
+stream writer: ``plan``, ``tool_call``, ``tool_result``, ``answer`` (and ``error``).
+
+Robustness rules:
+- the planner's output is decoded under the registry's JSON schema, then validated; invalid
+  output is retried with the problem explained, then a fixed fallback plan runs (retrieve
+  with the question, then look at the best spans), recorded in the trace;
+- each tool call runs in a thread with a timeout; a failing call becomes an error entry the
+  planner sees next step, never an exception in the graph;
+- steps, wall time, tool calls, frames looked at and LLM tokens are budgeted; when one runs
+  out the agent answers with what it has and says which budget ran out.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, TypedDict
+
+import numpy as np
+from langgraph.config import get_stream_writer
+from langgraph.graph import END, START, StateGraph
+
+from vidagent.errors import VidagentError
+from vidagent.evidence import Evidence
+from vidagent.llm import ChatModel, option_letter
+from vidagent.prompts import load_prompt
+from vidagent.registry import CallError, ToolCall, ToolRegistry
+from vidagent.tooling import ToolContext
+
+EVIDENCE_IN_PROMPT = 15
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Limits of one question. Whichever runs out first ends the loop."""
+
+    max_steps: int = 4
+    max_seconds: float = 120.0
+    max_tool_calls: int = 12
+    max_frames: int = 64  # frames handed to the VLM by look/caption
+    max_tokens: int = 20_000  # planner + answer LLM tokens
+    tool_timeout: float = 60.0
+    plan_retries: int = 2
+
+
+class AgentState(TypedDict, total=False):
+    video: str
+    duration: float
+    question: str
+    options: list[str] | None
+    history: Annotated[list[dict[str, str]], operator.add]  # chat turns of the session
+    evidence: Annotated[list[dict[str, Any]], operator.add]  # Evidence records
+    trace: Annotated[list[dict[str, Any]], operator.add]
+    pending: list[dict[str, Any]]  # validated calls for `act`
+    errors: list[str]  # call problems from the last step, shown to the planner
+    done: bool
+    fallback_stage: int  # 0 no fallback, 1 retrieve ran, 2 look ran
+    used: dict[str, float]  # steps, tool_calls, frames, tokens, started
+    stop_reason: str | None
+    answer: dict[str, Any] | None
+
+
+@dataclass
+class AgentGraph:
+    """Builds the compiled graph over a tool context, a registry and a chat model."""
+
+    ctx: ToolContext
+    registry: ToolRegistry
+    llm: ChatModel
+    budget: Budget = field(default_factory=Budget)
+
+    def compile(self, checkpointer: Any = None) -> Any:
+        graph = StateGraph(AgentState)
+        graph.add_node("plan", self.plan)
+        graph.add_node("act", self.act)
+        graph.add_node("reflect", self.reflect)
+        graph.add_node("answer", self.answer)
+        graph.add_edge(START, "plan")
+        graph.add_conditional_edges("plan", lambda s: "act" if s.get("pending") else "answer", ["act", "answer"])
+        graph.add_edge("act", "reflect")
+        graph.add_conditional_edges("reflect", self._after_reflect, ["plan", "act", "answer"])
+        graph.add_edge("answer", END)
+        return graph.compile(checkpointer=checkpointer)
+
+    # --- budget ----------------------------------------------------------------------------
+    def _exhausted(self, used: dict[str, float]) -> str | None:
+        b = self.budget
+        checks = [
+            ("steps", used.get("steps", 0) >= b.max_steps),
+            ("time", time.time() - used.get("started", time.time()) >= b.max_seconds),
+            ("tool calls", used.get("tool_calls", 0) >= b.max_tool_calls),
+            ("frames", used.get("frames", 0) >= b.max_frames),
+            ("tokens", used.get("tokens", 0) >= b.max_tokens),
+        ]
+        return next((name for name, hit in checks if hit), None)
+
+    # --- nodes -------------------------------------------------------------------------------
+    def plan(self, state: AgentState) -> dict[str, Any]:
+        emit = get_stream_writer()
+        used = dict(state["used"])
+        if reason := self._exhausted(used):
+            return {"pending": [], "stop_reason": reason}
+        evidence = Evidence.from_rows(state.get("evidence", []))
+        prompt = load_prompt("planner")
+        messages = prompt.messages(
+            tools=self.registry.describe(),
+            video_name=Path(state["video"]).name,
+            duration=state["duration"],
+            history=state.get("history", [])[:-1],
+            question=state["question"],
+            options=_lettered(state.get("options")),
+            evidence=evidence.to_prompt(EVIDENCE_IN_PROMPT),
+            errors=state.get("errors", []),
+            steps_left=self.budget.max_steps - int(used.get("steps", 0)),
+        )
+        schema = self.registry.plan_schema()
+        problems: list[str] = []
+        all_problems: list[str] = []
+        for attempt in range(self.budget.plan_retries + 1):
+            generation = self.llm.generate(messages, json_schema=schema, max_new_tokens=384)
+            used["tokens"] = used.get("tokens", 0) + generation.prompt_tokens + generation.completion_tokens
+            calls, done, thought, problems = self._parse_plan(generation.text)
+            if not problems:
+                if not calls and not done and not len(evidence):
+                    problems = ["no calls and no evidence yet: call at least one tool"]
+                else:
+                    entry = {"node": "plan", "prompt": prompt.tag, "attempt": attempt, "thought": thought,
+                             "calls": [c.to_dict() for c in calls], "done": done}
+                    emit({"type": "plan", **entry})
+                    return {"pending": [c.to_dict() for c in calls], "done": done or not calls, "errors": [],
+                            "used": used, "trace": [entry]}
+            all_problems.extend(f"attempt {attempt}: {p}" for p in problems)
+            messages = [*messages, {"role": "assistant", "content": generation.text[:500]},
+                        {"role": "user", "content": "That reply cannot run: " + "; ".join(problems)
+                         + ". Reply again with valid JSON."}]
+        return self._fallback(state["question"], used, all_problems, emit)
+
+    def _parse_plan(self, text: str) -> tuple[list[ToolCall], bool, str, list[str]]:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            return [], False, "", [f"not valid JSON ({exc.msg})"]
+        if not isinstance(data, dict):
+            return [], False, "", ["the reply must be a JSON object"]
+        calls, problems = [], []
+        raw_calls = data.get("calls", [])
+        if not isinstance(raw_calls, list):
+            return [], False, "", ["'calls' must be a list"]
+        for raw in raw_calls:
+            try:
+                calls.append(self.registry.validate(raw))
+            except CallError as exc:
+                problems.append(str(exc))
+        return calls, bool(data.get("done", False)), str(data.get("thought", ""))[:300], problems
+
+    def _fallback(self, question: str, used: dict[str, float], problems: list[str], emit: Any) -> dict[str, Any]:
+        """The fixed plan: retrieve with the question; `reflect` then looks at the best spans."""
+        entry = {"node": "plan", "fallback": True, "problems": problems}
+        if "retrieve" not in self.registry:
+            emit({"type": "plan", **entry, "calls": []})
+            return {"pending": [], "done": True, "used": used, "trace": [entry], "stop_reason": "no valid plan"}
+        call = {"tool": "retrieve", "args": {"query": question[:300], "k": 3}}
+        entry["calls"] = [call]
+        emit({"type": "plan", **entry})
+        return {"pending": [call], "fallback_stage": 1, "done": False, "used": used, "trace": [entry]}
+
+    def act(self, state: AgentState) -> dict[str, Any]:
+        emit = get_stream_writer()
+        used = dict(state["used"])
+        calls = list(state.get("pending", []))
+        room = int(self.budget.max_tool_calls - used.get("tool_calls", 0))
+        calls = calls[: max(room, 0)]
+        first_id = len(state.get("evidence", []))
+        results: list[tuple[dict[str, Any], Evidence | None, str | None, float]] = []
+        with ThreadPoolExecutor(max_workers=max(len(calls), 1), thread_name_prefix="vidagent-tool") as pool:
+            futures = []
+            for call in calls:
+                emit({"type": "tool_call", **call})
+                futures.append((call, time.perf_counter(), pool.submit(self._run_tool, state["video"], call)))
+            for call, started, future in futures:
+                try:
+                    evidence, error = future.result(timeout=self.budget.tool_timeout), None
+                except FutureTimeout:
+                    evidence, error = None, f"{call['tool']} timed out after {self.budget.tool_timeout:g} s"
+                except (VidagentError, ValueError) as exc:
+                    evidence, error = None, f"{call['tool']} failed: {exc}"
+                except Exception as exc:  # a tool bug must not take the agent down
+                    evidence, error = None, f"{call['tool']} crashed: {type(exc).__name__}: {exc}"
+                results.append((call, evidence, error, time.perf_counter() - started))
+            pool.shutdown(wait=False, cancel_futures=True)
+        new_rows: list[dict[str, Any]] = []
+        trace, errors = [], []
+        for call, evidence, error, seconds in results:
+            entry: dict[str, Any] = {"node": "act", **call, "seconds": round(seconds, 3)}
+            if error is not None:
+                entry["error"] = error
+                errors.append(error)
+                emit({"type": "tool_result", **entry})
+            else:
+                assert evidence is not None
+                ids = list(range(first_id + len(new_rows), first_id + len(new_rows) + len(evidence)))
+                new_rows.extend(evidence.to_records())
+                used["frames"] = used.get("frames", 0) + int(sum(r.get("data", {}).get("frames", 0)
+                                                              for r in evidence.to_records()))
+                entry["evidence_ids"] = ids
+                entry["summary"] = evidence.to_prompt(5, first_id=ids[0] if ids else first_id)
+                emit({"type": "tool_result", **entry})
+            trace.append(entry)
+        used["tool_calls"] = used.get("tool_calls", 0) + len(calls)
+        return {"evidence": new_rows, "trace": trace, "errors": errors, "pending": [], "used": used}
+
+    def _run_tool(self, video: str, call: dict[str, Any]) -> Evidence:
+        spec = self.registry.tools[call["tool"]]
+        return spec(self.ctx, video, **call["args"])
+
+    def reflect(self, state: AgentState) -> dict[str, Any]:
+        used = dict(state["used"])
+        used["steps"] = used.get("steps", 0) + 1
+        update: dict[str, Any] = {"used": used}
+        stage = state.get("fallback_stage", 0)
+        if stage == 1:  # fallback: look at the best retrieved spans
+            update["fallback_stage"] = 2
+            update["pending"] = self._fallback_look(state)
+            update["done"] = True
+        if reason := self._exhausted(used):
+            update["stop_reason"] = reason
+            update["pending"] = []
+        return update
+
+    def _fallback_look(self, state: AgentState) -> list[dict[str, Any]]:
+        tool = next((t for t in ("look", "caption") if t in self.registry), None)
+        if tool is None:
+            return []
+        retrieved = Evidence.from_rows(state.get("evidence", [])).by_tool("retrieve").top(2)
+        calls = []
+        for start, end in zip(retrieved.start, retrieved.end, strict=True):
+            args: dict[str, Any] = {"span": [float(start), float(end)]}
+            if tool == "look":
+                args["question"] = state["question"][:300]
+            calls.append({"tool": tool, "args": args})
+        return calls
+
+    def _after_reflect(self, state: AgentState) -> str:
+        if state.get("stop_reason"):
+            return "answer"
+        if state.get("pending"):
+            return "act"
+        return "answer" if state.get("done") else "plan"
+
+    def answer(self, state: AgentState) -> dict[str, Any]:
+        emit = get_stream_writer()
+        used = dict(state["used"])
+        evidence = Evidence.from_rows(state.get("evidence", []))
+        reason = state.get("stop_reason")
+        note = f"the {reason} budget ran out; answer with the evidence gathered so far" if reason else ""
+        prompt = load_prompt("answer")
+        options = state.get("options")
+        messages = prompt.messages(
+            video_name=Path(state["video"]).name,
+            duration=state["duration"],
+            history=state.get("history", [])[:-1],
+            evidence=evidence.to_prompt(EVIDENCE_IN_PROMPT),
+            note=note,
+            question=state["question"],
+            options=_lettered(options),
+        )
+        choice = None
+        if options:
+            scores = self.llm.score_options(messages, list(options))
+            choice = scores.best
+            confidence = float(scores.probabilities[choice])
+            text = f"{option_letter(choice)}. {options[choice]}"
+            used["tokens"] = used.get("tokens", 0) + scores.tokens
+        else:
+            generation = self.llm.generate(messages, max_new_tokens=160)
+            text = generation.text.strip() or "I could not form an answer from the evidence."
+            used["tokens"] = used.get("tokens", 0) + generation.prompt_tokens + generation.completion_tokens
+            confidence = float(np.exp(generation.mean_logprob)) if generation.mean_logprob is not None else 0.0
+        cited = _citations(text, len(evidence)) or _default_citations(evidence)
+        if reason:
+            text = f"{text} (Answered early: the {reason} budget ran out.)"
+            confidence *= 0.5
+        answer = {
+            "text": text,
+            "choice": choice,
+            "confidence": round(confidence, 4),
+            "cited": cited,
+            "stop_reason": reason,
+            "prompt": prompt.tag,
+            "used": {k: v for k, v in used.items() if k != "started"},
+            "seconds": round(time.time() - used.get("started", time.time()), 3),
+        }
+        emit({"type": "answer", **answer})
+        return {"answer": answer, "used": used, "history": [{"role": "assistant", "content": text}],
+                "trace": [{"node": "answer", "prompt": prompt.tag, "cited": cited}]}
+
+
+def _lettered(options: list[str] | None) -> list[str] | None:
+    return [f"{option_letter(i)}. {text}" for i, text in enumerate(options)] if options else None
+
+
+def _citations(text: str, n_rows: int) -> list[int]:
+    ids = {int(m) for m in re.findall(r"\[(\d+)\]", text)}
+    return sorted(i for i in ids if i < n_rows)
+
+
+def _default_citations(evidence: Evidence, k: int = 3) -> list[int]:
+    """When the answer cites nothing explicitly: the top-scoring rows it was shown."""
+    if not len(evidence):
+        return []
+    order = np.argsort(-evidence.score, kind="stable")[:k]
+    return sorted(int(i) for i in order)
