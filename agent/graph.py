@@ -128,9 +128,10 @@ class AgentGraph:
         problems: list[str] = []
         all_problems: list[str] = []
         for attempt in range(self.budget.plan_retries + 1):
-            generation = self.llm.generate(messages, json_schema=schema, max_new_tokens=384)
+            generation = self.llm.generate(messages, json_schema=schema, max_new_tokens=256)
             used["tokens"] = used.get("tokens", 0) + generation.prompt_tokens + generation.completion_tokens
             calls, done, thought, problems = self._parse_plan(generation.text)
+            calls = _new_calls(calls, state.get("trace", []))
             if not problems:
                 if not calls and not done and not len(evidence):
                     problems = ["no calls and no evidence yet: call at least one tool"]
@@ -144,7 +145,7 @@ class AgentGraph:
             messages = [*messages, {"role": "assistant", "content": generation.text[:500]},
                         {"role": "user", "content": "That reply cannot run: " + "; ".join(problems)
                          + ". Reply again with valid JSON."}]
-        return self._fallback(state["question"], used, all_problems, emit)
+        return self._fallback(state["question"], used, all_problems, emit, prompt.tag)
 
     def _parse_plan(self, text: str) -> tuple[list[ToolCall], bool, str, list[str]]:
         try:
@@ -164,9 +165,11 @@ class AgentGraph:
                 problems.append(str(exc))
         return calls, bool(data.get("done", False)), str(data.get("thought", ""))[:300], problems
 
-    def _fallback(self, question: str, used: dict[str, float], problems: list[str], emit: Any) -> dict[str, Any]:
+    def _fallback(
+        self, question: str, used: dict[str, float], problems: list[str], emit: Any, prompt_tag: str
+    ) -> dict[str, Any]:
         """The fixed plan: retrieve with the question; `reflect` then looks at the best spans."""
-        entry = {"node": "plan", "fallback": True, "problems": problems}
+        entry = {"node": "plan", "prompt": prompt_tag, "fallback": True, "problems": problems}
         if "retrieve" not in self.registry:
             emit({"type": "plan", **entry, "calls": []})
             return {"pending": [], "done": True, "used": used, "trace": [entry], "stop_reason": "no valid plan"}
@@ -283,7 +286,7 @@ class AgentGraph:
             text = f"{option_letter(choice)}. {options[choice]}"
             used["tokens"] = used.get("tokens", 0) + scores.tokens
         else:
-            generation = self.llm.generate(messages, max_new_tokens=160)
+            generation = self.llm.generate(messages, max_new_tokens=96)
             text = generation.text.strip() or "I could not form an answer from the evidence."
             used["tokens"] = used.get("tokens", 0) + generation.prompt_tokens + generation.completion_tokens
             confidence = float(np.exp(generation.mean_logprob)) if generation.mean_logprob is not None else 0.0
@@ -304,6 +307,18 @@ class AgentGraph:
         emit({"type": "answer", **answer})
         return {"answer": answer, "used": used, "history": [{"role": "assistant", "content": text}],
                 "trace": [{"node": "answer", "prompt": prompt.tag, "cited": cited}]}
+
+
+def _new_calls(calls: list[ToolCall], trace: list[dict[str, Any]]) -> list[ToolCall]:
+    """Drop calls repeated within the plan or already run in this session (same evidence)."""
+    seen = {json.dumps([e["tool"], e["args"]], sort_keys=True) for e in trace if e.get("node") == "act"}
+    fresh = []
+    for call in calls:
+        key = json.dumps([call.tool, call.args], sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            fresh.append(call)
+    return fresh
 
 
 def _lettered(options: list[str] | None) -> list[str] | None:

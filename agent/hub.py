@@ -2,7 +2,13 @@
 
 ``ModelHub(profile).get(role)`` returns a ``LoadedModel`` (model in eval mode, its processor or
 tokenizer, device, dtype, and where it came from). Loads are lazy and thread-safe: one lock per
-role, so two roles load in parallel but a role never loads twice.
+role, so a role never loads twice and getting a loaded role never waits for another role's load.
+The transformers calls themselves (``from_pretrained``, model construction) run one at a time
+under ``TRANSFORMERS_LOCK``: transformers 5 swaps process-wide globals while it builds a model
+(``PreTrainedModel.tie_weights`` and the ``torch.nn.init`` functions replaced by no-ops, the
+default dtype) and restores them on exit, so two overlapping loads can leave them swapped for
+good (later loads then silently skip weight tying). Path resolution, cache checks and the
+reachability probe stay parallel.
 
 Resolving a role's ``id``:
 
@@ -32,12 +38,14 @@ banner to print. A role with ``share_with: <other>`` returns the other role's mo
 ``causal_lm`` role sharing a VLM gets the VLM's language model and tokenizer, not a second copy.
 
 Loaders are registered per ``kind`` (``register_loader``); each wraps the matching transformers
-classes. The ``ground_head`` kind is registered by the module implementing the head.
+classes. The ``ground_head`` kind is registered by the module implementing the head
+(``vidagent.ground_head``, imported on first use; see ``LOADER_MODULES``).
 """
 
 from __future__ import annotations
 
 import gc
+import inspect
 import json
 import logging
 import os
@@ -60,6 +68,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 GGUF_CACHE_VERSION = 1
+# Held around every call that builds a transformers model in this process (see the module doc).
+TRANSFORMERS_LOCK = threading.RLock()
 _TRUE = {"1", "on", "yes", "true"}
 
 
@@ -100,6 +110,8 @@ class LoadRequest:
 
 Loader = Callable[[LoadRequest], tuple[Any, Any]]
 LOADERS: dict[str, Loader] = {}
+# kinds whose loader lives in (and is registered by importing) another vidagent module
+LOADER_MODULES: dict[str, str] = {"ground_head": "vidagent.ground_head"}
 
 
 def register_loader(kind: str) -> Callable[[Loader], Loader]:
@@ -236,7 +248,8 @@ class ModelHub:
             return False, str(error)
         where = f"{loaded.source} on {loaded.device} ({str(loaded.dtype).removeprefix('torch.')})"
         if loaded.fallback_from is not None:
-            reason = self.fallbacks.get(role, (loaded.fallback_from, "?"))[1]
+            record = self.fallbacks.get(role) or self.fallbacks.get(loaded.shared_from or "")
+            reason = record[1] if record else "unavailable"
             return False, f"{loaded.fallback_from!r} unavailable ({reason}); using TINY RANDOM weights from {where}"
         if loaded.shared_from is not None:
             return True, f"shares the {loaded.shared_from!r} model: {where}"
@@ -312,6 +325,13 @@ class ModelHub:
         source, local_only = self._resolve(role, spec)
         if spec.gguf_file:
             source, local_only = self._dequantised_gguf(role, spec, source, local_only), True
+        if kind not in LOADERS and kind in LOADER_MODULES:
+            import importlib
+
+            try:
+                importlib.import_module(LOADER_MODULES[kind])
+            except ImportError as error:
+                raise _unavailable(role, spec.id, f"cannot import {LOADER_MODULES[kind]}: {error}") from error
         loader = LOADERS.get(kind)
         if loader is None:
             raise _unavailable(role, spec.id, f"no loader is registered for kind {kind!r} (vidagent.hub.register_loader)")
@@ -320,7 +340,8 @@ class ModelHub:
             revision=spec.revision if not Path(source).is_dir() else None,
         )
         try:
-            model, processor = loader(request)
+            with TRANSFORMERS_LOCK:
+                model, processor = loader(request)
         except ModelNotAvailable:
             raise
         except Exception as error:
@@ -356,7 +377,7 @@ class ModelHub:
         if self.profile.path is not None and not candidates[0].is_absolute():
             candidates.insert(0, self.profile.path.parent / candidates[0])
         for path in candidates:
-            if path.is_dir() or (spec.gguf_file is None and path.is_file()):
+            if path.is_dir():
                 return str(path.resolve()), True
         if _looks_like_path(model_id):
             raise _unavailable(role, model_id, "no such local directory")
@@ -401,9 +422,10 @@ class ModelHub:
             from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
             folder, name = str(gguf_path.parent), gguf_path.name
-            model = AutoModelForCausalLM.from_pretrained(
-                folder, gguf_file=name, dtype=torch.float32, quantization_config=GgufConfig(dequantize=True),
-            )
+            with TRANSFORMERS_LOCK:
+                model = AutoModelForCausalLM.from_pretrained(
+                    folder, gguf_file=name, dtype=torch.float32, quantization_config=GgufConfig(dequantize=True),
+                )
             quantizer = getattr(model, "hf_quantizer", None)
             if quantizer is not None:
                 quantizer.remove_quantization_config(model)
@@ -469,7 +491,7 @@ def language_model_of(vlm: Any) -> Any:
     if decoder is None or head is None or text_config is None:
         return vlm
     try:
-        with torch.device("meta"):
+        with TRANSFORMERS_LOCK, torch.device("meta"):
             lm = AutoModelForCausalLM.from_config(text_config)
         lm.model = decoder
         lm.lm_head = head
@@ -575,8 +597,47 @@ def _load_sam2_video(request: LoadRequest) -> tuple[Any, Any]:
 def _load_llava(request: LoadRequest) -> tuple[Any, Any]:
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    return (_from_pretrained(AutoModelForImageTextToText, request),
-            AutoProcessor.from_pretrained(request.source, **request.pretrained_kwargs()))
+    model = _from_pretrained(AutoModelForImageTextToText, request)
+    try:
+        processor = AutoProcessor.from_pretrained(request.source, **request.pretrained_kwargs())
+    except Exception:  # LLaVA-OneVision's video processor needs torchvision; frames go in as images
+        from transformers.models.auto.processing_auto import PROCESSOR_MAPPING
+        from transformers.utils import is_torchvision_available
+
+        wanted = PROCESSOR_MAPPING.get(type(model.config), None)
+        if is_torchvision_available() or wanted is None or "video_processor" not in inspect.signature(wanted).parameters:
+            raise
+        processor = image_only_processor(wanted).from_pretrained(request.source, **request.pretrained_kwargs())
+    return model, processor
+
+
+def image_only_processor(cls: type) -> type:
+    """``cls`` (a multimodal processor class) without its video processor, under the same name.
+
+    Without torchvision, transformers can neither build nor load a video processor, so e.g.
+    ``LlavaOnevisionProcessor`` cannot be created at all; this subclass takes the image
+    processor and tokenizer only (video frames go in as images) and saves and loads the same
+    ``processor_config.json`` as ``cls``.
+    """
+    signature = inspect.signature(cls.__init__)
+    names = [n for n in signature.parameters if n not in ("self", "video_processor")]
+
+    class ImageOnly(cls):  # type: ignore[misc, valid-type]
+        def __init__(self, image_processor: Any = None, tokenizer: Any = None, **kwargs: Any) -> None:
+            kwargs.pop("video_processor", None)
+            super().__init__(image_processor=image_processor, tokenizer=tokenizer, **kwargs)
+
+        @classmethod
+        def from_args_and_dict(klass, args: Any, processor_dict: dict[str, Any], **kwargs: Any) -> Any:
+            settings = {**processor_dict, **kwargs}
+            return klass(*args, **{k: v for k, v in settings.items() if k in names[2:]})
+
+    # what transformers reads to find the sub-processors and the settings to save
+    ImageOnly.__init__.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[p for n, p in signature.parameters.items() if n != "video_processor"]
+    )
+    ImageOnly.__name__ = ImageOnly.__qualname__ = cls.__name__
+    return ImageOnly
 
 
 @register_loader("whisper")
@@ -588,6 +649,6 @@ def _load_whisper(request: LoadRequest) -> tuple[Any, Any]:
 
 
 __all__ = [
-    "LOADERS", "LoadRequest", "LoadedModel", "ModelHub", "hub_offline", "language_model_of",
+    "LOADERS", "LOADER_MODULES", "TRANSFORMERS_LOCK", "LoadRequest", "LoadedModel", "ModelHub", "hub_offline", "language_model_of",
     "register_loader", "resolve_device", "resolve_dtype",
 ]

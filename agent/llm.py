@@ -65,10 +65,11 @@ def option_letter(i: int) -> str:
 class TransformersChat:
     """Any causal LM with a chat template, loaded by the hub (GGUF files included)."""
 
-    def __init__(self, model: Any, tokenizer: Any, name: str) -> None:
+    def __init__(self, model: Any, tokenizer: Any, name: str, *, max_new_tokens: int | None = None) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
+        self.token_cap = max_new_tokens  # the profile's cap on every generation, if any
         self._grammars: dict[str, Any] = {}
         self._compiler: Any = None
         self._lock = threading.Lock()  # one generation at a time per model
@@ -87,7 +88,8 @@ class TransformersChat:
             if self._compiler is None:
                 info = xgr.TokenizerInfo.from_huggingface(self.tokenizer, vocab_size=self.model.config.vocab_size)
                 self._compiler = xgr.GrammarCompiler(info)
-            self._grammars[key] = self._compiler.compile_json_schema(key, any_whitespace=False)
+            # compiled from the schema as written: property order is the order the model writes
+            self._grammars[key] = self._compiler.compile_json_schema(json.dumps(schema), any_whitespace=False)
         return self._grammars[key]
 
     def generate(
@@ -97,6 +99,8 @@ class TransformersChat:
 
         with self._lock, torch.inference_mode():
             ids = self._prompt_ids(messages)
+            if self.token_cap is not None:
+                max_new_tokens = min(max_new_tokens, self.token_cap)
             kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "do_sample": False}
             if json_schema is not None:
                 from xgrammar.contrib.hf import LogitsProcessor

@@ -54,12 +54,10 @@ class ToolRegistry:
         return name in self.tools
 
     def describe(self) -> list[dict[str, Any]]:
-        """Name, one-line description and compact argument schema of each tool, for the prompt."""
-        return [
-            {"name": t.name, "description": t.description, "schema": _compact_schema(t)} for t in self.tools.values()
-        ]
+        """Name, one-line description and call signature of each tool, for the prompt."""
+        return [{"name": t.name, "description": t.description, "signature": _signature(t)} for t in self.tools.values()]
 
-    def plan_schema(self, max_calls: int = 4) -> dict[str, Any]:
+    def plan_schema(self, max_calls: int = 3) -> dict[str, Any]:
         """JSON schema of a planner reply: calls may only name registered tools."""
         variants = [
             {
@@ -73,7 +71,7 @@ class ToolRegistry:
         return {
             "type": "object",
             "properties": {
-                "thought": {"type": "string", "maxLength": 300},
+                "thought": {"type": "string", "maxLength": 200},
                 "calls": {"type": "array", "items": {"anyOf": variants}, "maxItems": max_calls},
                 "done": {"type": "boolean"},
             },
@@ -97,12 +95,15 @@ class ToolRegistry:
         return ToolCall(tool=name, args=parsed.model_dump(mode="json", exclude_defaults=True))
 
 
-def _compact_schema(spec: ToolSpec) -> str:
-    """``{"query": "string (required)", "k": "integer = 5"}``: shorter than the JSON schema."""
+def _signature(spec: ToolSpec) -> str:
+    """``retrieve(query: string, span: array|null = None, k: integer = 5)`` with field help."""
     schema = spec.json_schema()
     required = set(schema.get("required", []))
-    fields = {}
+    params, helps = [], []
     for name, prop in schema.get("properties", {}).items():
-        kind = prop.get("type") or "/".join(sorted({p.get("type", "?") for p in prop.get("anyOf", [])}))
-        fields[name] = f"{kind} (required)" if name in required else f"{kind} = {prop.get('default')!r}"
-    return str(fields)
+        kind = prop.get("type") or "|".join(p.get("type", "?") for p in prop.get("anyOf", []))
+        params.append(f"{name}: {kind}" if name in required else f"{name}: {kind} = {prop.get('default')!r}")
+        if prop.get("description"):
+            helps.append(f"{name}: {prop['description']}")
+    help_text = f" ({'; '.join(helps)})" if helps else ""
+    return f"{spec.name}({', '.join(params)}){help_text}"

@@ -110,11 +110,14 @@ def build_tiny(role: str, out_dir: str | Path | None = None, force: bool = False
     import torch
     from transformers.utils import logging as hf_logging
 
+    from vidagent.hub import TRANSFORMERS_LOCK
+
     staged = staging_dir(target)
     bars = hf_logging.is_progress_bar_enabled()
     try:
         hf_logging.disable_progress_bar()  # "Writing model shards" bars for a 100 KB file
-        with torch.random.fork_rng(devices=[]):
+        # one model construction at a time in this process: transformers swaps globals meanwhile
+        with TRANSFORMERS_LOCK, torch.random.fork_rng(devices=[]):
             torch.manual_seed(_seed(role))
             _BUILDERS[role].build(staged)
         (staged / MARKER).write_text(json.dumps(_record(role), indent=2) + "\n")
@@ -214,6 +217,142 @@ def _build_planner(out: Path) -> None:
     )
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+
+
+# LLaVA-OneVision's own chat template (images first, then the text, Qwen2 turn markers).
+LLAVA_ONEVISION_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + ' '}}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>' }}{% endfor %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'video') %}{{ '<video>' }}{% endfor %}"
+    "{% if message['role'] != 'assistant' %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ '\n' + content['text'] }}{% endfor %}"
+    "{% else %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{% generation %}{{ '\n' + content['text'] }}{% endgeneration %}{% endfor %}{% endif %}"
+    "{{'<|im_end|>'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+@tiny_builder("vlm", version=1)
+def _build_vlm(out: Path) -> None:
+    """LLaVA-OneVision: SigLIP tower (32 px, 16 patches) + Qwen2 decoder, SmolLM2 tokenizer + <image>."""
+    import copy
+
+    from transformers import (
+        GenerationConfig,
+        LlavaOnevisionConfig,
+        LlavaOnevisionForConditionalGeneration,
+        LlavaOnevisionImageProcessorPil,
+        LlavaOnevisionProcessor,
+        Qwen2Config,
+        SiglipVisionConfig,
+    )
+
+    from vidagent.hub import image_only_processor
+
+    tokenizer = copy.deepcopy(_smollm2_tokenizer())  # the cached one stays as it is
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<image>", "<video>"]})
+    image_id, video_id = tokenizer.convert_tokens_to_ids(["<image>", "<video>"])
+    pinpoints = [[32, 32], [32, 64], [64, 32], [64, 64]]
+    config = LlavaOnevisionConfig(
+        vision_config=SiglipVisionConfig(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32,
+            patch_size=8, vision_use_head=False,
+        ),
+        text_config=Qwen2Config(
+            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192, tie_word_embeddings=True,
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        ),
+        image_token_index=image_id, video_token_index=video_id, image_grid_pinpoints=pinpoints,
+        vision_aspect_ratio="anyres_max_4", tie_word_embeddings=True,
+    )
+    model = LlavaOnevisionForConditionalGeneration(config).eval()
+    model.generation_config = GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    model.save_pretrained(out)
+    images = LlavaOnevisionImageProcessorPil(size={"height": 32, "width": 32}, image_grid_pinpoints=pinpoints)
+    settings = {
+        "num_image_tokens": 16, "vision_feature_select_strategy": "full", "vision_aspect_ratio": "anyres_max_4",
+        "chat_template": LLAVA_ONEVISION_TEMPLATE,
+    }
+    # without torchvision there is no video processor; the saved files are the same either way
+    image_only_processor(LlavaOnevisionProcessor)(image_processor=images, tokenizer=tokenizer, **settings).save_pretrained(out)
+
+
+WHISPER_LANGUAGES = ("en", "de", "fr", "es")
+
+
+def whisper_tokenizer(languages: tuple[str, ...] = WHISPER_LANGUAGES, text_tokens: int = 256) -> Any:
+    """A Whisper tokenizer built offline: byte-level, no merges, Whisper's special-token layout.
+
+    Ids: the 256 byte symbols (then ``<|t256|>`` … fillers up to ``text_tokens``),
+    ``<|endoftext|>``, ``<|startoftranscript|>``, one token per language, ``<|translate|>``,
+    ``<|transcribe|>``, ``<|startoflm|>``, ``<|startofprev|>``, ``<|nocaptions|>``,
+    ``<|notimestamps|>``, then the 1501 timestamp tokens ``<|0.00|>`` … ``<|30.00|>`` (Whisper's
+    layout: timestamps follow ``<|notimestamps|>``). ``text_tokens=50257`` with 99 languages gives
+    the real multilingual vocabulary size, 51865.
+    """
+    from transformers import AddedToken, WhisperTokenizer
+
+    vocab = {s: i for i, s in enumerate(_bytes_to_unicode())}
+    vocab.update({f"<|t{i}|>": i for i in range(len(vocab), text_tokens)})
+    specials = [
+        "<|endoftext|>", "<|startoftranscript|>", *(f"<|{code}|>" for code in languages), "<|translate|>",
+        "<|transcribe|>", "<|startoflm|>", "<|startofprev|>", "<|nocaptions|>", "<|notimestamps|>",
+    ]
+    stamps = [f"<|{i * 0.02:.2f}|>" for i in range(1501)]
+    for token in (*specials, *stamps):
+        vocab[token] = len(vocab)
+    tokenizer = WhisperTokenizer(vocab=vocab, merges=[])
+    tokenizer.add_special_tokens(
+        {"additional_special_tokens": [AddedToken(t, special=True, normalized=False) for t in specials[1:]]}
+    )
+    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in stamps])
+    return tokenizer
+
+
+def whisper_generation_config(tokenizer: Any, languages: tuple[str, ...] = WHISPER_LANGUAGES) -> Any:
+    """The ``GenerationConfig`` fields ``WhisperForConditionalGeneration.generate`` reads."""
+    from transformers import GenerationConfig
+
+    ids = dict(zip(tokenizer.all_special_tokens, tokenizer.all_special_ids, strict=True))
+    eot = ids["<|endoftext|>"]
+    return GenerationConfig(
+        decoder_start_token_id=ids["<|startoftranscript|>"], bos_token_id=eot, eos_token_id=eot, pad_token_id=eot,
+        no_timestamps_token_id=ids["<|notimestamps|>"], prev_sot_token_id=ids["<|startofprev|>"],
+        is_multilingual=True, lang_to_id={f"<|{c}|>": ids[f"<|{c}|>"] for c in languages},
+        task_to_id={"transcribe": ids["<|transcribe|>"], "translate": ids["<|translate|>"]},
+        begin_suppress_tokens=[tokenizer.convert_tokens_to_ids("Ġ"), eot], suppress_tokens=[],
+        max_initial_timestamp_index=50, max_length=448,
+    )
+
+
+@tiny_builder("asr", version=1)
+def _build_asr(out: Path) -> None:
+    """Whisper (80 mel bins, 30 s windows, d_model 32) with the generation settings generate() needs."""
+    from transformers import (
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperProcessor,
+    )
+
+    tokenizer = whisper_tokenizer()
+    generation = whisper_generation_config(tokenizer)
+    config = WhisperConfig(
+        vocab_size=len(tokenizer), num_mel_bins=80, d_model=32, encoder_layers=2, decoder_layers=2,
+        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+        max_source_positions=1500, max_target_positions=448, pad_token_id=generation.pad_token_id,
+        bos_token_id=generation.bos_token_id, eos_token_id=generation.eos_token_id,
+        decoder_start_token_id=generation.decoder_start_token_id,
+        begin_suppress_tokens=None, suppress_tokens=None,  # generation_config holds them
+    )
+    model = WhisperForConditionalGeneration(config).eval()
+    model.generation_config = generation
+    model.save_pretrained(out)
+    WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=80), tokenizer=tokenizer).save_pretrained(out)
 
 
 TINY_ROLES: tuple[str, ...] = tuple(sorted(_BUILDERS))

@@ -216,3 +216,12 @@ def test_no_planner_output_crashes_the_graph(tmp_path_factory: pytest.TempPathFa
     agent = make_agent(tmp, llm, max_steps=3)
     answer = agent.ask(sample_video("carphone"), "q?")
     assert answer.text
+
+
+def test_repeated_calls_run_once(tmp_path: Path, video: Path) -> None:
+    same = ("retrieve", {"query": "bike"})
+    llm = ScriptedChat(plans=[plan(same, same), plan(same)], answers=["a"])
+    agent = make_agent(tmp_path, llm)
+    answer = agent.ask(video, "q?")
+    assert len(CALLS) == 1  # the duplicate in the plan and the repeat next step were dropped
+    assert answer.tool_calls == 1

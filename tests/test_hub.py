@@ -93,28 +93,64 @@ def test_concurrent_gets_load_once(cache: Path, monkeypatch: pytest.MonkeyPatch)
     assert all(r is results[0] for r in results)
 
 
-def test_two_roles_load_in_parallel(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each loader waits for the other to start: only works if the hub runs them concurrently."""
-    started = {"clip": threading.Event(), "causal_lm": threading.Event()}
+def test_loads_of_different_roles_never_overlap_inside_transformers(
+    cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """transformers swaps globals while loading; overlapping loads could leave them swapped."""
+    from transformers import PreTrainedModel
 
-    def waiting(kind: str, other: str) -> Any:
+    tie_weights = PreTrainedModel.tie_weights
+    active, peak = [0], [0]
+    guard = threading.Lock()
+
+    def exclusive(kind: str) -> Any:
         real = LOADERS[kind]
 
         def loader(request: LoadRequest) -> tuple[Any, Any]:
-            started[kind].set()
-            assert started[other].wait(timeout=10), "the other role never started loading"
-            return real(request)
+            with guard:
+                active[0] += 1
+                peak[0] = max(peak[0], active[0])
+            time.sleep(0.1)
+            try:
+                return real(request)
+            finally:
+                with guard:
+                    active[0] -= 1
 
         return loader
 
-    monkeypatch.setitem(LOADERS, "clip", waiting("clip", "causal_lm"))
-    monkeypatch.setitem(LOADERS, "causal_lm", waiting("causal_lm", "clip"))
+    monkeypatch.setitem(LOADERS, "clip", exclusive("clip"))
+    monkeypatch.setitem(LOADERS, "causal_lm", exclusive("causal_lm"))
     hub = ModelHub(load_profile("tiny"))
-    with ThreadPoolExecutor(2) as pool:
-        clip, planner = pool.map(hub.get, ["clip", "planner"])
-    assert type(clip.model).__name__ == "CLIPModel"
-    assert type(planner.model).__name__ == "LlamaForCausalLM"
+    with ThreadPoolExecutor(4) as pool:
+        loaded = list(pool.map(hub.get, ["clip", "planner", "clip", "planner"]))
+    assert peak[0] == 1
+    assert loaded[0] is loaded[2] and loaded[1] is loaded[3]
     assert sorted(hub.loaded_roles()) == ["clip", "planner"]
+    assert PreTrainedModel.tie_weights is tie_weights
+
+
+def test_a_loaded_role_never_waits_for_another_roles_load(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    hub = ModelHub(load_profile("tiny"))
+    clip = hub.get("clip")
+    entered, release = threading.Event(), threading.Event()
+    real = LOADERS["causal_lm"]
+
+    def slow(request: LoadRequest) -> tuple[Any, Any]:
+        entered.set()
+        assert release.wait(timeout=10)
+        return real(request)
+
+    monkeypatch.setitem(LOADERS, "causal_lm", slow)
+    with ThreadPoolExecutor(1) as pool:
+        planner = pool.submit(hub.get, "planner")
+        assert entered.wait(timeout=10)
+        began = time.perf_counter()
+        assert hub.get("clip") is clip  # while the planner is mid-load
+        assert time.perf_counter() - began < 0.5
+        assert not planner.done()
+        release.set()
+        assert type(planner.result(timeout=30).model).__name__ == "LlamaForCausalLM"
 
 
 def test_planner_gets_model_and_tokenizer(cache: Path) -> None:
@@ -200,6 +236,7 @@ def test_a_checkpoint_of_the_wrong_kind_is_refused(cache: Path) -> None:
 
 def test_no_loader_for_a_kind(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delitem(LOADERS, "ground_head", raising=False)
+    monkeypatch.setattr(hub_module, "LOADER_MODULES", {})
     hub = ModelHub(_profile({"ground_head": {"id": str(cache / "tiny" / "clip")}}))
     with pytest.raises(ModelNotAvailable, match="no loader is registered for kind 'ground_head'"):
         hub.get("ground_head")
