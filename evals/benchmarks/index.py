@@ -1,0 +1,142 @@
+"""Index throughput (frames/s) and peak memory as video length grows.
+
+Each case runs in a fresh subprocess so its peak RSS is its own. Videos are synthetic (moving
+gradient + noise, 320x240, 10 fps, H.264) written once per length into the work dir. The
+encoder is the tiny CLIP (``tiny``) or the cpu profile's architecture, CLIP ViT-B/32, built
+from its config with random weights (``vit-b32``): speed does not depend on the weights.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from vidagent.evals.benchmarks import Benchmark, Measurement, Settings
+
+CHILD = textwrap.dedent(
+    """
+    import json, sys, time
+    from vidagent.evals.benchmarks import peak_rss_mb
+    from vidagent.evals.benchmarks.index import hub_for
+    from vidagent.index import Index
+    from vidagent.store import Store
+
+    video, store, encoder, device = sys.argv[1:5]
+    hub = hub_for(encoder, device)
+    index = Index(hub, Store(store), chunk_size=64 if device == "cuda" else 32)
+    index.encoder  # load before timing
+    report = index.add(video, fps=1.0)
+    print(json.dumps({"frames": report.frames_added, "seconds": report.seconds,
+                      "peak_rss_mb": peak_rss_mb()}))
+    """
+)
+
+
+def hub_for(encoder: str, device: str):  # -> ModelHub
+    """A hub whose `clip` role is the tiny CLIP or a random-weight ViT-B/32 saved locally."""
+    from vidagent.hub import ModelHub
+    from vidagent.paths import cache_dir
+    from vidagent.profile import parse_profile
+
+    if encoder == "tiny":
+        clip_id = "tiny/clip"
+    else:
+        clip_id = str(random_clip(cache_dir() / "bench" / encoder, large=encoder == "vit-l14"))
+    dtype = "bfloat16" if device == "cuda" else "float32"
+    return ModelHub(parse_profile({"name": f"bench-{encoder}", "roles": {"clip": {"id": clip_id, "device": device,
+                                                                                  "dtype": dtype}}},
+                                  source="bench", default_name="bench"))
+
+
+def random_clip(out: Path, large: bool = False) -> Path:
+    """CLIP ViT-B/32 (or ViT-L/14) architecture with random weights and a working processor."""
+    if (out / "config.json").exists():
+        return out
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
+
+    from vidagent.tiny import clip_tokenizer
+
+    torch.manual_seed(0)
+    if large:
+        config = CLIPConfig(
+            text_config={"hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12},
+            vision_config={"hidden_size": 1024, "intermediate_size": 4096, "num_attention_heads": 16,
+                           "num_hidden_layers": 24, "patch_size": 14},
+            projection_dim=768,
+        )
+    else:
+        config = CLIPConfig(vision_config={"patch_size": 32})  # the ViT-B/32 defaults
+    model = CLIPModel(config).eval()
+    processor = CLIPProcessor(image_processor=CLIPImageProcessorPil(), tokenizer=clip_tokenizer())
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+def video_dir() -> Path:
+    """Generated benchmark videos are kept between runs (they take a while to encode)."""
+    from vidagent.paths import cache_dir
+
+    path = cache_dir() / "bench" / "videos"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_long_video(path: Path, minutes: float, fps: int = 10, size: tuple[int, int] = (320, 240)) -> Path:
+    """A synthetic H.264 video of the given length (cheap to encode, real to decode)."""
+    if path.exists():
+        return path
+    from fractions import Fraction
+
+    import av
+    import numpy as np
+
+    width, height = size
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 40, (height, width, 3), dtype=np.uint8)
+    ramp = np.linspace(0, 215, width, dtype=np.uint8)[None, :, None]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.options = {"preset": "ultrafast", "crf": "30"}
+        stream.codec_context.time_base = Fraction(1, fps)
+        for i in range(int(minutes * 60 * fps)):
+            frame = np.roll(ramp, i % width, axis=1) + noise
+            frame = np.broadcast_to(frame, (height, width, 3)).copy()
+            video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            video_frame.pts = i
+            out.mux(stream.encode(video_frame))
+        out.mux(stream.encode())
+    return path
+
+
+def run(settings: Settings) -> list[Measurement]:
+    work = Path(settings.workdir)
+    lengths = [1, 5] if settings.quick else [1, 10, 60]
+    encoders = ["tiny"] if settings.quick else ["tiny", "vit-b32"]
+    if settings.full_size:
+        encoders = ["vit-b32", "vit-l14"]
+    rows = []
+    for minutes in lengths:
+        video = write_long_video(video_dir() / f"synthetic_{minutes}min.mp4", minutes)
+        for encoder in encoders:
+            result = subprocess.run(
+                [sys.executable, "-c", CHILD, str(video), str(work / f"{encoder}_{minutes}.sqlite"), encoder,
+                 settings.device],
+                check=True, capture_output=True, text=True,
+            )
+            measured = json.loads(result.stdout.strip().splitlines()[-1])
+            case = f"{encoder} {minutes} min @1fps"
+            fps = measured["frames"] / measured["seconds"]
+            rows.append(Measurement("index", case, fps, "frames/s",
+                                    {"frames": measured["frames"], "realtime_x": round(fps, 1),
+                                     "device": settings.device}))
+            rows.append(Measurement("index", case, measured["peak_rss_mb"], "MiB peak RSS"))
+    return rows
+
+
+BENCHMARK = Benchmark("index", "index frames/s and peak RSS for 1/10/60-minute videos (flat memory)", run)
