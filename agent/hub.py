@@ -588,9 +588,14 @@ def _load_sam(request: LoadRequest) -> tuple[Any, Any]:
 @register_loader("sam2_video")
 def _load_sam2_video(request: LoadRequest) -> tuple[Any, Any]:
     from transformers import Sam2VideoModel, Sam2VideoProcessor
+    from transformers.utils import is_torchvision_available
 
-    return (_from_pretrained(Sam2VideoModel, request),
-            Sam2VideoProcessor.from_pretrained(request.source, **request.pretrained_kwargs()))
+    model = _from_pretrained(Sam2VideoModel, request)
+    if not is_torchvision_available():  # SAM 2's image and video processors exist only with torchvision
+        from vidagent import sam2_processor
+
+        return model, sam2_processor.load(request.source, **request.pretrained_kwargs())
+    return model, Sam2VideoProcessor.from_pretrained(request.source, **request.pretrained_kwargs())
 
 
 @register_loader("llava")
@@ -600,12 +605,11 @@ def _load_llava(request: LoadRequest) -> tuple[Any, Any]:
     model = _from_pretrained(AutoModelForImageTextToText, request)
     try:
         processor = AutoProcessor.from_pretrained(request.source, **request.pretrained_kwargs())
-    except Exception:  # LLaVA-OneVision's video processor needs torchvision; frames go in as images
+    except Exception:  # no video processor (it needs torchvision, or has no config): frames go in as images
         from transformers.models.auto.processing_auto import PROCESSOR_MAPPING
-        from transformers.utils import is_torchvision_available
 
         wanted = PROCESSOR_MAPPING.get(type(model.config), None)
-        if is_torchvision_available() or wanted is None or "video_processor" not in inspect.signature(wanted).parameters:
+        if wanted is None or "video_processor" not in inspect.signature(wanted).parameters:
             raise
         processor = image_only_processor(wanted).from_pretrained(request.source, **request.pretrained_kwargs())
     return model, processor
@@ -615,12 +619,12 @@ def image_only_processor(cls: type) -> type:
     """``cls`` (a multimodal processor class) without its video processor, under the same name.
 
     Without torchvision, transformers can neither build nor load a video processor, so e.g.
-    ``LlavaOnevisionProcessor`` cannot be created at all; this subclass takes the image
-    processor and tokenizer only (video frames go in as images) and saves and loads the same
-    ``processor_config.json`` as ``cls``.
+    ``LlavaOnevisionProcessor`` cannot be created at all (and a checkpoint saved that way has no
+    video processor config to load later); this subclass takes the image processor and tokenizer
+    only (video frames go in as images) and saves and loads the same ``processor_config.json``.
     """
     signature = inspect.signature(cls.__init__)
-    names = [n for n in signature.parameters if n not in ("self", "video_processor")]
+    settings_names = [n for n in signature.parameters if n not in ("self", "image_processor", "tokenizer", "video_processor")]
 
     class ImageOnly(cls):  # type: ignore[misc, valid-type]
         def __init__(self, image_processor: Any = None, tokenizer: Any = None, **kwargs: Any) -> None:
@@ -630,7 +634,7 @@ def image_only_processor(cls: type) -> type:
         @classmethod
         def from_args_and_dict(klass, args: Any, processor_dict: dict[str, Any], **kwargs: Any) -> Any:
             settings = {**processor_dict, **kwargs}
-            return klass(*args, **{k: v for k, v in settings.items() if k in names[2:]})
+            return klass(*args, **{k: v for k, v in settings.items() if k in settings_names})
 
     # what transformers reads to find the sub-processors and the settings to save
     ImageOnly.__init__.__signature__ = signature.replace(  # type: ignore[attr-defined]
