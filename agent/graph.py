@@ -214,8 +214,8 @@ class AgentGraph:
                 assert evidence is not None
                 ids = list(range(first_id + len(new_rows), first_id + len(new_rows) + len(evidence)))
                 new_rows.extend(evidence.to_records())
-                used["frames"] = used.get("frames", 0) + int(sum(r.get("data", {}).get("frames", 0)
-                                                              for r in evidence.to_records()))
+                if "vlm" in self.registry.tools[call["tool"]].roles:  # frames the VLM looked at
+                    used["frames"] = used.get("frames", 0) + sum(int(d.get("frames", 0)) for d in evidence.data)
                 entry["evidence_ids"] = ids
                 entry["summary"] = evidence.to_prompt(5, first_id=ids[0] if ids else first_id)
                 emit({"type": "tool_result", **entry})

@@ -62,7 +62,7 @@ def slow(ctx: ToolContext, video: Path, args: QueryInput) -> Evidence:
 
 REGISTRY = ToolRegistry({
     "retrieve": ToolSpec("retrieve", "find moments", QueryInput, fake_retrieve),
-    "look": ToolSpec("look", "look at frames", SpanInput, fake_look),
+    "look": ToolSpec("look", "look at frames", SpanInput, fake_look, roles=("vlm",)),
     "detect_track": ToolSpec("detect_track", "count objects", QueryInput, failing),
     "slow": ToolSpec("slow", "sleeps", QueryInput, slow),
 })
