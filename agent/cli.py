@@ -405,7 +405,7 @@ def train_ground(
     val: Annotated[Path | None, typer.Option("--val", help="Validation data, scored after every epoch.")] = None,
     videos: Annotated[Path | None, typer.Option("--videos", help="Folder of <vid>.mp4 (mkv, webm…) files.")] = None,
     fmt: Annotated[str, typer.Option("--format", help="qvhighlights or charades.")] = "qvhighlights",
-    epochs: Annotated[int | None, typer.Option(help="Epochs (default 30; synthetic 60, quick 25).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs (default 30; synthetic 60, quick 30).")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Run folder: best/, last/, metrics.jsonl.")] = Path("runs/ground"),
     resume: Annotated[Path | None, typer.Option("--resume", help="Continue from a checkpoint (<out>/last).")] = None,
     profile: ProfileOpt = "auto",
@@ -468,6 +468,51 @@ def eval_ground(
     if predictions is not None:
         predictions.write_text("".join(json.dumps(p) + "\n" for p in result.predictions))
         err.print(f"wrote {len(result.predictions)} predictions to {predictions}")
+
+
+@app.command()
+def detect(
+    video: VideoArg,
+    prompt: Annotated[str, typer.Argument(help="Objects to find, each ending with '.', e.g. 'person. bicycle.'")],
+    fps: Annotated[float, typer.Option(help="Frames examined per second.")] = 2.0,
+    span: SpanOpt = None,
+    box_threshold: Annotated[float, typer.Option(help="Drop boxes scoring at most this.")] = 0.35,
+    text_threshold: Annotated[float, typer.Option(help="Drop boxes whose best label scores at most this.")] = 0.25,
+    out_video: Annotated[Path | None, typer.Option("--out", help="Also write an annotated mp4 here.")] = None,
+    profile: ProfileOpt = "auto",
+    store: StoreOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print Evidence JSON.")] = False,
+) -> None:
+    """Detect and track named objects (GroundingDINO + ByteTrack): one row per track, counts per label."""
+    from pydantic import ValidationError
+    from tqdm import tqdm
+
+    from vidagent.tools.detect_track import DetectInput, render, to_evidence, tracks_for
+
+    try:
+        args = DetectInput(prompt=prompt, fps=fps, span=span, box_threshold=box_threshold, text_threshold=text_threshold)
+    except ValidationError as error:
+        raise typer.BadParameter("; ".join(e["msg"].removeprefix("Value error, ") for e in error.errors())) from None
+    ctx = _context(profile, store)
+    with tqdm(unit="frame", desc="detect", disable=None) as bar:
+        def progress(done: int, total: int, bar=bar) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        video_id, tracks, settings = tracks_for(ctx, video, args, progress)
+    evidence = to_evidence(tracks, settings, video_id)
+    if as_json:
+        out.print_json(evidence.to_json())
+    else:
+        out.print(_evidence_table(evidence, f"{args.prompt} ({len(tracks)} tracks)"))
+    if out_video is not None:
+        with tqdm(unit="frame", desc="render", disable=None) as bar:
+            def rendered(done: int, total: int, bar=bar) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            render(video, tracks, out_video, step=settings["step"], span=args.span, progress=rendered)
+        err.print(f"wrote {out_video}")
 
 
 @app.command()

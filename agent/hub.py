@@ -633,8 +633,19 @@ def image_only_processor(cls: type) -> type:
 
         @classmethod
         def from_args_and_dict(klass, args: Any, processor_dict: dict[str, Any], **kwargs: Any) -> Any:
+            # transformers before 5.2x: sub-processors positional, settings in processor_dict
+            kwargs.pop("return_unused_kwargs", None)
             settings = {**processor_dict, **kwargs}
             return klass(*args, **{k: v for k, v in settings.items() if k in settings_names})
+
+        @classmethod
+        def from_dict(klass, processor_dict: dict[str, Any], **kwargs: Any) -> Any:
+            # newer transformers: sub-processors and settings (chat_template included) in one dict
+            unused_wanted = kwargs.pop("return_unused_kwargs", False)
+            settings = {**processor_dict, **kwargs}
+            accepted = {*settings_names, "image_processor", "tokenizer"}
+            processor = klass(**{k: v for k, v in settings.items() if k in accepted})
+            return (processor, {k: v for k, v in settings.items() if k not in accepted}) if unused_wanted else processor
 
     # what transformers reads to find the sub-processors and the settings to save
     ImageOnly.__init__.__signature__ = signature.replace(  # type: ignore[attr-defined]

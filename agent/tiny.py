@@ -355,4 +355,127 @@ def _build_asr(out: Path) -> None:
     WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=80), tokenizer=tokenizer).save_pretrained(out)
 
 
+# --- detector, segmenter, video_segmenter -----------------------------------------------------
+# GroundingDINO marks phrase boundaries with BERT's ids, hard-coded in the model:
+# [CLS] 101, [SEP] 102, "." 1012, "?" 1029 (transformers' grounding_dino SPECIAL_TOKENS).
+BERT_SPECIAL_IDS = {0: "[PAD]", 100: "[UNK]", 101: "[CLS]", 102: "[SEP]", 103: "[MASK]", 1012: ".", 1029: "?"}
+TINY_WORDS = ("person", "people", "man", "woman", "child", "car", "bicycle", "bike", "dog", "cat", "ball", "box",
+              "square", "circle", "red", "green", "blue", "white", "black", "a", "the")
+
+
+def bert_tokenizer(vocab_size: int = 1030, model_max_length: int = 32) -> Any:
+    """A lower-casing BERT WordPiece tokenizer built offline, with BERT's ids for its special tokens.
+
+    Vocabulary: [PAD] 0, [UNK] 100, [CLS] 101, [SEP] 102, [MASK] 103, "." 1012, "?" 1029 (where
+    GroundingDINO expects them), then single characters, their ``##`` continuations (so any
+    lower-case word tokenizes, one piece per character) and a few whole words; the rest is
+    ``[unusedN]`` filler up to ``vocab_size`` (30522 gives BERT-base's size).
+    """
+    import string
+
+    from transformers import BertTokenizer
+
+    if vocab_size < 1030:
+        raise ValueError("vocab_size must be at least 1030 (GroundingDINO's '?' is id 1029)")
+    pieces = [*string.ascii_lowercase, *string.digits, ",", "-", "'", "!", "/", "(", ")", ":", ";"]
+    body = iter([*pieces, *(f"##{c}" for c in string.ascii_lowercase + string.digits), *TINY_WORDS])
+    tokens = []
+    for i in range(vocab_size):
+        special = BERT_SPECIAL_IDS.get(i)
+        tokens.append(special if special is not None else (next(body, None) if i > 103 else None) or f"[unused{i}]")
+    return BertTokenizer(vocab={t: i for i, t in enumerate(tokens)}, do_lower_case=True,
+                         model_max_length=model_max_length)
+
+
+@tiny_builder("detector", version=1)
+def _build_detector(out: Path) -> None:
+    """GroundingDINO: Swin (embed 8, 64 px), BERT text tower (hidden 16, 32 tokens), d_model 32, 20 queries."""
+    from transformers import (
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoProcessor,
+        SwinConfig,
+    )
+    from transformers.models.grounding_dino.image_processing_pil_grounding_dino import (
+        GroundingDinoImageProcessorPil,
+    )
+
+    tokenizer = bert_tokenizer(model_max_length=32)
+    config = GroundingDinoConfig(
+        backbone_config=SwinConfig(window_size=4, embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
+                                   image_size=64, out_indices=[2, 3, 4]),
+        text_config={"model_type": "bert", "vocab_size": len(tokenizer), "hidden_size": 16, "num_hidden_layers": 1,
+                     "num_attention_heads": 2, "intermediate_size": 32, "max_position_embeddings": 32,
+                     "pad_token_id": tokenizer.pad_token_id},
+        # d_model: a multiple of 32 (GroupNorm); two decoder layers (the box heads tie layer 0 to the rest)
+        d_model=32, encoder_layers=1, decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2,
+        encoder_ffn_dim=64, decoder_ffn_dim=64, num_queries=20, num_feature_levels=4, encoder_n_points=2,
+        decoder_n_points=2, max_text_len=32,
+    )
+    GroundingDinoForObjectDetection(config).eval().save_pretrained(out)
+    images = GroundingDinoImageProcessorPil(size={"shortest_edge": 64, "longest_edge": 96})
+    GroundingDinoProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(out)
+
+
+@tiny_builder("segmenter", version=1)
+def _build_segmenter(out: Path) -> None:
+    """SAM: ViT (hidden 32, 2 layers, 64 px, patch 8), prompt encoder and mask decoder of width 16."""
+    from transformers import (
+        SamConfig,
+        SamMaskDecoderConfig,
+        SamModel,
+        SamProcessor,
+        SamPromptEncoderConfig,
+        SamVisionConfig,
+    )
+    from transformers.models.sam.image_processing_pil_sam import SamImageProcessorPil
+
+    config = SamConfig(
+        vision_config=SamVisionConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_dim=64,
+                                      image_size=64, patch_size=8, output_channels=16, window_size=4,
+                                      global_attn_indexes=[1], num_pos_feats=8),
+        prompt_encoder_config=SamPromptEncoderConfig(hidden_size=16, image_size=64, patch_size=8, mask_input_channels=4),
+        mask_decoder_config=SamMaskDecoderConfig(hidden_size=16, mlp_dim=32, num_hidden_layers=1,
+                                                 num_attention_heads=2, iou_head_hidden_dim=16),
+    )
+    SamModel(config).eval().save_pretrained(out)
+    images = SamImageProcessorPil(size={"longest_edge": 64}, pad_size={"height": 64, "width": 64},
+                                  mask_size={"longest_edge": 16}, mask_pad_size={"height": 16, "width": 16})
+    SamProcessor(image_processor=images).save_pretrained(out)
+
+
+@tiny_builder("video_segmenter", version=1)
+def _build_video_segmenter(out: Path) -> None:
+    """SAM 2 video: Hiera (8-64 channels, 64 px), widths 128 where the memory needs 2x its 64 channels."""
+    from transformers import Sam2HieraDetConfig, Sam2VideoConfig, Sam2VideoModel, Sam2VisionConfig
+
+    from vidagent.sam2_processor import processor_config
+
+    size = 64
+    backbone = Sam2HieraDetConfig(
+        hidden_size=8, image_size=size, patch_stride=4, patch_kernel_size=7, patch_padding=3,
+        blocks_per_stage=[1, 1, 2, 1], embed_dim_per_stage=[8, 16, 32, 64], num_attention_heads_per_stage=[1, 1, 1, 1],
+        window_size_per_stage=[4, 4, 4, 4], global_attention_blocks=[3],  # never a query-pooling block
+        window_positional_embedding_background_size=[2, 2],
+    )
+    vision = Sam2VisionConfig(backbone_config=backbone, backbone_channel_list=[64, 32, 16, 8],
+                              backbone_feature_sizes=[[size // 4] * 2, [size // 8] * 2, [size // 16] * 2],
+                              fpn_hidden_size=128)
+    # the memory attention's keys are 64 wide (hard-coded), and object pointers split into 64-wide
+    # tokens, so the model width must be a multiple of 64 above it
+    config = Sam2VideoConfig(
+        vision_config=vision,
+        prompt_encoder_config={"hidden_size": 128, "image_size": size, "patch_size": 16, "mask_input_channels": 4},
+        mask_decoder_config={"hidden_size": 128, "mlp_dim": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                             "iou_head_hidden_dim": 16},
+        image_size=size, memory_attention_hidden_size=128, memory_attention_num_layers=1,
+        memory_attention_feed_forward_hidden_size=32, memory_attention_rope_feat_sizes=[size // 16, size // 16],
+        memory_encoder_hidden_size=128, memory_encoder_output_channels=64, mask_downsampler_embed_dim=128,
+        memory_fuser_embed_dim=128, memory_fuser_intermediate_dim=128, memory_fuser_num_layers=1,
+    )
+    Sam2VideoModel(config).eval().save_pretrained(out)
+    # written as Sam2VideoProcessor.save_pretrained would (it cannot be built without torchvision)
+    (out / "processor_config.json").write_text(json.dumps(processor_config(size), indent=2) + "\n")
+
+
 TINY_ROLES: tuple[str, ...] = tuple(sorted(_BUILDERS))

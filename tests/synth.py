@@ -185,3 +185,12 @@ def write_y4m_header(path: str | Path, width: int, height: int) -> Path:
     path = Path(path)
     path.write_bytes(f"YUV4MPEG2 W{width} H{height} F25:1 Ip A1:1 C420jpeg\nFRAME\n".encode() + bytes(64))
     return path
+
+
+def moving_square(index: int, size: tuple[int, int] = (96, 64)) -> np.ndarray:
+    """A 20-px white square crossing a grey frame left to right, 3 px per frame (from x=4)."""
+    width, height = size
+    frame = np.full((height, width, 3), 90, np.uint8)
+    x = 4 + 3 * index
+    frame[20:40, x : x + 20] = 240
+    return frame

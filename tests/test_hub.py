@@ -59,7 +59,8 @@ def test_nothing_loads_until_asked(cache: Path, monkeypatch: pytest.MonkeyPatch)
     calls = _counting(monkeypatch, "clip")
     hub = ModelHub(load_profile("tiny"))
     assert hub.loaded_roles() == [] and calls == []
-    assert hub.available("clip") and hub.available("planner") and not hub.available("detector")
+    assert hub.available("clip") and hub.available("planner") and hub.available("detector")
+    assert not hub.available("ocr")
 
     clip = hub.get("clip")
     assert hub.loaded_roles() == ["clip"] and calls == ["clip"]
@@ -72,10 +73,10 @@ def test_nothing_loads_until_asked(cache: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 def test_a_role_the_profile_leaves_out(cache: Path) -> None:
-    hub = ModelHub(load_profile("tiny"))
+    hub = ModelHub(_profile({"clip": {"id": "tiny/clip"}}))
     with pytest.raises(ProfileError, match="has no 'detector' role"):
         hub.get("detector")
-    assert hub.check("detector") == (False, "not in profile 'tiny'")
+    assert hub.check("detector") == (False, "not in profile 'test'")
 
 
 def test_concurrent_gets_load_once(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -262,9 +263,9 @@ def test_auto_falls_back_to_tiny_and_says_so(
     ok, message = hub.check("clip")
     assert not ok and "TINY RANDOM" in message
 
-    with pytest.raises(ModelNotAvailable, match="grounding-dino-tiny"):  # no tiny detector (yet)
-        hub.get("detector")
-    assert set(hub.fallbacks) == {"clip"}
+    detector = hub.get("detector")  # every role of auto has a tiny stand-in
+    assert detector.spec.id == "tiny/detector" and "grounding-dino" in (detector.fallback_from or "")
+    assert set(hub.fallbacks) == {"clip", "detector"}
 
 
 def test_other_profiles_do_not_fall_back(cache: Path, offline: None) -> None:

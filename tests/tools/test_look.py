@@ -22,11 +22,6 @@ from vidagent.tools.look import LookInput, VlmOutput, frame_short_side, look_pro
 from vidagent.video import Video
 
 
-@pytest.fixture
-def ctx(tmp_path: Path, tiny_hub) -> ToolContext:
-    return ToolContext(hub=tiny_hub, store=Store(tmp_path / "s.sqlite"))
-
-
 @pytest.fixture(scope="module")
 def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """4 s at 10 fps; every frame shows its number, so frames differ."""

@@ -12,7 +12,6 @@ from synth import write_video
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
 from vidagent.errors import SpanOutOfRange
-from vidagent.store import Store
 from vidagent.tooling import ToolContext
 from vidagent.tools import transcribe as transcribe_module
 from vidagent.tools.transcribe import TOOL, Window, load_audio, segment_rows, transcribe_samples
@@ -49,10 +48,6 @@ def tone(seconds: float, rate: int = RATE, seed: int = 0) -> np.ndarray:
     noise = np.random.default_rng(seed).standard_normal(len(t))
     return (0.3 * np.sin(2 * np.pi * 440 * t) * np.sin(2 * np.pi * 0.5 * t) + 0.05 * noise).astype(np.float32)
 
-
-@pytest.fixture
-def ctx(tmp_path: Path, tiny_hub) -> ToolContext:
-    return ToolContext(hub=tiny_hub, store=Store(tmp_path / "s.sqlite"))
 
 
 def test_audio_is_decoded_exactly_and_resampled(tmp_path: Path) -> None:
