@@ -189,6 +189,13 @@ class VideoAgent:
         rows = self._graph.get_state({"configurable": {"thread_id": session}}).values.get("evidence", [])
         return Evidence.from_rows(rows)
 
+    def history(self, session: str) -> list[dict[str, Any]]:
+        """A session's turns, oldest first: ``{role, content}``; answers also carry ``cited`` row ids."""
+        values = self._graph.get_state({"configurable": {"thread_id": session}}).values
+        cited = iter([e.get("cited", []) for e in values.get("trace", []) if e.get("node") == "answer"])
+        return [{**m, "cited": next(cited, [])} if m.get("role") == "assistant" else dict(m)
+                for m in values.get("history", [])]
+
     def chat(self, video: str | Path, session: str | None = None) -> ChatSession:
         return ChatSession(self, Path(video), session or uuid.uuid4().hex)
 

@@ -516,6 +516,43 @@ def detect(
 
 
 @app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind; off loopback VIDAGENT_API_KEY is required.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    profile: ProfileOpt = "auto",
+    store: StoreOpt = None,
+    fps: Annotated[float, typer.Option(help="Index sampling rate.")] = 1.0,
+    upload_dir: Annotated[Path | None, typer.Option(help="Where uploads go (default: next to the store).",
+                                                    show_default=False)] = None,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest upload accepted.")] = 512.0,
+    cors_origin: Annotated[list[str] | None, typer.Option("--cors-origin", help="Allow this origin (repeat).",
+                                                          show_default=False)] = None,
+) -> None:
+    """Serve the HTTP API and the web chat page (http://127.0.0.1:8000/, API docs at /docs)."""
+    import os
+
+    from vidagent.paths import data_dir
+
+    try:
+        from vidagent.server import is_loopback
+        from vidagent.server import serve as run_server
+    except ModuleNotFoundError as exc:
+        raise VidagentError(f"vidagent serve needs the server extra ({exc.name} is missing): "
+                            "pip install 'vidagent[server]'") from None
+
+    key = os.environ.get("VIDAGENT_API_KEY", "").strip() or None
+    if not is_loopback(host) and key is None:  # before any model loads
+        raise VidagentError(f"refusing to listen on {host} without an API key: set VIDAGENT_API_KEY "
+                            "(every request must then send it) or bind to 127.0.0.1")
+    uploads = upload_dir or ((store.resolve().parent if store else data_dir()) / "uploads")
+    agent = _agent(profile, store, fps)
+    err.print(f"vidagent serving on http://{host}:{port}/ (profile {agent.ctx.hub.profile.name}, uploads in "
+              f"{uploads}, API key {'required' if key else 'off'})", highlight=False)
+    run_server(agent, host=host, port=port, upload_dir=uploads, api_key=key, cors_origins=cors_origin or [],
+               max_upload_mb=max_upload_mb)
+
+
+@app.command()
 def doctor(profile: ProfileOpt = "auto") -> None:
     """Check torch, devices, decoders and whether each of the profile's models loads."""
     import platform
