@@ -158,20 +158,42 @@ def index(
         typer.Option("--captions-every", help="Also caption every SECONDS with the VLM (searchable with `texts`).",
                      show_default=False),
     ] = None,
+    engine: Annotated[str, typer.Option(help="local (this process) or ray (Ray Data with CLIP actors).")] = "local",
+    workers: Annotated[int | None, typer.Option(help="ray: model actors (default: one per GPU, else 1).",
+                                                show_default=False)] = None,
+    gpus: Annotated[bool, typer.Option(help="ray: one GPU per actor.")] = False,
+    ray_address: Annotated[str | None, typer.Option(help="ray: cluster address ('auto' joins a running one; "
+                                                         "default: start Ray here).", show_default=False)] = None,
 ) -> None:
     """Sample, embed and store frames (incremental and resumable); optionally dense captions."""
     from tqdm import tqdm
 
+    if engine not in ("local", "ray"):
+        raise typer.BadParameter("--engine must be local or ray")
     ctx = _context(profile, store, fps)
-    for path in videos:
-        with tqdm(unit="frame", desc=path.name, disable=None) as bar:
+    if engine == "ray":
+        from vidagent.ray_engine import index_with_ray
 
-            def progress(done: int, total: int, bar=bar) -> None:
+        with tqdm(unit="frame", desc=f"ray: {len(videos)} videos", disable=None) as bar:
+            def all_progress(done: int, total: int, bar=bar) -> None:
                 bar.total = total
                 bar.n = done
                 bar.refresh()
 
-            report = ctx.index.add(path, fps=fps, progress=progress)
+            reports = index_with_ray(videos, profile=profile, store=ctx.store, fps=fps, workers=workers, gpus=gpus,
+                                     address=ray_address, progress=all_progress)
+    for path in videos:
+        if engine == "ray":
+            report = {r.video_id: r for r in reports}[ctx.store.content_hash(path)]  # hashes are cached
+        else:
+            with tqdm(unit="frame", desc=path.name, disable=None) as bar:
+
+                def progress(done: int, total: int, bar=bar) -> None:
+                    bar.total = total
+                    bar.n = done
+                    bar.refresh()
+
+                report = ctx.index.add(path, fps=fps, progress=progress)
         _warn_fallbacks(ctx.hub)
         out.print(
             f"{path}: {report.frames_total} frames ({report.frames_added} new) with {report.model_id} "
