@@ -492,6 +492,78 @@ def eval_ground(
         err.print(f"wrote {len(result.predictions)} predictions to {predictions}")
 
 
+@app.command("eval")
+def eval_(
+    target: Annotated[str, typer.Argument(
+        help="A task (nextqa, nextqa-oe, egoschema, mvbench, videomme, activitynet-qa, jsonl), 'synthetic' "
+             "(generate videos with known answers, then run), or 'report' (summarise run files).")],
+    runs: Annotated[list[Path] | None, typer.Argument(help="report: one run file, or two to compare.",
+                                                      show_default=False)] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="The task's folder (or file, for jsonl).",
+                                              show_default=False)] = None,
+    split: Annotated[str | None, typer.Option(help="Split or subset (task-specific).", show_default=False)] = None,
+    method: Annotated[str, typer.Option(help="agent, vlm-uniform (the single-VLM baseline) or blind (no video).")]
+    = "agent",
+    profile: ProfileOpt = "auto",
+    limit: Annotated[int | None, typer.Option(help="Only the first N samples.", show_default=False)] = None,
+    workers: Annotated[int, typer.Option(help="Samples answered at once (one set of models).")] = 1,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Run file (JSONL; default runs/TASK-METHOD.jsonl).",
+                                                  show_default=False)] = None,
+    resume: Annotated[bool, typer.Option(help="Continue --out, answering only the samples not in it yet.")] = False,
+    frames: Annotated[int, typer.Option(help="vlm-uniform: frames shown to the VLM.")] = 8,
+    max_steps: Annotated[int | None, typer.Option(help="agent: planner steps.", show_default=False)] = None,
+    subtitles: Annotated[bool, typer.Option(help="videomme: give the subtitles as context.")] = False,
+    judge: Annotated[str | None, typer.Option(help="Open-ended: a profile whose planner judges answers.",
+                                              show_default=False)] = None,
+    per_kind: Annotated[int, typer.Option(help="synthetic: questions per kind.")] = 2,
+    store: StoreOpt = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here.",
+                                                  show_default=False)] = None,
+) -> None:
+    """Evaluate on a VideoQA benchmark (one JSONL line per sample, resumable), or report on runs."""
+    from tqdm import tqdm
+
+    from vidagent.evals.runner import METHODS, RunSettings, report, run_task, to_markdown
+    from vidagent.evals.tasks import egoschema_submission, load_task
+
+    if target == "report":
+        if not runs:
+            raise typer.BadParameter("give one run file, or two to compare: vidagent eval report RUN.jsonl [RUN2]")
+        result = report(runs)
+    else:
+        if runs:
+            raise typer.BadParameter(f"unexpected arguments {[str(r) for r in runs]} (only 'report' takes run files)")
+        if method not in METHODS:
+            raise typer.BadParameter(f"--method must be one of {', '.join(METHODS)}")
+        out_file = out_file or Path("runs") / f"{target}-{method}.jsonl"
+        if target == "synthetic":
+            from vidagent.evals.synthetic import write_synthetic
+
+            data = data or out_file.parent / "synthetic-data"
+            write_synthetic(data, per_kind=per_kind)
+        elif data is None:
+            raise typer.BadParameter("--data is required: the folder holding the task's files")
+        task = load_task(target, data, split=split, subtitles=subtitles)
+        settings = RunSettings(task=task.name, method=method, profile=profile, split=split, limit=limit,
+                               frames=frames, max_steps=max_steps, judge=judge)
+        with tqdm(unit="q", desc=f"{target} {method}", disable=None) as bar:
+            def progress(done: int, total: int, bar=bar) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            rows = run_task(task, settings, out_file, store=store, resume=resume, workers=workers, progress=progress)
+        err.print(f"wrote {len(rows)} answers to {out_file}")
+        if target == "egoschema" and any(r.get("correct") is None for r in rows):
+            submission = out_file.with_suffix(".submission.csv")
+            submission.write_text(egoschema_submission(rows))
+            err.print(f"wrote the EgoSchema submission file {submission}")
+        result = report([out_file])
+    print(to_markdown(result), end="")
+    if json_out is not None:
+        json_out.write_text(json.dumps(result, indent=2, default=str))
+        err.print(f"wrote {json_out}")
+
+
 @app.command()
 def detect(
     video: VideoArg,
