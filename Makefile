@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)" || $(PY) -m pip install -q torch
 	$(PY) -m pip install -q -e ".[test]"
+	# lmms-eval's own requirements would replace torch; its model API needs only what .[test] has
+	$(PY) -m pip install -q --no-deps "lmms-eval==0.7.3"
 	touch $(STAMP)
 
 demo: $(STAMP)
