@@ -43,6 +43,16 @@ SpanOpt = Annotated[
 ]
 
 
+def _progress(bar):  # -> Callable[[int, int], None]
+    """A ``progress(done, total)`` callback that drives a tqdm bar."""
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    return update
+
+
 @app.command()
 def info(
     video: VideoArg,
@@ -175,25 +185,14 @@ def index(
         from vidagent.ray_engine import index_with_ray
 
         with tqdm(unit="frame", desc=f"ray: {len(videos)} videos", disable=None) as bar:
-            def all_progress(done: int, total: int, bar=bar) -> None:
-                bar.total = total
-                bar.n = done
-                bar.refresh()
-
             reports = index_with_ray(videos, profile=profile, store=ctx.store, fps=fps, workers=workers, gpus=gpus,
-                                     address=ray_address, progress=all_progress)
+                                     address=ray_address, progress=_progress(bar))
     for path in videos:
         if engine == "ray":
             report = {r.video_id: r for r in reports}[ctx.store.content_hash(path)]  # hashes are cached
         else:
             with tqdm(unit="frame", desc=path.name, disable=None) as bar:
-
-                def progress(done: int, total: int, bar=bar) -> None:
-                    bar.total = total
-                    bar.n = done
-                    bar.refresh()
-
-                report = ctx.index.add(path, fps=fps, progress=progress)
+                report = ctx.index.add(path, fps=fps, progress=_progress(bar))
         _warn_fallbacks(ctx.hub)
         out.print(
             f"{path}: {report.frames_total} frames ({report.frames_added} new) with {report.model_id} "
@@ -204,7 +203,7 @@ def index(
 
             with tqdm(unit="caption", desc=f"{path.name} captions", disable=None) as bar:
                 captions = caption_video(ctx, path, every_s=captions_every,
-                                         progress=lambda done, total, bar=bar: bar.update(done - bar.n))
+                                         progress=_progress(bar))
             out.print(f"{path}: {len(captions)} captions, one per {captions_every:g} s")
 
 
@@ -547,11 +546,7 @@ def eval_(
         settings = RunSettings(task=task.name, method=method, profile=profile, split=split, limit=limit,
                                frames=frames, max_steps=max_steps, judge=judge)
         with tqdm(unit="q", desc=f"{target} {method}", disable=None) as bar:
-            def progress(done: int, total: int, bar=bar) -> None:
-                bar.total = total
-                bar.update(done - bar.n)
-
-            rows = run_task(task, settings, out_file, store=store, resume=resume, workers=workers, progress=progress)
+            rows = run_task(task, settings, out_file, store=store, resume=resume, workers=workers, progress=_progress(bar))
         err.print(f"wrote {len(rows)} answers to {out_file}")
         if target == "egoschema" and any(r.get("correct") is None for r in rows):
             submission = out_file.with_suffix(".submission.csv")
@@ -589,11 +584,7 @@ def detect(
         raise typer.BadParameter("; ".join(e["msg"].removeprefix("Value error, ") for e in error.errors())) from None
     ctx = _context(profile, store)
     with tqdm(unit="frame", desc="detect", disable=None) as bar:
-        def progress(done: int, total: int, bar=bar) -> None:
-            bar.total = total
-            bar.update(done - bar.n)
-
-        video_id, tracks, settings = tracks_for(ctx, video, args, progress)
+        video_id, tracks, settings = tracks_for(ctx, video, args, _progress(bar))
     evidence = to_evidence(tracks, settings, video_id)
     if as_json:
         out.print_json(evidence.to_json())
@@ -601,11 +592,7 @@ def detect(
         out.print(_evidence_table(evidence, f"{args.prompt} ({len(tracks)} tracks)"))
     if out_video is not None:
         with tqdm(unit="frame", desc="render", disable=None) as bar:
-            def rendered(done: int, total: int, bar=bar) -> None:
-                bar.total = total
-                bar.update(done - bar.n)
-
-            render(video, tracks, out_video, step=settings["step"], span=args.span, progress=rendered)
+            render(video, tracks, out_video, step=settings["step"], span=args.span, progress=_progress(bar))
         err.print(f"wrote {out_video}")
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -80,17 +81,19 @@ class Prediction:
     stop_reason: str | None = None
 
 
-class Method:
+class Method(ABC):
     """Answers one sample given the video file to show (the sample's clip when it has a span)."""
 
     name = ""
     prompts: tuple[str, ...] = ()
 
+    @abstractmethod
     def models(self) -> dict[str, str]:
-        raise NotImplementedError
+        """Role -> checkpoint id of the models this method runs (pinned in the run header)."""
 
+    @abstractmethod
     def answer(self, sample: Sample, video: Path) -> Prediction:
-        raise NotImplementedError
+        """The method's prediction for ``sample``, shown ``video``."""
 
 
 class AgentMethod(Method):
