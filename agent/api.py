@@ -14,6 +14,7 @@ for row in answer.evidence:  # cited rows: spans, boxes, masks, quotes
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -56,11 +57,23 @@ class SessionMismatch(VidagentError):
     """A chat session is bound to one video."""
 
 
-def chat_model_for(hub: ModelHub) -> ChatModel:
-    """The planner named by the profile: an OpenAI-compatible endpoint or a local model."""
+def _planner_spec(hub: ModelHub) -> Any:
     spec = hub.profile.roles.get("planner")
     if spec is None:
         raise VidagentError(f"profile {hub.profile.name!r} has no 'planner' role")
+    return spec
+
+
+def planner_name(hub: ModelHub) -> str:
+    """The ``name`` the profile's planner will have, without loading it."""
+    spec = _planner_spec(hub)
+    options = spec.options or {}
+    return str(options.get("model") or spec.id) if options.get("backend") == "openai" else str(spec.id)
+
+
+def chat_model_for(hub: ModelHub) -> ChatModel:
+    """The planner named by the profile: an OpenAI-compatible endpoint or a local model."""
+    spec = _planner_spec(hub)
     options = dict(spec.options or {})
     if options.get("backend") == "openai":
         return OpenAIChat(
@@ -73,6 +86,35 @@ def chat_model_for(hub: ModelHub) -> ChatModel:
     loaded = hub.get("planner")
     cap = options.get("max_new_tokens")
     return TransformersChat(loaded.model, loaded.processor, name=str(spec.id), max_new_tokens=int(cap) if cap else None)
+
+
+class LazyChat:
+    """The profile's planner as a ``ChatModel`` that loads on first use.
+
+    For code that must name the model before it needs it: an eval run's header, or a Ray driver
+    whose workers do the answering. Safe to share between threads (one load).
+    """
+
+    def __init__(self, hub: ModelHub) -> None:
+        self.hub = hub
+        self.name = planner_name(hub)
+        self._chat: ChatModel | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._chat is not None
+
+    def _load(self) -> ChatModel:
+        with self._lock:
+            if self._chat is None:
+                self._chat = chat_model_for(self.hub)
+        return self._chat
+
+    def __getattr__(self, attribute: str) -> Any:  # generate, score_options, ...: load, then delegate
+        if attribute.startswith("__"):
+            raise AttributeError(attribute)
+        return getattr(self._load(), attribute)
 
 
 class VideoAgent:

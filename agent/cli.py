@@ -41,6 +41,16 @@ SpanOpt = Annotated[
     tuple[float, float] | None,
     typer.Option("--span", help="Only inside START END (seconds).", show_default=False),
 ]
+EngineOpt = Annotated[str, typer.Option(help="local (this process) or ray (Ray Data with model actors).")]
+GpusOpt = Annotated[bool, typer.Option(help="ray: one GPU per actor.")]
+RayAddressOpt = Annotated[str | None, typer.Option(help="ray: cluster address ('auto' joins a running one; "
+                                                        "default: start Ray here).", show_default=False)]
+ENGINES = ("local", "ray")
+
+
+def _check_engine(engine: str) -> None:
+    if engine not in ENGINES:
+        raise typer.BadParameter(f"--engine must be {' or '.join(ENGINES)}")
 
 
 def _progress(bar):  # -> Callable[[int, int], None]
@@ -168,18 +178,16 @@ def index(
         typer.Option("--captions-every", help="Also caption every SECONDS with the VLM (searchable with `texts`).",
                      show_default=False),
     ] = None,
-    engine: Annotated[str, typer.Option(help="local (this process) or ray (Ray Data with CLIP actors).")] = "local",
-    workers: Annotated[int | None, typer.Option(help="ray: model actors (default: one per GPU, else 1).",
+    engine: EngineOpt = "local",
+    workers: Annotated[int | None, typer.Option(help="ray: CLIP actors (default: one per GPU, else 1).",
                                                 show_default=False)] = None,
-    gpus: Annotated[bool, typer.Option(help="ray: one GPU per actor.")] = False,
-    ray_address: Annotated[str | None, typer.Option(help="ray: cluster address ('auto' joins a running one; "
-                                                         "default: start Ray here).", show_default=False)] = None,
+    gpus: GpusOpt = False,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Sample, embed and store frames (incremental and resumable); optionally dense captions."""
     from tqdm import tqdm
 
-    if engine not in ("local", "ray"):
-        raise typer.BadParameter("--engine must be local or ray")
+    _check_engine(engine)
     ctx = _context(profile, store, fps)
     if engine == "ray":
         from vidagent.ray_engine import index_with_ray
@@ -505,7 +513,12 @@ def eval_(
     = "agent",
     profile: ProfileOpt = "auto",
     limit: Annotated[int | None, typer.Option(help="Only the first N samples.", show_default=False)] = None,
-    workers: Annotated[int, typer.Option(help="Samples answered at once (one set of models).")] = 1,
+    workers: Annotated[int | None, typer.Option(
+        help="Samples answered at once: local, threads over one set of models (default 1); ray, model actors "
+             "(default: one per GPU, else 1).", show_default=False)] = None,
+    engine: EngineOpt = "local",
+    gpus: GpusOpt = False,
+    ray_address: RayAddressOpt = None,
     out_file: Annotated[Path | None, typer.Option("--out", help="Run file (JSONL; default runs/TASK-METHOD.jsonl).",
                                                   show_default=False)] = None,
     resume: Annotated[bool, typer.Option(help="Continue --out, answering only the samples not in it yet.")] = False,
@@ -534,6 +547,7 @@ def eval_(
             raise typer.BadParameter(f"unexpected arguments {[str(r) for r in runs]} (only 'report' takes run files)")
         if method not in METHODS:
             raise typer.BadParameter(f"--method must be one of {', '.join(METHODS)}")
+        _check_engine(engine)
         out_file = out_file or Path("runs") / f"{target}-{method}.jsonl"
         if target == "synthetic":
             from vidagent.evals.synthetic import write_synthetic
@@ -545,8 +559,14 @@ def eval_(
         task = load_task(target, data, split=split, subtitles=subtitles)
         settings = RunSettings(task=task.name, method=method, profile=profile, split=split, limit=limit,
                                frames=frames, max_steps=max_steps, judge=judge)
-        with tqdm(unit="q", desc=f"{target} {method}", disable=None) as bar:
-            rows = run_task(task, settings, out_file, store=store, resume=resume, workers=workers, progress=_progress(bar))
+        ray_engine = None
+        if engine == "ray":
+            from vidagent.evals.ray_eval import RayEngine
+
+            ray_engine = RayEngine(store=store, workers=workers, gpus=gpus, address=ray_address)
+        with tqdm(unit="q", desc=f"{target} {method}" + (" (ray)" if ray_engine else ""), disable=None) as bar:
+            rows = run_task(task, settings, out_file, store=store, resume=resume, workers=workers or 1,
+                            progress=_progress(bar), engine=ray_engine)
         err.print(f"wrote {len(rows)} answers to {out_file}")
         if target == "egoschema" and any(r.get("correct") is None for r in rows):
             submission = out_file.with_suffix(".submission.csv")

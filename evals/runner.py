@@ -17,7 +17,8 @@ Resuming (``resume=True``) keeps every finished line, checks the header matches,
 only the samples not yet in the file; all methods are deterministic (greedy decoding), so a
 resumed run gives the same results as an uninterrupted one. With ``workers > 1`` samples run
 in threads over one set of loaded models, and lines land in completion order (reports sort by
-sample id). Sample-level failures (a broken video, a tool error that escapes) are recorded in
+sample id). An ``engine`` answers them elsewhere instead (:mod:`vidagent.evals.ray_eval`: model
+actors under Ray), and this process still writes every line. Sample-level failures (a broken video, a tool error that escapes) are recorded in
 the line's ``error`` and scored wrong, so one bad file never stops a run.
 """
 
@@ -28,7 +29,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,10 @@ RUN_FORMAT = 1
 
 class RunError(VidagentError):
     """The run file cannot be resumed or read."""
+
+
+# An engine answers a runner's missing samples somewhere else and yields their lines as they finish.
+Engine = Callable[["Runner", list[Sample]], Iterable[dict[str, Any]]]
 
 
 @dataclass
@@ -172,31 +177,39 @@ class BlindMethod(Method):
 
 
 def make_method(settings: RunSettings, store: str | Path | None = None) -> Method:
-    """The method a run asks for, over the settings' profile (models load on first use)."""
-    from vidagent.api import VideoAgent, chat_model_for
+    """The method a run asks for, over the settings' profile.
+
+    Every model loads on first use, so a process that only writes the run's header (a Ray
+    driver) never loads one.
+    """
+    from vidagent.api import LazyChat, VideoAgent
     from vidagent.graph import Budget
     from vidagent.hub import ModelHub
     from vidagent.profile import load_profile
+    from vidagent.store import Store
+    from vidagent.tooling import ToolContext
 
+    if settings.method not in METHODS:
+        raise VidagentError(f"unknown method {settings.method!r} (one of: {', '.join(METHODS)})")
+    hub = ModelHub(load_profile(settings.profile))
     if settings.method == "agent":
         budget = Budget(max_steps=settings.max_steps) if settings.max_steps else None
-        return AgentMethod(VideoAgent.from_profile(settings.profile, store=store, budget=budget, fps=settings.fps))
-    hub = ModelHub(load_profile(settings.profile))
+        ctx = ToolContext(hub=hub, store=Store(store), fps=settings.fps)
+        return AgentMethod(VideoAgent(ctx, LazyChat(hub), budget=budget))
     if settings.method == "vlm-uniform":
         if "vlm" not in hub.profile.roles:
             raise VidagentError(f"profile {hub.profile.name!r} has no 'vlm' role for the vlm-uniform baseline")
         return UniformVlmMethod(hub, settings.frames)
-    if settings.method == "blind":
-        return BlindMethod(chat_model_for(hub))
-    raise VidagentError(f"unknown method {settings.method!r} (one of: {', '.join(METHODS)})")
+    return BlindMethod(LazyChat(hub))
 
 
 def make_judge(profile: str) -> LLMJudge:
-    from vidagent.api import chat_model_for
+    """An LLM judge over ``profile``'s planner (loaded on its first verdict)."""
+    from vidagent.api import LazyChat
     from vidagent.hub import ModelHub
     from vidagent.profile import load_profile
 
-    return LLMJudge(chat_model_for(ModelHub(load_profile(profile))))
+    return LLMJudge(LazyChat(ModelHub(load_profile(profile))))
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -254,9 +267,13 @@ class Runner:
         models = self.method.models() | ({"judge": self.judge.name} if self.judge else {})
         return self.settings.header(models, prompts)
 
-    def run(self, *, resume: bool = False, workers: int = 1,
-            progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
-        """Answer every sample not yet in the run file; returns every sample line, sorted by id."""
+    def run(self, *, resume: bool = False, workers: int = 1, progress: Callable[[int, int], None] | None = None,
+            engine: Engine | None = None) -> list[dict[str, Any]]:
+        """Answer every sample not yet in the run file; returns every sample line, sorted by id.
+
+        ``engine`` (e.g. :class:`~vidagent.evals.ray_eval.RayEngine`) answers the missing samples
+        elsewhere and yields their lines as they finish; this process writes them.
+        """
         header = self.header()
         done: dict[str, dict[str, Any]] = {}
         if resume and self.out.exists():
@@ -277,7 +294,11 @@ class Runner:
         if progress:
             progress(finished, total)
         with ThreadPoolExecutor(max(1, workers)) as pool:
-            for row in pool.map(self.answer_one, todo):
+            if engine is None:  # threads over this process's models; each writes its line when done
+                rows = pool.map(self.answer_one, todo)
+            else:
+                rows = (self._appended(row) for row in engine(self, todo))
+            for row in rows:
                 done[row["id"]] = row
                 finished += 1
                 if progress:
@@ -292,6 +313,16 @@ class Runner:
         temp.replace(self.out)
 
     def answer_one(self, sample: Sample) -> dict[str, Any]:
+        """Answer ``sample`` and append its line to the run file."""
+        return self._appended(self.answer_row(sample))
+
+    def _appended(self, row: dict[str, Any]) -> dict[str, Any]:
+        with self._write_lock, self.out.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(row, default=str) + "\n")
+        return row
+
+    def answer_row(self, sample: Sample) -> dict[str, Any]:
+        """The run-file line for ``sample``: its prediction, score and latency (nothing is written)."""
         started = time.perf_counter()
         row: dict[str, Any] = {
             "type": "sample", "id": sample.id, "task": self.task.name, "video": sample.video.name,
@@ -310,8 +341,6 @@ class Runner:
             row.update(prediction=None, error=f"{type(exc).__name__}: {exc}", correct=False if sample.answer is not None
                        else None)
         row["latency"] = round(time.perf_counter() - started, 4)
-        with self._write_lock, self.out.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(row, default=str) + "\n")
         return row
 
     def score(self, sample: Sample, prediction: Prediction) -> dict[str, Any]:
@@ -327,13 +356,13 @@ class Runner:
 
 
 def run_task(task: Task, settings: RunSettings, out: str | Path, *, store: str | Path | None = None,
-             resume: bool = False, workers: int = 1,
-             progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:
-    """Load the method (and judge) for ``settings`` and run ``task`` into ``out``."""
+             resume: bool = False, workers: int = 1, progress: Callable[[int, int], None] | None = None,
+             engine: Engine | None = None) -> list[dict[str, Any]]:
+    """Set up the method (and judge) for ``settings`` and run ``task`` into ``out``."""
     method = make_method(settings, store)
     judge = make_judge(settings.judge) if settings.judge and task.open_ended else None
     return Runner(task.head(settings.limit), settings, method, out, judge=judge).run(
-        resume=resume, workers=workers, progress=progress)
+        resume=resume, workers=workers, progress=progress, engine=engine)
 
 
 # --- reports ------------------------------------------------------------------------------------

@@ -32,3 +32,12 @@ def tiny_hub():  # -> ModelHub over the tiny profile, shared by the session
     from vidagent.profile import load_profile
 
     return ModelHub(load_profile("tiny"))
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A real local Ray instance with 2 CPUs for one test module (start-up takes a few seconds)."""
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()

@@ -16,15 +16,8 @@ from vidagent.cli import app
 from vidagent.index import Index, sampling_key
 from vidagent.store import Store
 
-ray = pytest.importorskip("ray", reason="the ray extra is not installed")
+pytest.importorskip("ray", reason="the ray extra is not installed")
 pytestmark = pytest.mark.timeout(600)
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
