@@ -406,7 +406,7 @@ def bench(
     """Measure speed and memory (frames/s, latency percentiles, peak RSS) and print a table."""
     import tempfile
 
-    from vidagent.evals.benchmarks import Settings, discover, to_json, to_markdown
+    from vidagent.evals.benchmarks import Settings, discover, flush_denormals, to_json, to_markdown
 
     available = discover()
     if list_only:
@@ -416,6 +416,7 @@ def bench(
     unknown = sorted(set(names or []) - set(available))
     if unknown:
         raise typer.BadParameter(f"unknown benchmark(s) {unknown}; available: {sorted(available)}")
+    flush_denormals()  # random weights: measure the architecture, not denormal arithmetic
     rows = []
     with tempfile.TemporaryDirectory(prefix="vidagent-bench-") as workdir:
         settings = Settings(quick=quick, device=device, full_size=full_size, workdir=workdir)

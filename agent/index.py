@@ -30,6 +30,12 @@ from vidagent.video import Frames, Video, target_times
 
 Progress = Callable[[int, int], None]  # (frames done, frames total)
 
+# The decoder behind indexing. decord decoding in the background thread slows the encoder beside
+# it 2.6x on CPU (ViT-B/32: 31 -> 12 frames/s; its decode threads keep the cores busy), PyAV's
+# not at all (32.9 -> 32.5), so a whole index runs 60 % faster with PyAV (31.7 against 19.6
+# frames/s over 10 minutes). The Ray engine decodes with the same one, so both store the same bits.
+INDEX_DECODER = "pyav"
+
 
 @dataclass(frozen=True)
 class IndexReport:
@@ -59,7 +65,7 @@ class Index:
         store: Store,
         *,
         chunk_size: int = 32,
-        backend: str = "auto",
+        backend: str = INDEX_DECODER,
     ) -> None:
         self.hub = hub
         self.store = store

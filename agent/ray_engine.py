@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from vidagent.errors import VidagentError
-from vidagent.index import IndexReport, sampling_key
+from vidagent.index import INDEX_DECODER, IndexReport, sampling_key
 from vidagent.store import Store
 from vidagent.video import Video, target_times
 
@@ -66,7 +66,7 @@ class EmbedChunks:
         for path, video_id, positions, times in zip(batch["path"], batch["video_id"], batch["positions"],
                                                     batch["times"], strict=True):
             positions = np.asarray(positions, np.int64)
-            with Video.open(str(path)) as video:
+            with Video.open(str(path), backend=INDEX_DECODER) as video:
                 frames = video.sample_at(np.asarray(times, np.float64), short_side=self.encoder.input_size)
             embeddings = self.encoder.encode_images(frames.frames).embeddings.astype(np.float32)
             out["video_id"].append(video_id)

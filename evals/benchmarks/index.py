@@ -19,11 +19,12 @@ from vidagent.evals.benchmarks import Benchmark, Measurement, Settings
 CHILD = textwrap.dedent(
     """
     import json, sys, time
-    from vidagent.evals.benchmarks import peak_rss_mb
+    from vidagent.evals.benchmarks import flush_denormals, peak_rss_mb
     from vidagent.evals.benchmarks.index import hub_for
     from vidagent.index import Index
     from vidagent.store import Store
 
+    flush_denormals()
     video, store, encoder, device = sys.argv[1:5]
     hub = hub_for(encoder, device)
     index = Index(hub, Store(store), chunk_size=64 if device == "cuda" else 32)
