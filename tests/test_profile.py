@@ -121,6 +121,8 @@ def test_unknown_field_lists_the_valid_fields(tmp_path: Path) -> None:
         ("clip: {kind: clip}", "needs an `id`"),
         ("planner: {share_with: vlm}", "'vlm' is not a role of this profile"),
         ("vlm: {share_with: vlm}", "cannot share with itself"),
+        ("clip: {id: a/b, options: {compile: fast}}", "'fast' is not true, false or a torch.compile mode"),
+        ("detector: {id: a/b, options: {compile: true}}", "only the vision tower of a clip or siglip model"),
     ],
 )
 def test_invalid_role_values(tmp_path: Path, roles: str, message: str) -> None:

@@ -4,6 +4,8 @@ Each case runs in a fresh subprocess so its peak RSS is its own. Videos are synt
 gradient + noise, 320x240, 10 fps, H.264) written once per length into the work dir. The
 encoder is the tiny CLIP (``tiny``) or the cpu profile's architecture, CLIP ViT-B/32, built
 from its config with random weights (``vit-b32``): speed does not depend on the weights.
+``vit-b32+compile`` is the same tower under torch.compile. Each case warms up on one chunk
+(model load, compilation) before the clock starts.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from vidagent.evals.benchmarks import Benchmark, Measurement, Settings
 CHILD = textwrap.dedent(
     """
     import json, sys, time
+    import numpy as np
     from vidagent.evals.benchmarks import flush_denormals, peak_rss_mb
     from vidagent.evals.benchmarks.index import hub_for
     from vidagent.index import Index
@@ -28,7 +31,8 @@ CHILD = textwrap.dedent(
     video, store, encoder, device = sys.argv[1:5]
     hub = hub_for(encoder, device)
     index = Index(hub, Store(store), chunk_size=64 if device == "cuda" else 32)
-    index.encoder  # load before timing
+    size = index.encoder.input_size  # load, then warm up (torch.compile compiles here) before timing
+    index.encoder.encode_images(np.zeros((index.chunk_size, size, size, 3), np.uint8))
     report = index.add(video, fps=1.0)
     print(json.dumps({"frames": report.frames_added, "seconds": report.seconds,
                       "peak_rss_mb": peak_rss_mb()}))
@@ -37,18 +41,22 @@ CHILD = textwrap.dedent(
 
 
 def hub_for(encoder: str, device: str):  # -> ModelHub
-    """A hub whose `clip` role is the tiny CLIP or a random-weight ViT-B/32 saved locally."""
+    """A hub whose `clip` role is the tiny CLIP or a random-weight ViT-B/32 (ViT-L/14) saved locally.
+
+    ``ENCODER+compile`` runs the same vision tower under torch.compile (``options: {compile: true}``).
+    """
     from vidagent.hub import ModelHub
     from vidagent.paths import cache_dir
     from vidagent.profile import parse_profile
 
-    if encoder == "tiny":
+    base, compiled = encoder.removesuffix("+compile"), encoder.endswith("+compile")
+    if base == "tiny":
         clip_id = "tiny/clip"
     else:
-        clip_id = str(random_clip(cache_dir() / "bench" / encoder, large=encoder == "vit-l14"))
+        clip_id = str(random_clip(cache_dir() / "bench" / base, large=base == "vit-l14"))
     dtype = "bfloat16" if device == "cuda" else "float32"
-    return ModelHub(parse_profile({"name": f"bench-{encoder}", "roles": {"clip": {"id": clip_id, "device": device,
-                                                                                  "dtype": dtype}}},
+    role = {"id": clip_id, "device": device, "dtype": dtype, "options": {"compile": True} if compiled else {}}
+    return ModelHub(parse_profile({"name": f"bench-{encoder}", "roles": {"clip": role}},
                                   source="bench", default_name="bench"))
 
 
@@ -118,15 +126,15 @@ def write_long_video(path: Path, minutes: float, fps: int = 10, size: tuple[int,
 def run(settings: Settings) -> list[Measurement]:
     work = Path(settings.workdir)
     lengths = [1, 5] if settings.quick else [1, 10, 60]
-    encoders = ["tiny"] if settings.quick else ["tiny", "vit-b32"]
+    encoders = ["tiny"] if settings.quick else ["tiny", "vit-b32", "vit-b32+compile"]
     if settings.full_size:
-        encoders = ["vit-b32", "vit-l14"]
+        encoders = ["vit-b32", "vit-b32+compile", "vit-l14"]
     rows = []
     for minutes in lengths:
         video = write_long_video(video_dir() / f"synthetic_{minutes}min.mp4", minutes)
         for encoder in encoders:
             result = subprocess.run(
-                [sys.executable, "-c", CHILD, str(video), str(work / f"{encoder}_{minutes}.sqlite"), encoder,
+                [sys.executable, "-c", CHILD, str(video), str(work / f"{encoder.replace('+', '-')}_{minutes}.sqlite"), encoder,
                  settings.device],
                 check=True, capture_output=True, text=True,
             )
