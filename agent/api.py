@@ -105,7 +105,8 @@ class LazyChat:
     def loaded(self) -> bool:
         return self._chat is not None
 
-    def _load(self) -> ChatModel:
+    def load(self) -> ChatModel:
+        """The planner, loaded now if it is not yet (a missing checkpoint raises here)."""
         with self._lock:
             if self._chat is None:
                 self._chat = chat_model_for(self.hub)
@@ -114,7 +115,7 @@ class LazyChat:
     def __getattr__(self, attribute: str) -> Any:  # generate, score_options, ...: load, then delegate
         if attribute.startswith("__"):
             raise AttributeError(attribute)
-        return getattr(self._load(), attribute)
+        return getattr(self.load(), attribute)
 
 
 class VideoAgent:

@@ -56,17 +56,20 @@ def videos_to_index(samples: list[Sample], clips_dir: Path) -> list[Path]:
     from vidagent.video import Video
 
     videos: dict[Path, bool] = {}  # file -> it opens
-    for sample in samples:
-        if not sample.span and sample.video in videos:
-            continue
+    for sample in samples:  # a sample that fails here fails the same way in its actor, which records why
         try:
             video = cut_clip(sample.video, sample.span, clips_dir) if sample.span else sample.video
-            if video not in videos:
-                with Video.open(video):
-                    videos[video] = True
-        except (VidagentError, OSError, ValueError) as exc:  # the sample's own line will say why
-            log.info("not pre-indexing %s: %s", sample.video, exc)
-            videos[sample.video] = False
+        except (VidagentError, OSError, ValueError) as exc:
+            log.info("not pre-indexing %s %s: %s", sample.video, sample.span, exc)
+            continue
+        if video in videos:
+            continue
+        try:
+            with Video.open(video):
+                videos[video] = True
+        except (VidagentError, OSError, ValueError) as exc:
+            log.info("not pre-indexing %s: %s", video, exc)
+            videos[video] = False
     return [video for video, opens in videos.items() if opens]
 
 

@@ -18,8 +18,9 @@ only the samples not yet in the file; all methods are deterministic (greedy deco
 resumed run gives the same results as an uninterrupted one. With ``workers > 1`` samples run
 in threads over one set of loaded models, and lines land in completion order (reports sort by
 sample id). An ``engine`` answers them elsewhere instead (:mod:`vidagent.evals.ray_eval`: model
-actors under Ray), and this process still writes every line. Sample-level failures (a broken video, a tool error that escapes) are recorded in
-the line's ``error`` and scored wrong, so one bad file never stops a run.
+actors under Ray), and this process still writes every line. Sample-level failures (a broken
+video, a tool error that escapes) are recorded in the line's ``error`` and scored wrong, so one
+bad file never stops a run; a model that cannot load stops it before the first sample.
 """
 
 from __future__ import annotations
@@ -176,11 +177,12 @@ class BlindMethod(Method):
         return Prediction(text=generation.text.strip(), tokens=generation.prompt_tokens + generation.completion_tokens)
 
 
-def make_method(settings: RunSettings, store: str | Path | None = None) -> Method:
+def make_method(settings: RunSettings, store: str | Path | None = None, *, lazy: bool = False) -> Method:
     """The method a run asks for, over the settings' profile.
 
-    Every model loads on first use, so a process that only writes the run's header (a Ray
-    driver) never loads one.
+    Its main model (planner or VLM) loads now, so a missing checkpoint stops the run before the
+    first sample; with ``lazy`` it loads on first use instead, so a process that only writes the
+    run's header (a Ray driver) loads none. Tool models always load on first use.
     """
     from vidagent.api import LazyChat, VideoAgent
     from vidagent.graph import Budget
@@ -192,24 +194,31 @@ def make_method(settings: RunSettings, store: str | Path | None = None) -> Metho
     if settings.method not in METHODS:
         raise VidagentError(f"unknown method {settings.method!r} (one of: {', '.join(METHODS)})")
     hub = ModelHub(load_profile(settings.profile))
-    if settings.method == "agent":
-        budget = Budget(max_steps=settings.max_steps) if settings.max_steps else None
-        ctx = ToolContext(hub=hub, store=Store(store), fps=settings.fps)
-        return AgentMethod(VideoAgent(ctx, LazyChat(hub), budget=budget))
     if settings.method == "vlm-uniform":
         if "vlm" not in hub.profile.roles:
             raise VidagentError(f"profile {hub.profile.name!r} has no 'vlm' role for the vlm-uniform baseline")
+        if not lazy:
+            hub.get("vlm")
         return UniformVlmMethod(hub, settings.frames)
-    return BlindMethod(LazyChat(hub))
+    planner = LazyChat(hub)
+    if not lazy:
+        planner.load()
+    if settings.method == "blind":
+        return BlindMethod(planner)
+    budget = Budget(max_steps=settings.max_steps) if settings.max_steps else None
+    return AgentMethod(VideoAgent(ToolContext(hub=hub, store=Store(store), fps=settings.fps), planner, budget=budget))
 
 
-def make_judge(profile: str) -> LLMJudge:
-    """An LLM judge over ``profile``'s planner (loaded on its first verdict)."""
+def make_judge(profile: str, *, lazy: bool = False) -> LLMJudge:
+    """An LLM judge over ``profile``'s planner (loaded now, or with ``lazy`` on its first verdict)."""
     from vidagent.api import LazyChat
     from vidagent.hub import ModelHub
     from vidagent.profile import load_profile
 
-    return LLMJudge(LazyChat(ModelHub(load_profile(profile))))
+    judge = LazyChat(ModelHub(load_profile(profile)))
+    if not lazy:
+        judge.load()
+    return LLMJudge(judge)
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -358,9 +367,13 @@ class Runner:
 def run_task(task: Task, settings: RunSettings, out: str | Path, *, store: str | Path | None = None,
              resume: bool = False, workers: int = 1, progress: Callable[[int, int], None] | None = None,
              engine: Engine | None = None) -> list[dict[str, Any]]:
-    """Set up the method (and judge) for ``settings`` and run ``task`` into ``out``."""
-    method = make_method(settings, store)
-    judge = make_judge(settings.judge) if settings.judge and task.open_ended else None
+    """Set up the method (and judge) for ``settings`` and run ``task`` into ``out``.
+
+    With an ``engine`` the models are not loaded here: the engine's workers load their own.
+    """
+    lazy = engine is not None
+    method = make_method(settings, store, lazy=lazy)
+    judge = make_judge(settings.judge, lazy=lazy) if settings.judge and task.open_ended else None
     return Runner(task.head(settings.limit), settings, method, out, judge=judge).run(
         resume=resume, workers=workers, progress=progress, engine=engine)
 

@@ -54,6 +54,16 @@ def without_timings(rows: list[dict]) -> list[dict]:
     return [strip(row) for row in sorted(rows, key=lambda r: r["id"])]
 
 
+def test_the_driver_pre_indexes_each_file_that_opens_once(task: Task, tmp_path: Path) -> None:
+    from vidagent.evals.ray_eval import videos_to_index
+
+    a = task.samples[0].video
+    outside = Sample("q5", a, "After the end?", ["x", "y"], 0, span=(100.0, 101.0))  # no frames there
+    videos = videos_to_index([outside, *task.samples], tmp_path / "clips")
+    assert [v.name for v in videos[:2]] == ["a.mp4", "b.mp4"] and len(videos) == 3  # + q3's clip, not broken.mp4
+    assert videos[2].parent == tmp_path / "clips"
+
+
 def test_ray_eval_writes_the_run_file_the_local_engine_writes(task: Task, tmp_path: Path, tiny_hub, local_ray,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from vidagent import ray_engine
@@ -93,7 +103,7 @@ def test_a_local_run_resumes_on_ray_and_the_driver_loads_no_model(task: Task, tm
     out = tmp_path / "run.jsonl"
     whole = run_task(task, settings, out)
     out.write_text("\n".join(out.read_text().splitlines()[:3]) + "\n")  # header, q0, q1: as if killed
-    method = make_method(settings)
+    method = make_method(settings, lazy=True)
     resumed = Runner(task, settings, method, out).run(resume=True, engine=RayEngine(workers=1))
     assert not method.llm.loaded  # the planner ran in the actor only; the driver just named it
     assert without_timings(resumed) == without_timings(whole)

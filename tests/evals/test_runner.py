@@ -191,6 +191,19 @@ def test_each_method_runs_on_the_tiny_profile(method: str, clip: Path, tmp_path:
         assert rows[0]["trajectory"] and rows[0]["tool_calls"] >= 1
 
 
+@pytest.mark.parametrize("method", ["agent", "blind"])
+def test_a_planner_that_cannot_load_stops_the_run_before_the_first_sample(method: str, clip: Path,
+                                                                          tmp_path: Path) -> None:
+    from vidagent.errors import ModelNotAvailable
+
+    profile = tmp_path / "broken.yaml"
+    profile.write_text(f"name: broken\nroles:\n  planner: {{id: {tmp_path / 'no-such-checkpoint'}}}\n")
+    settings = RunSettings(task="toy", method=method, profile=str(profile))
+    with pytest.raises(ModelNotAvailable, match="no-such-checkpoint"):
+        run_task(mc_task(clip, 2), settings, tmp_path / "run.jsonl", store=tmp_path / "s.sqlite")
+    assert not (tmp_path / "run.jsonl").exists()  # not a file of error lines
+
+
 def test_cli_eval_jsonl_then_report(clip: Path, tmp_path: Path, tiny_hub) -> None:
     data = tmp_path / "mine.jsonl"
     data.write_text("\n".join(json.dumps({"id": f"s{i}", "video": str(clip), "question": "Which colour?",
