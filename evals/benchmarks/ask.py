@@ -194,4 +194,5 @@ def run_7b(settings: Settings) -> list[Measurement]:
     ]
 
 
-BENCHMARK = Benchmark("ask", "per-question latency p50/p95 and tokens by profile (after indexing)", run)
+BENCHMARK = Benchmark("ask", "per-question latency p50/p95 and tokens by profile, after indexing "
+                             "(--full-size: a 7B planner)", run)
