@@ -88,12 +88,18 @@ def _ray() -> Any:
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> Any:
-    """Connect to (or start) Ray, passing vidagent's and Hugging Face's settings to the workers."""
+    """Connect to (or start) Ray, passing vidagent's and Hugging Face's settings to the workers.
+
+    Ray Data's own progress lines are turned down to warnings (unless ``RAY_DATA_LOG_LEVEL`` says
+    otherwise): the CLI shows one progress bar.
+    """
+    os.environ.setdefault("RAY_DATA_LOG_LEVEL", "WARNING")  # read when Ray Data sets up its loggers
     ray = _ray()
     if not ray.is_initialized():
         env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES)}
         ray.init(address=address, num_cpus=num_cpus if address is None else None, include_dashboard=False,
                  log_to_driver=False, configure_logging=False, runtime_env={"env_vars": env})
+    ray.data.DataContext.get_current().enable_progress_bars = False
     return ray
 
 
@@ -150,7 +156,8 @@ def index_with_ray(
         actors = workers or (max(1, int(ray.cluster_resources().get("GPU", 0))) if gpus else 1)
         dataset = ray.data.from_items(items).map_batches(
             EmbedChunks, fn_constructor_kwargs={"profile": profile, "chunk_size": chunk_size},
-            batch_size=1, concurrency=actors, num_gpus=1 if gpus else 0, num_cpus=0 if gpus else 1,
+            batch_size=1, compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=1 if gpus else 0,
+            num_cpus=0 if gpus else 1,
         )
         for row in dataset.iter_rows():
             if row["model_id"] != model_id:

@@ -94,8 +94,8 @@ class RayEngine:
         task = runner.task
         dataset = ray.data.from_items([{"id": sample.id} for sample in todo], override_num_blocks=len(todo))
         dataset = dataset.map_batches(
-            AnswerSamples, batch_size=1, concurrency=actors, num_gpus=1 if self.gpus else 0,
-            num_cpus=0 if self.gpus else 1,
+            AnswerSamples, batch_size=1, compute=ray.data.ActorPoolStrategy(size=actors),
+            num_gpus=1 if self.gpus else 0, num_cpus=0 if self.gpus else 1,
             fn_constructor_kwargs={
                 "task": Task(task.name, todo, task.open_ended, task.settings, task.score_text),
                 "settings": runner.settings, "store": str(self.store) if self.store else None,
