@@ -4,9 +4,12 @@
 (this process) owns the store: it hashes each video, registers it, works out which grid
 positions are still missing (the same fixed grid and chunking as :class:`~vidagent.index.Index`,
 so a killed run resumes and a finished video is skipped) and hands those chunks to Ray Data.
-Each chunk is decoded and embedded inside a model actor (``ClipEncoder`` over the profile's
-``clip`` role: one actor per GPU with ``gpus=True``, else ``workers`` CPU actors), and only
-the embeddings travel back; the driver writes each chunk in one transaction, exactly as the
+Each chunk is embedded in a model actor (``ClipEncoder`` over the profile's ``clip`` role: one
+actor per GPU with ``gpus=True``, else ``workers`` CPU actors). With GPUs, chunks are decoded
+in CPU tasks of their own that stream frames into the actors, so every core decodes while the
+GPUs embed (decoding and image preprocessing on the CPU limit a single GPU process; see
+evals/BENCHMARKS.md); on CPUs each actor decodes its own chunks. Only the embeddings travel
+back; the driver writes each chunk in one transaction, exactly as the
 local engine does, so the store is the same whichever engine filled it.
 
 Across machines: start a Ray cluster (``ray start --head`` / ``ray start --address=HEAD:6379``),
@@ -49,8 +52,19 @@ class _Plan:
     started: float
 
 
+def decode_chunk(row: dict[str, Any], short_side: int) -> dict[str, Any]:
+    """Ray Data task: one chunk's frames, decoded at the encoder's input size (uint8 bytes + shape)."""
+    with Video.open(str(row["path"]), backend=INDEX_DECODER) as video:
+        frames = video.sample_at(np.asarray(row["times"], np.float64), short_side=short_side)
+    return {"video_id": row["video_id"], "positions": np.asarray(row["positions"], np.int64)[: len(frames)].tobytes(),
+            "timestamps": np.asarray(frames.timestamps, np.float64).tobytes(),
+            "indices": np.asarray(frames.indices, np.int64).tobytes(),
+            "frames": np.ascontiguousarray(frames.frames).tobytes(), "shape": list(frames.frames.shape)}
+
+
 class EmbedChunks:
-    """The Ray Data model actor: decodes each chunk's frames and embeds them with CLIP."""
+    """The Ray Data model actor: embeds each chunk's frames with CLIP (decoding them first when the
+    pipeline has no decode stage)."""
 
     def __init__(self, profile: str, chunk_size: int) -> None:
         from vidagent.encoders import ClipEncoder
@@ -63,16 +77,14 @@ class EmbedChunks:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out: dict[str, list[Any]] = {k: [] for k in ("video_id", "positions", "timestamps", "indices", "embeddings",
                                                      "dim", "model_id")}
-        for path, video_id, positions, times in zip(batch["path"], batch["video_id"], batch["positions"],
-                                                    batch["times"], strict=True):
-            positions = np.asarray(positions, np.int64)
-            with Video.open(str(path), backend=INDEX_DECODER) as video:
-                frames = video.sample_at(np.asarray(times, np.float64), short_side=self.encoder.input_size)
-            embeddings = self.encoder.encode_images(frames.frames).embeddings.astype(np.float32)
-            out["video_id"].append(video_id)
-            out["positions"].append(positions[: len(frames)].tobytes())
-            out["timestamps"].append(np.asarray(frames.timestamps, np.float64).tobytes())
-            out["indices"].append(np.asarray(frames.indices, np.int64).tobytes())
+        for i in range(len(batch["video_id"])):
+            row = {key: values[i] for key, values in batch.items()}
+            if "frames" not in row:
+                row = decode_chunk(row, self.encoder.input_size)
+            frames = np.frombuffer(row["frames"], np.uint8).reshape([int(n) for n in row["shape"]])
+            embeddings = self.encoder.encode_images(frames).embeddings.astype(np.float32)
+            for key in ("video_id", "positions", "timestamps", "indices"):
+                out[key].append(row[key])
             out["embeddings"].append(embeddings.tobytes())
             out["dim"].append(embeddings.shape[1] if embeddings.ndim == 2 else self.encoder.embed_dim)
             out["model_id"].append(self.encoder.model_id)
@@ -125,9 +137,16 @@ def index_with_ray(
     gpus: bool = False,
     chunk_size: int = 32,
     address: str | None = None,
+    decode_tasks: bool | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[IndexReport]:
-    """Index ``paths`` with Ray (see the module docstring); one report per video, in order."""
+    """Index ``paths`` with Ray (see the module docstring); one report per video, in order.
+
+    ``decode_tasks`` (default: with ``gpus``) decodes chunks in CPU tasks of their own, streamed
+    into the model actors, so every CPU core decodes while the GPUs embed; without it each actor
+    decodes its own chunks (on CPUs that share cores with the encoder, nothing is gained by
+    splitting).
+    """
     from vidagent.encoders import ClipEncoder
     from vidagent.hub import ModelHub
     from vidagent.profile import load_profile
@@ -154,7 +173,10 @@ def index_with_ray(
     if items:
         ray = init_ray(address, num_cpus=workers)
         actors = workers or (max(1, int(ray.cluster_resources().get("GPU", 0))) if gpus else 1)
-        dataset = ray.data.from_items(items).map_batches(
+        dataset = ray.data.from_items(items)
+        if gpus if decode_tasks is None else decode_tasks:
+            dataset = dataset.map(decode_chunk, fn_kwargs={"short_side": encoder.input_size}, num_cpus=1)
+        dataset = dataset.map_batches(
             EmbedChunks, fn_constructor_kwargs={"profile": profile, "chunk_size": chunk_size},
             batch_size=1, compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=1 if gpus else 0,
             num_cpus=0 if gpus else 1,

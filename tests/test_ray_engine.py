@@ -56,6 +56,22 @@ def test_ray_index_equals_the_local_index(videos: list[Path], tmp_path: Path, ti
     assert [r.frames_added for r in again] == [0, 0]  # nothing left to do: Ray is not even asked
 
 
+def test_decoding_in_tasks_of_its_own_stores_the_same_bits(videos: list[Path], tmp_path: Path, tiny_hub,
+                                                           local_ray) -> None:
+    from vidagent.ray_engine import index_with_ray
+
+    local = Index(tiny_hub, Store(tmp_path / "local.sqlite"), chunk_size=4)
+    expected = [local.add(v, fps=2) for v in videos]
+    store = Store(tmp_path / "split.sqlite")
+    reports = index_with_ray(videos, profile="tiny", store=store, fps=2, workers=1, chunk_size=4, decode_tasks=True)
+    assert [r.frames_added for r in reports] == [14, 6]  # what --gpus runs: decode tasks -> model actors
+    for report, want in zip(reports, expected, strict=True):
+        times, embeddings = stored(store, report.video_id, report.model_id, 2)
+        local_times, local_embeddings = stored(local.store, want.video_id, want.model_id, 2)
+        np.testing.assert_array_equal(times, local_times)
+        np.testing.assert_array_equal(embeddings, local_embeddings)
+
+
 def test_a_half_indexed_video_resumes_under_ray(videos: list[Path], tmp_path: Path, tiny_hub, local_ray) -> None:
     from vidagent.ray_engine import index_with_ray
 
