@@ -9,8 +9,8 @@ actor per GPU with ``gpus=True``, else ``workers`` CPU actors). With GPUs, chunk
 in CPU tasks of their own that stream frames into the actors, so every core decodes while the
 GPUs embed (decoding and image preprocessing on the CPU limit a single GPU process; see
 evals/BENCHMARKS.md); on CPUs each actor decodes its own chunks. Only the embeddings travel
-back; the driver writes each chunk in one transaction, exactly as the
-local engine does, so the store is the same whichever engine filled it.
+back; the driver writes each chunk in one transaction, exactly as the local engine does, so the
+store is the same whichever engine filled it.
 
 Across machines: start a Ray cluster (``ray start --head`` / ``ray start --address=HEAD:6379``),
 pass ``address="auto"`` (``--ray-address auto``), and keep the videos on storage every node
@@ -174,7 +174,7 @@ def index_with_ray(
         ray = init_ray(address, num_cpus=workers)
         actors = workers or (max(1, int(ray.cluster_resources().get("GPU", 0))) if gpus else 1)
         dataset = ray.data.from_items(items)
-        if gpus if decode_tasks is None else decode_tasks:
+        if decode_tasks if decode_tasks is not None else gpus:
             dataset = dataset.map(decode_chunk, fn_kwargs={"short_side": encoder.input_size}, num_cpus=1)
         dataset = dataset.map_batches(
             EmbedChunks, fn_constructor_kwargs={"profile": profile, "chunk_size": chunk_size},
