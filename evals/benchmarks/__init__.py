@@ -42,6 +42,14 @@ class Benchmark:
     run: Callable[[Settings], list[Measurement]]
 
 
+def synchronize(device: str) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously), so wall-clock timings are real."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
 def flush_denormals() -> None:
     """Compute denormal floats as zero in this process, as benchmarks of random weights must.
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vidagent.evals.benchmarks import Benchmark, Measurement, Settings
+from vidagent.evals.benchmarks import Benchmark, Measurement, Settings, synchronize
 from vidagent.llm import Generation, Message, OptionScores, TransformersChat
 
 QUESTIONS = [
@@ -102,11 +102,6 @@ def random_planner(device: str, dtype: torch.dtype, **overrides: int) -> Transfo
     return TransformersChat(model, tokenizer, name="random/qwen2.5-7b-architecture")
 
 
-def _synchronize(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def planner_speed(chat: TransformersChat, device: str, prompt_tokens: int = 480, new_tokens: int = 64,
                   repeats: int = 3) -> tuple[float, float]:
     """(prefill tokens/s, decode seconds per token) of ``chat``'s model, each the best of ``repeats``.
@@ -117,11 +112,11 @@ def planner_speed(chat: TransformersChat, device: str, prompt_tokens: int = 480,
     ids = torch.randint(100, 40000, (1, prompt_tokens), device=chat.model.device)
 
     def generate(n: int) -> float:
-        _synchronize(device)
+        synchronize(device)
         started = time.perf_counter()
         chat.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n,
                             do_sample=False)
-        _synchronize(device)
+        synchronize(device)
         return time.perf_counter() - started
 
     with torch.inference_mode():

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vidagent.evals.benchmarks import Benchmark, Measurement, Settings, peak_rss_mb
+from vidagent.evals.benchmarks import Benchmark, Measurement, Settings, peak_rss_mb, synchronize
 
 NAME = "detect_segment"
 WIDTH, HEIGHT = 1280, 720
@@ -132,16 +132,11 @@ def write_clip(path: Path, frames: int, fps: float = 10.0) -> Path:
     return path
 
 
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def _per_second(fn, frames: int, device: str) -> float:
-    _sync(device)
+    synchronize(device)
     start = time.perf_counter()
     fn()
-    _sync(device)
+    synchronize(device)
     return frames / (time.perf_counter() - start)
 
 

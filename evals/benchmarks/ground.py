@@ -25,7 +25,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from vidagent.evals.benchmarks import Benchmark, Measurement, Settings
+from vidagent.evals.benchmarks import Benchmark, Measurement, Settings, synchronize
 
 NAME = "ground"
 
@@ -36,12 +36,10 @@ def _timed(fn: Callable[[], object], repeats: int, device: str, warmup: int = 1)
         fn()
     times = []
     for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
+        synchronize(device)
         start = time.perf_counter()
         fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
+        synchronize(device)
         times.append((time.perf_counter() - start) * 1000)
     return statistics.median(times)
 

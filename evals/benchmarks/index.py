@@ -133,9 +133,9 @@ def run(settings: Settings) -> list[Measurement]:
     for minutes in lengths:
         video = write_long_video(video_dir() / f"synthetic_{minutes}min.mp4", minutes)
         for encoder in encoders:
+            store = work / f"{encoder.replace('+', '-')}_{minutes}.sqlite"
             result = subprocess.run(
-                [sys.executable, "-c", CHILD, str(video), str(work / f"{encoder.replace('+', '-')}_{minutes}.sqlite"), encoder,
-                 settings.device],
+                [sys.executable, "-c", CHILD, str(video), str(store), encoder, settings.device],
                 check=True, capture_output=True, text=True,
             )
             measured = json.loads(result.stdout.strip().splitlines()[-1])
