@@ -77,7 +77,7 @@ def chat_model_for(hub: ModelHub) -> ChatModel:
     options = dict(spec.options or {})
     if options.get("backend") == "openai":
         return OpenAIChat(
-            model=options.get("model") or spec.id,
+            model=planner_name(hub),
             base_url=options.get("base_url"),
             api_key=options.get("api_key"),
             timeout=float(options.get("timeout", 60)),
@@ -85,7 +85,8 @@ def chat_model_for(hub: ModelHub) -> ChatModel:
         )
     loaded = hub.get("planner")
     cap = options.get("max_new_tokens")
-    return TransformersChat(loaded.model, loaded.processor, name=str(spec.id), max_new_tokens=int(cap) if cap else None)
+    return TransformersChat(loaded.model, loaded.processor, name=planner_name(hub),
+                            max_new_tokens=int(cap) if cap else None)
 
 
 class LazyChat:

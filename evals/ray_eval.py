@@ -4,8 +4,9 @@ The driver (this process) owns the run file, exactly as with the local engine: i
 header, works out which samples are missing (``--resume``) and appends each sample's line as
 soon as an actor returns it, so a run file is the same whichever engine filled it, and either
 engine resumes the other's. Each actor sets up the run's method (and judge) once, loading its
-models on first use (one actor per GPU with ``gpus=True``, else ``workers`` CPU actors), and
-answers one sample per call with the local engine's own code (:meth:`Runner.answer_row`).
+planner or VLM at start, so a missing checkpoint fails the run rather than each sample (one
+actor per GPU with ``gpus=True``, else ``workers`` CPU actors), and answers one sample per
+call with the local engine's own code (:meth:`Runner.answer_row`). The driver loads no model.
 
 For the agent method the driver first indexes every video the missing samples need with the
 Ray index engine (:func:`vidagent.ray_engine.index_with_ray`) into the run's store, so the
