@@ -17,15 +17,17 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, Field
 
 from vidagent.errors import VidagentError
 from vidagent.evidence import Evidence
-from vidagent.graph import AgentGraph, Budget
+from vidagent.exemplars import ExemplarSelector, LexicalEmbedder, SentenceEmbedder
+from vidagent.graph import AgentGraph, Budget, PlannerSettings
 from vidagent.hub import ModelHub
 from vidagent.index import IndexReport
 from vidagent.llm import ChatModel, OpenAIChat, TransformersChat
@@ -50,7 +52,8 @@ class Answer(BaseModel):
     tool_calls: int
     stop_reason: str | None = None
     session: str
-    prompts: list[str] = Field(default_factory=list, description="Prompt templates (name@version) that ran.")
+    prompts: list[str] = Field(default_factory=list,
+                               description="Prompt templates and exemplar banks (name@version) that ran.")
 
 
 class SessionMismatch(VidagentError):
@@ -85,8 +88,39 @@ def chat_model_for(hub: ModelHub) -> ChatModel:
         )
     loaded = hub.get("planner")
     cap = options.get("max_new_tokens")
+    if loaded.spec.kind == "llama_cpp":
+        from vidagent.llama_cpp_chat import LlamaCppChat
+
+        return LlamaCppChat.from_loaded(loaded.model, loaded.processor, planner_name(hub),
+                                        max_new_tokens=int(cap) if cap else None, slots=int(options.get("slots", 3)))
     return TransformersChat(loaded.model, loaded.processor, name=planner_name(hub),
                             max_new_tokens=int(cap) if cap else None)
+
+
+class HubEmbedder:
+    """The profile's ``embedder`` role as an ``Embedder``, loaded on first use."""
+
+    def __init__(self, hub: ModelHub) -> None:
+        self.hub = hub
+        self.name = hub.profile.spec("embedder").id
+        self._embedder: SentenceEmbedder | None = None
+        self._lock = threading.Lock()
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            if self._embedder is None:
+                self._embedder = SentenceEmbedder(self.hub.get("embedder").model, self.name)
+        return self._embedder.encode(texts)
+
+
+def exemplar_selector_for(hub: ModelHub) -> ExemplarSelector:
+    """The planner's exemplar selector: the profile's sentence embedder, else lexical similarity."""
+    return ExemplarSelector(HubEmbedder(hub) if hub.available("embedder") else LexicalEmbedder())
+
+
+def planner_settings(hub: ModelHub) -> PlannerSettings:
+    spec = hub.profile.roles.get("planner")
+    return PlannerSettings.from_options(spec.options if spec else None)
 
 
 class LazyChat:
@@ -129,6 +163,8 @@ class VideoAgent:
         *,
         budget: Budget | None = None,
         registry: ToolRegistry | None = None,
+        exemplars: ExemplarSelector | None = None,
+        planner: PlannerSettings | None = None,
     ) -> None:
         from langgraph.checkpoint.sqlite import SqliteSaver
 
@@ -136,9 +172,13 @@ class VideoAgent:
         self.llm = llm or chat_model_for(ctx.hub)
         self.registry = registry or ToolRegistry.for_roles(set(ctx.hub.profile.roles))
         self.budget = budget or Budget()
+        has_hub = ctx.hub is not None  # graph tests run a scripted planner over fake tools, with no hub
+        self.exemplars = exemplars or (exemplar_selector_for(ctx.hub) if has_hub else None)
+        self.planner = planner or (planner_settings(ctx.hub) if has_hub else PlannerSettings())
         connection = sqlite3.connect(ctx.store.path, check_same_thread=False, timeout=30)
         self._checkpointer = SqliteSaver(connection)
-        self._graph = AgentGraph(ctx, self.registry, self.llm, self.budget).compile(self._checkpointer)
+        self._graph = AgentGraph(ctx, self.registry, self.llm, self.budget, self.exemplars,
+                                 self.planner).compile(self._checkpointer)
 
     @classmethod
     def from_profile(
@@ -225,7 +265,7 @@ class VideoAgent:
             tool_calls=int(used.get("tool_calls", 0)),
             stop_reason=final["stop_reason"],
             session=session,
-            prompts=sorted({e["prompt"] for e in events or [final] if "prompt" in e}),
+            prompts=sorted({e[key] for e in events or [final] for key in ("prompt", "exemplars") if key in e}),
         )
 
     def evidence(self, session: str) -> Evidence:

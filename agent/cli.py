@@ -503,15 +503,17 @@ def eval_ground(
 @app.command("eval")
 def eval_(
     target: Annotated[str, typer.Argument(
-        help="A task (nextqa, nextqa-oe, egoschema, mvbench, videomme, activitynet-qa, jsonl), 'synthetic' "
-             "(generate videos with known answers, then run), or 'report' (summarise run files).")],
+        help="A task (nextqa, nextqa-oe, egoschema, mvbench, videomme, activitynet-qa, jsonl), 'routing' (the "
+             "planner's first step against accepted tools; --data optional), 'synthetic' (generate videos with "
+             "known answers, then run), or 'report' (summarise run files).")],
     runs: Annotated[list[Path] | None, typer.Argument(help="report: one run file, or two to compare.",
                                                       show_default=False)] = None,
     data: Annotated[Path | None, typer.Option("--data", help="The task's folder (or file, for jsonl).",
                                               show_default=False)] = None,
     split: Annotated[str | None, typer.Option(help="Split or subset (task-specific).", show_default=False)] = None,
-    method: Annotated[str, typer.Option(help="agent, vlm-uniform (the single-VLM baseline) or blind (no video).")]
-    = "agent",
+    method: Annotated[str | None, typer.Option(
+        help="agent, vlm-uniform (the single-VLM baseline), blind (no video) or planner (first plan step only; "
+             "the default for routing; otherwise agent).", show_default=False)] = None,
     profile: ProfileOpt = "auto",
     limit: Annotated[int | None, typer.Option(help="Only the first N samples.", show_default=False)] = None,
     workers: Annotated[int | None, typer.Option(
@@ -546,8 +548,11 @@ def eval_(
     else:
         if runs:
             raise typer.BadParameter(f"unexpected arguments {[str(r) for r in runs]} (only 'report' takes run files)")
+        method = method or ("planner" if target == "routing" else "agent")
         if method not in METHODS:
             raise typer.BadParameter(f"--method must be one of {', '.join(METHODS)}")
+        if (target == "routing") != (method == "planner"):
+            raise typer.BadParameter("the routing task runs with --method planner, and only it does")
         _check_engine(engine)
         out_file = out_file or Path("runs") / f"{target}-{method}.jsonl"
         if target == "synthetic":
@@ -555,7 +560,7 @@ def eval_(
 
             data = data or out_file.parent / "synthetic-data"
             write_synthetic(data, per_kind=per_kind)
-        elif data is None:
+        elif data is None and target != "routing":
             raise typer.BadParameter("--data is required: the folder holding the task's files")
         task = load_task(target, data, split=split, subtitles=subtitles)
         settings = RunSettings(task=task.name, method=method, profile=profile, split=split, limit=limit,

@@ -33,12 +33,15 @@ from langgraph.graph import END, START, StateGraph
 
 from vidagent.errors import VidagentError
 from vidagent.evidence import Evidence
+from vidagent.exemplars import ExemplarSelector, Selection
 from vidagent.llm import ChatModel, option_letter
-from vidagent.prompts import load_prompt
+from vidagent.prompts import Prompt, load_prompt
+from vidagent.question_words import Vocabulary
 from vidagent.registry import CallError, ToolCall, ToolRegistry
 from vidagent.tooling import ToolContext
 
 EVIDENCE_IN_PROMPT = 15
+PLAN_TOKENS = 160  # a plan of up to three calls fits in well under this
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,20 @@ class AgentState(TypedDict, total=False):
     answer: dict[str, Any] | None
 
 
+@dataclass(frozen=True)
+class PlannerSettings:
+    """How plans are asked for (the profile's ``planner.options``: ``exemplars``, ``candidate_tools``)."""
+
+    exemplars: int = 4  # worked examples shown per step (0: none)
+    candidates: bool = True  # the plan's grammar allows only the candidate tools
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any] | None) -> PlannerSettings:
+        options = options or {}
+        return cls(exemplars=int(options.get("exemplars", cls.exemplars)),
+                   candidates=bool(options.get("candidate_tools", cls.candidates)))
+
+
 @dataclass
 class AgentGraph:
     """Builds the compiled graph over a tool context, a registry and a chat model."""
@@ -79,6 +96,8 @@ class AgentGraph:
     registry: ToolRegistry
     llm: ChatModel
     budget: Budget = field(default_factory=Budget)
+    exemplars: ExemplarSelector | None = None
+    planner: PlannerSettings = field(default_factory=PlannerSettings)
 
     def compile(self, checkpointer: Any = None) -> Any:
         graph = StateGraph(AgentState)
@@ -107,37 +126,38 @@ class AgentGraph:
 
     # --- nodes -------------------------------------------------------------------------------
     def plan(self, state: AgentState) -> dict[str, Any]:
-        emit = get_stream_writer()
+        emit = _writer()
+        started = time.perf_counter()
         used = dict(state["used"])
         if reason := self._exhausted(used):
             return {"pending": [], "stop_reason": reason}
         evidence = Evidence.from_rows(state.get("evidence", []))
+        history = state.get("history", [])[:-1]
+        question, options = state["question"], state.get("options")
+        vocabulary = Vocabulary.of(question, options, history)
         prompt = load_prompt("planner")
-        messages = prompt.messages(
-            tools=self.registry.describe(),
-            video_name=Path(state["video"]).name,
-            duration=state["duration"],
-            history=state.get("history", [])[:-1],
-            question=state["question"],
-            options=_lettered(state.get("options")),
-            evidence=evidence.to_prompt(EVIDENCE_IN_PROMPT),
-            errors=state.get("errors", []),
-            steps_left=self.budget.max_steps - int(used.get("steps", 0)),
-        )
-        schema = self.registry.plan_schema()
-        problems: list[str] = []
+        selection = self._select(question, options, history, evidence)
+        messages = self._planner_messages(prompt, selection, state, evidence, history)
+        grammar_words = vocabulary if getattr(self.llm, "grammar_patterns", False) else None
+        schema = self.registry.plan_schema(
+            tools=selection.candidates if selection and self.planner.candidates else None, vocabulary=grammar_words,
+            min_calls=0 if len(evidence) else 1, timed=bool(len(evidence)) or vocabulary.mentions_time)
+        chosen = selection.trace() if selection else {}
+        tokens_before = used.get("tokens", 0)
         all_problems: list[str] = []
         for attempt in range(self.budget.plan_retries + 1):
-            generation = self.llm.generate(messages, json_schema=schema, max_new_tokens=256)
+            generation = self.llm.generate(messages, json_schema=schema, max_new_tokens=PLAN_TOKENS)
             used["tokens"] = used.get("tokens", 0) + generation.prompt_tokens + generation.completion_tokens
-            calls, done, thought, problems = self._parse_plan(generation.text)
+            calls, done, thought, problems = self._parse_plan(generation.text, vocabulary)
             calls = _new_calls(calls, state.get("trace", []))
             if not problems:
                 if not calls and not done and not len(evidence):
                     problems = ["no calls and no evidence yet: call at least one tool"]
                 else:
                     entry = {"node": "plan", "prompt": prompt.tag, "attempt": attempt, "thought": thought,
-                             "calls": [c.to_dict() for c in calls], "done": done}
+                             "calls": [c.to_dict() for c in calls], "done": done,
+                             "tokens": int(used["tokens"] - tokens_before),
+                             "seconds": round(time.perf_counter() - started, 3), **chosen}
                     emit({"type": "plan", **entry})
                     return {"pending": [c.to_dict() for c in calls], "done": done or not calls, "errors": [],
                             "used": used, "trace": [entry]}
@@ -145,9 +165,53 @@ class AgentGraph:
             messages = [*messages, {"role": "assistant", "content": generation.text[:500]},
                         {"role": "user", "content": "That reply cannot run: " + "; ".join(problems)
                          + ". Reply again with valid JSON."}]
-        return self._fallback(state["question"], used, all_problems, emit, prompt.tag)
+        return self._fallback(state, used, all_problems, emit, prompt.tag, selection, started)
 
-    def _parse_plan(self, text: str) -> tuple[list[ToolCall], bool, str, list[str]]:
+    def first_plan(self, question: str, *, video_name: str = "clip.mp4", duration: float = 60.0,
+                   options: list[str] | None = None, history: list[dict[str, str]] | None = None) -> dict[str, Any]:
+        """The planner's first step for a question, without running a tool (the routing eval).
+
+        Returns the plan's trace entry: ``calls``, ``done``, the exemplars shown, ``fallback``.
+        """
+        turns = [*(history or []), {"role": "user", "content": question}]
+        state: AgentState = {"video": video_name, "duration": duration, "question": question, "options": options,
+                             "history": turns, "evidence": [], "trace": [], "errors": [],
+                             "used": {"started": time.time()}}
+        update = self.plan(state)
+        return update["trace"][-1] if update.get("trace") else {"calls": [], "stop_reason": update.get("stop_reason")}
+
+    def _select(self, question: str, options: list[str] | None, history: list[dict[str, str]],
+                evidence: Evidence) -> Selection | None:
+        if self.exemplars is None or self.planner.exemplars <= 0:
+            return None
+        return self.exemplars.select(
+            question, k=self.planner.exemplars, tools=list(self.registry.tools),
+            evidence_tools=frozenset(str(t) for t in evidence.tool), history=bool(history), options=bool(options),
+            restrict=self.planner.candidates,
+        )
+
+    def _planner_messages(self, prompt: Prompt, selection: Selection | None, state: AgentState,
+                          evidence: Evidence, history: list[dict[str, str]]) -> list[dict[str, str]]:
+        """System turn, the chosen exemplars as earlier turns (user: its question, assistant: its
+        plan), then this question, all rendered with the planner's own templates."""
+        messages = [{"role": "system", "content": prompt.render("system", tools=self.registry.describe())}]
+        if selection is not None:
+            bank = self.exemplars.bank if self.exemplars else None
+            for exemplar in selection.exemplars:
+                timed = bank is not None and exemplar.uses_times
+                user = prompt.render(
+                    "user", video_name=bank.video_name if timed else None, duration=bank.duration if timed else 0.0,
+                    history=list(exemplar.history), question=exemplar.question,
+                    options=_lettered(list(exemplar.options) or None), evidence=exemplar.evidence, errors=[])
+                messages += [{"role": "user", "content": user}, {"role": "assistant", "content": exemplar.plan_json()}]
+        messages.append({"role": "user", "content": prompt.render(
+            "user", video_name=Path(state["video"]).name, duration=state["duration"], history=history,
+            question=state["question"], options=_lettered(state.get("options")),
+            evidence=evidence.to_prompt(EVIDENCE_IN_PROMPT) if len(evidence) else None,
+            errors=state.get("errors", []))})
+        return messages
+
+    def _parse_plan(self, text: str, vocabulary: Vocabulary | None = None) -> tuple[list[ToolCall], bool, str, list[str]]:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -160,26 +224,50 @@ class AgentGraph:
             return [], False, "", ["'calls' must be a list"]
         for raw in raw_calls:
             try:
-                calls.append(self.registry.validate(raw))
+                calls.append(self.registry.validate(raw, vocabulary))
             except CallError as exc:
                 problems.append(str(exc))
         return calls, bool(data.get("done", False)), str(data.get("thought", ""))[:300], problems
 
-    def _fallback(
-        self, question: str, used: dict[str, float], problems: list[str], emit: Any, prompt_tag: str
-    ) -> dict[str, Any]:
-        """The fixed plan: retrieve with the question; `reflect` then looks at the best spans."""
-        entry = {"node": "plan", "prompt": prompt_tag, "fallback": True, "problems": problems}
-        if "retrieve" not in self.registry:
+    def _fallback(self, state: AgentState, used: dict[str, float], problems: list[str], emit: Any, prompt_tag: str,
+                  selection: Selection | None, started: float) -> dict[str, Any]:
+        """No valid plan came out: choose the tool by scoring the tool menu (the option log-likelihood
+        multiple choice uses), among the candidates when there are some, and fill its arguments
+        from the question. After retrieve, ``reflect`` looks at the best spans."""
+        entry: dict[str, Any] = {"node": "plan", "prompt": prompt_tag, "fallback": True, "problems": problems,
+                                 **(selection.trace() if selection else {})}
+        names = [t for t in (selection.candidates if selection else ()) if t in self.registry] or list(self.registry.tools)
+        if not names:
             emit({"type": "plan", **entry, "calls": []})
             return {"pending": [], "done": True, "used": used, "trace": [entry], "stop_reason": "no valid plan"}
-        call = {"tool": "retrieve", "args": {"query": question[:300], "k": 3}}
+        ranked = names
+        if len(names) > 1:
+            menu = load_prompt("tool_menu").messages(question=state["question"], options=_lettered(state.get("options")))
+            menu_options = [f"{name}: {self.registry.tools[name].description}" for name in names]
+            scores = self.llm.score_options(menu, menu_options)
+            used["tokens"] = used.get("tokens", 0) + scores.tokens
+            ranked = [names[i] for i in np.argsort(-scores.logprobs, kind="stable")]
+            entry["tool_scores"] = {n: round(float(v), 3) for n, v in zip(names, scores.logprobs, strict=True)}
+        call: dict[str, Any] | None = None
+        for tool in ranked:  # the best-scoring tool that the question alone can fill the arguments of
+            try:
+                call = self.registry.validate({"tool": tool, "args": self.registry.fallback_arguments(
+                    tool, state["question"])}).to_dict()
+                break
+            except CallError:
+                continue
+        if call is None:
+            emit({"type": "plan", **entry, "calls": []})
+            return {"pending": [], "done": True, "used": used, "trace": [entry], "stop_reason": "no valid plan"}
+        tool = call["tool"]
         entry["calls"] = [call]
+        entry["seconds"] = round(time.perf_counter() - started, 3)
         emit({"type": "plan", **entry})
-        return {"pending": [call], "fallback_stage": 1, "done": False, "used": used, "trace": [entry]}
+        return {"pending": [call], "fallback_stage": 1 if tool == "retrieve" else 0, "done": tool != "retrieve",
+                "used": used, "trace": [entry]}
 
     def act(self, state: AgentState) -> dict[str, Any]:
-        emit = get_stream_writer()
+        emit = _writer()
         used = dict(state["used"])
         calls = list(state.get("pending", []))
         room = int(self.budget.max_tool_calls - used.get("tool_calls", 0))
@@ -262,7 +350,7 @@ class AgentGraph:
         return "answer" if state.get("done") else "plan"
 
     def answer(self, state: AgentState) -> dict[str, Any]:
-        emit = get_stream_writer()
+        emit = _writer()
         used = dict(state["used"])
         evidence = Evidence.from_rows(state.get("evidence", []))
         reason = state.get("stop_reason")
@@ -307,6 +395,14 @@ class AgentGraph:
         emit({"type": "answer", **answer})
         return {"answer": answer, "used": used, "history": [{"role": "assistant", "content": text}],
                 "trace": [{"node": "answer", "prompt": prompt.tag, "cited": cited}]}
+
+
+def _writer() -> Any:
+    """LangGraph's stream writer inside a run; outside one (``first_plan``), a writer that drops events."""
+    try:
+        return get_stream_writer()
+    except RuntimeError:
+        return lambda event: None
 
 
 def _new_calls(calls: list[ToolCall], trace: list[dict[str, Any]]) -> list[ToolCall]:

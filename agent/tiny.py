@@ -417,6 +417,31 @@ def _build_detector(out: Path) -> None:
     GroundingDinoProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(out)
 
 
+@tiny_builder("embedder", version=3)
+def _build_embedder(out: Path) -> None:
+    """A sentence-transformers model: BERT (hidden 16, 1 layer, 128 tokens), mean pooling, L2 normalisation."""
+    import tempfile
+
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    except ImportError:  # sentence-transformers < 6
+        from sentence_transformers.models import Normalize, Pooling, Transformer
+    from transformers import BertConfig, BertModel
+
+    tokenizer = bert_tokenizer(model_max_length=128)
+    vocab = max(tokenizer.get_vocab().values()) + 1  # len() misses an id: '?' is 1029, as in BERT
+    config = BertConfig(vocab_size=vocab, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=128, pad_token_id=tokenizer.pad_token_id)
+    with tempfile.TemporaryDirectory() as bert:
+        BertModel(config).eval().save_pretrained(bert)
+        tokenizer.save_pretrained(bert)
+        transformer = Transformer(bert, max_seq_length=128)
+        SentenceTransformer(modules=[transformer, Pooling(16, pooling_mode="mean"), Normalize()],
+                            device="cpu").save(str(out))
+
+
 @tiny_builder("segmenter", version=1)
 def _build_segmenter(out: Path) -> None:
     """SAM: ViT (hidden 32, 2 layers, 64 px, patch 8), prompt encoder and mask decoder of width 16."""

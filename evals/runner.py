@@ -12,6 +12,8 @@ is (task, split, method, profile, the models' ids, prompt versions, judge). Meth
   names no option is wrong and recorded as a parse failure, never a random pick.
 - ``blind``: the planner LLM without the video (measures the language prior); multiple
   choice by option log-likelihood.
+- ``planner``: only the agent's first plan step, no tool run (the ``routing`` task:
+  :mod:`vidagent.evals.routing`).
 
 Resuming (``resume=True``) keeps every finished line, checks the header matches, and answers
 only the samples not yet in the file; all methods are deterministic (greedy decoding), so a
@@ -39,7 +41,7 @@ from typing import Any
 from vidagent.errors import VidagentError
 from vidagent.evals.tasks import LETTERS, LLMJudge, Sample, Task, cut_clip, parse_letter, percentile
 
-METHODS = ("agent", "vlm-uniform", "blind")
+METHODS = ("agent", "vlm-uniform", "blind", "planner")
 RUN_FORMAT = 1
 
 
@@ -65,8 +67,9 @@ class RunSettings:
     max_steps: int | None = None  # agent: planner steps (None: the default budget)
     judge: str | None = None  # open-ended: a profile whose planner judges answers
 
-    def header(self, models: dict[str, str], prompts: Sequence[str]) -> dict[str, Any]:
-        return {"type": "run", "format": RUN_FORMAT, **self.__dict__, "models": models, "prompts": list(prompts)}
+    def header(self, models: dict[str, str], prompts: Sequence[str], exemplars: str | None = None) -> dict[str, Any]:
+        return {"type": "run", "format": RUN_FORMAT, **self.__dict__, "models": models, "prompts": list(prompts),
+                "exemplars": exemplars}
 
 
 def lettered(options: Sequence[str]) -> list[str]:
@@ -92,6 +95,7 @@ class Method(ABC):
 
     name = ""
     prompts: tuple[str, ...] = ()
+    uses_exemplars = False  # the planner's worked examples: their bank's version goes in the header
 
     @abstractmethod
     def models(self) -> dict[str, str]:
@@ -104,7 +108,8 @@ class Method(ABC):
 
 class AgentMethod(Method):
     name = "agent"
-    prompts = ("planner", "answer")
+    prompts = ("planner", "answer", "tool_menu")
+    uses_exemplars = True
 
     def __init__(self, agent: Any) -> None:
         self.agent = agent
@@ -193,6 +198,10 @@ def make_method(settings: RunSettings, store: str | Path | None = None, *, lazy:
 
     if settings.method not in METHODS:
         raise VidagentError(f"unknown method {settings.method!r} (one of: {', '.join(METHODS)})")
+    if settings.method == "planner":
+        from vidagent.evals.routing import make_routing_method
+
+        return make_routing_method(settings.profile, lazy=lazy)
     hub = ModelHub(load_profile(settings.profile))
     if settings.method == "vlm-uniform":
         if "vlm" not in hub.profile.roles:
@@ -224,7 +233,8 @@ def make_judge(profile: str, *, lazy: bool = False) -> LLMJudge:
 # --- the run ------------------------------------------------------------------------------------
 def _compact(event: dict[str, Any]) -> dict[str, Any]:
     """A trace event without bulky fields, for the run file."""
-    keep = ("type", "node", "tool", "args", "calls", "fallback", "error", "seconds", "evidence_ids", "thought")
+    keep = ("type", "node", "tool", "args", "calls", "fallback", "error", "seconds", "evidence_ids", "thought",
+            "candidates")
     return {k: event[k] for k in keep if k in event}
 
 
@@ -256,7 +266,7 @@ def read_run(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
 def _comparable(header: dict[str, Any]) -> dict[str, Any]:
     return {k: header.get(k) for k in ("format", "task", "method", "profile", "split", "frames", "fps", "max_steps",
-                                       "judge", "models", "prompts")}
+                                       "judge", "models", "prompts", "exemplars")}
 
 
 class Runner:
@@ -270,11 +280,12 @@ class Runner:
         self._write_lock = threading.Lock()
 
     def header(self) -> dict[str, Any]:
+        from vidagent.exemplars import load_exemplars
         from vidagent.prompts import load_prompt
 
         prompts = [load_prompt(name).tag for name in self.method.prompts] + ([self.judge.tag] if self.judge else [])
         models = self.method.models() | ({"judge": self.judge.name} if self.judge else {})
-        return self.settings.header(models, prompts)
+        return self.settings.header(models, prompts, load_exemplars().tag if self.method.uses_exemplars else None)
 
     def run(self, *, resume: bool = False, workers: int = 1, progress: Callable[[int, int], None] | None = None,
             engine: Engine | None = None) -> list[dict[str, Any]]:
@@ -341,7 +352,8 @@ class Runner:
         try:
             video = cut_clip(sample.video, sample.span, self.clips_dir) if sample.span else sample.video
             prediction = self.method.answer(sample, video)
-            row.update(prediction=prediction.choice if sample.options else prediction.text,
+            by_choice = sample.options is not None and self.task.score_prediction is None
+            row.update(prediction=prediction.choice if by_choice else prediction.text,
                        prediction_text=prediction.text, parse_failed=prediction.parse_failed,
                        tool_calls=prediction.tool_calls, tokens=prediction.tokens,
                        stop_reason=prediction.stop_reason, trajectory=prediction.trajectory)
@@ -353,6 +365,8 @@ class Runner:
         return row
 
     def score(self, sample: Sample, prediction: Prediction) -> dict[str, Any]:
+        if self.task.score_prediction is not None:
+            return self.task.score_prediction(sample, prediction)
         if sample.answer is None:  # hidden answers (e.g. EgoSchema's full set): submit, don't score
             return {"correct": None}
         if sample.options is not None:

@@ -92,6 +92,7 @@ class Sample:
     context: str | None = None  # e.g. subtitles, shown before the question
     span: tuple[float, float] | None = None  # only this part of the video (seconds)
     references: list[str] = field(default_factory=list)  # extra accepted answers (open-ended)
+    history: list[dict[str, str]] = field(default_factory=list)  # earlier turns of a chat (routing)
 
     @property
     def prompt(self) -> str:
@@ -108,6 +109,8 @@ class Task:
     open_ended: bool = False
     settings: dict[str, Any] = field(default_factory=dict)  # what shaped the sample list (split...)
     score_text: Callable[[Sample, str], dict[str, float]] | None = None
+    # scores a whole prediction (its trajectory too): {"correct": bool, "scores": {...}, ...}
+    score_prediction: Callable[[Sample, Any], dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
@@ -119,7 +122,8 @@ class Task:
     def head(self, limit: int | None) -> Task:
         if limit is None:
             return self
-        return Task(self.name, self.samples[:limit], self.open_ended, {**self.settings, "limit": limit}, self.score_text)
+        return Task(self.name, self.samples[:limit], self.open_ended, {**self.settings, "limit": limit}, self.score_text,
+                    self.score_prediction)
 
 
 # --- metrics ------------------------------------------------------------------------------------
@@ -686,16 +690,22 @@ def load_activitynet_qa(data: Path, split: str = "test") -> Task:
 
 
 # --- generic JSONL -------------------------------------------------------------------------------
-def load_jsonl(data: Path, name: str = "jsonl") -> Task:
-    """``{id, video, question, options?, answer, category?}`` per line; videos relative to the file."""
+def jsonl_file(data: str | Path) -> Path:
+    """``data`` itself, or the one ``.jsonl`` file in the folder ``data``; TaskError otherwise."""
     data = Path(data)
     if data.is_dir():
         files = sorted(data.glob("*.jsonl"))
         if len(files) != 1:
             raise TaskError(f"{data}: expected exactly one .jsonl file, found {len(files)}")
         data = files[0]
-    if not data.exists():
+    if not data.is_file():
         raise TaskError(f"missing {data}")
+    return data
+
+
+def load_jsonl(data: Path, name: str = "jsonl") -> Task:
+    """``{id, video, question, options?, answer, category?}`` per line; videos relative to the file."""
+    data = jsonl_file(data)
     samples = []
     open_ended = None
     for number, line in enumerate(data.read_text(encoding="utf-8").splitlines(), 1):
@@ -784,12 +794,18 @@ def cut_clip(video: Path, span: tuple[float, float], out_dir: Path) -> Path:
 
 
 # --- registry --------------------------------------------------------------------------------------
-TASKS = ("nextqa", "nextqa-oe", "egoschema", "mvbench", "videomme", "activitynet-qa", "jsonl", "synthetic")
+TASKS = ("nextqa", "nextqa-oe", "egoschema", "mvbench", "videomme", "activitynet-qa", "jsonl", "synthetic", "routing")
 
 
-def load_task(name: str, data: str | Path, *, split: str | None = None, subtitles: bool = False,
+def load_task(name: str, data: str | Path | None, *, split: str | None = None, subtitles: bool = False,
               stopwords: str | Path | None = None) -> Task:
-    """A task by name (see :data:`TASKS`) over ``data``."""
+    """A task by name (see :data:`TASKS`) over ``data`` (routing: the shipped set when None)."""
+    if name == "routing":
+        from vidagent.evals.routing import load_routing
+
+        return load_routing(data)
+    if data is None:
+        raise TaskError(f"{name}: give the folder holding the task's files (--data)")
     data = Path(data)
     if name == "nextqa":
         return load_nextqa(data, split or "val")

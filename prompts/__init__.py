@@ -24,13 +24,14 @@ class Prompt:
     def tag(self) -> str:
         return f"{self.name}@v{self.version}"
 
+    def render(self, role: str, **values: Any) -> str:
+        """One template (``system`` or ``user``) rendered with ``values``."""
+        return _ENV.from_string(self.templates[role]).render(**values).strip()
+
     def messages(self, **values: Any) -> list[dict[str, str]]:
         """Render the system and user templates into chat messages."""
-        return [
-            {"role": role, "content": _ENV.from_string(self.templates[role]).render(**values).strip()}
-            for role in ("system", "user")
-            if role in self.templates
-        ]
+        return [{"role": role, "content": self.render(role, **values)} for role in ("system", "user")
+                if role in self.templates]
 
 
 @cache

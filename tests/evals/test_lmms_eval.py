@@ -82,13 +82,18 @@ def request(context: str, until: list[str], doc_id: int) -> Instance:
 
 
 @pytest.mark.slow
-def test_generate_until_asks_the_agent_about_the_video(model: VidagentLMM) -> None:
+def test_generate_until_asks_the_agent_about_the_video(model: VidagentLMM, monkeypatch: pytest.MonkeyPatch) -> None:
     assert model.agent.budget.max_steps == 2 and model.agent.ctx.fps == 1.0
+    asked: list = []
+    real_ask = model.agent.ask
+    monkeypatch.setattr(model.agent, "ask", lambda *args, **kwargs: asked.append((args, real_ask(*args, **kwargs)))
+                        or asked[-1][1])
     replies = model.generate_until([request(VIDEOMME_CONTEXT, ["\n\n"], 0)])
     assert isinstance(replies, list) and len(replies) == 1
     assert replies[0] in {"A", "B", "C", "D"}  # the agent scored the four options
-    indexed = {Path(v["path"]) for v in model.agent.ctx.store.videos()}
-    assert sample_video("bikes") in indexed
+    [(args, answer)] = asked
+    assert Path(args[0]) == sample_video("bikes") and len(args[2]) == 4  # the video, the question's options
+    assert any(event["type"] == "tool_call" for event in answer.trace)  # its planner sent a tool at the video
 
 
 @pytest.mark.slow

@@ -43,7 +43,7 @@ def test_tiny_checkpoints_load_through_the_hub(tiny_hub) -> None:
 @pytest.mark.parametrize("arguments, message", [
     ({}, "either track_id"),
     ({"track_id": 1, "prompt": "cat.", "box": [0, 0, 5, 5], "t": 0.0}, "either track_id"),
-    ({"track_id": 1}, "go together"),
+    ({"track_id": 1}, "give the prompt"),
     ({"box": [0, 0, 5, 5]}, "go together"),
     ({"box": [5, 0, 1, 5], "t": 0.0}, "x2 > x1"),
     ({"box": [0, 0, 5, 5], "t": 0.0, "span": [2, 1]}, "after its start"),
@@ -95,6 +95,18 @@ def test_track_masks_and_cache(ctx: ToolContext, clip: Path, monkeypatch: pytest
 
     with pytest.raises(seg.TrackNotFound, match="no track 999"):
         seg.TOOL(ctx, clip, track_id=999, prompt="square.")
+
+
+def test_a_prompt_alone_segments_its_most_seen_track(ctx: ToolContext, clip: Path) -> None:
+    """"Give me a mask of the square" is one call: the prompt's track seen on the most frames."""
+    _, tracks, _ = tracks_for(ctx, clip, DetectInput(prompt="square."))
+    most = max(tracks, key=lambda tr: (len(tr["t"]), tr["mean_score"]))
+    alone = seg.TOOL(ctx, clip, prompt="square.")
+    by_id = seg.TOOL(ctx, clip, track_id=most["track_id"], prompt="square.")
+    assert set(alone.track_id) == {most["track_id"]}
+    np.testing.assert_array_equal(alone.start, by_id.start)
+    with pytest.raises(seg.TrackNotFound, match="nothing to segment"):
+        seg.TOOL(ctx, clip, prompt="square.", span=(2.9, 3.0), fps=1.0)
 
 
 def test_sam2_propagates_through_a_span(ctx: ToolContext, clip: Path) -> None:
