@@ -86,14 +86,15 @@ def chat_model_for(hub: ModelHub) -> ChatModel:
             timeout=float(options.get("timeout", 60)),
             max_retries=int(options.get("max_retries", 2)),
         )
-    loaded = hub.get("planner")
+    loaded = hub.get("planner")  # its spec is the one that loaded (after a fallback: the fallback's)
+    options = {**options, **loaded.spec.options}
     cap = options.get("max_new_tokens")
     if loaded.spec.kind == "llama_cpp":
         from vidagent.llama_cpp_chat import LlamaCppChat
 
-        return LlamaCppChat.from_loaded(loaded.model, loaded.processor, planner_name(hub),
+        return LlamaCppChat.from_loaded(loaded.model, loaded.processor, loaded.spec.id,
                                         max_new_tokens=int(cap) if cap else None, slots=int(options.get("slots", 3)))
-    return TransformersChat(loaded.model, loaded.processor, name=planner_name(hub),
+    return TransformersChat(loaded.model, loaded.processor, name=loaded.spec.id,
                             max_new_tokens=int(cap) if cap else None)
 
 
@@ -132,9 +133,13 @@ class LazyChat:
 
     def __init__(self, hub: ModelHub) -> None:
         self.hub = hub
-        self.name = planner_name(hub)
         self._chat: ChatModel | None = None
         self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        """The planner's id: as loaded (after a fallback, the fallback's), else as the profile names it."""
+        return self._chat.name if self._chat is not None else planner_name(self.hub)
 
     @property
     def loaded(self) -> bool:

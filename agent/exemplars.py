@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -71,8 +71,10 @@ class Exemplar:
         """Whether the plan names seconds (a span or times): then the prompt says how long its video is."""
         return any("span" in call["args"] or "times" in call["args"] for call in self.calls) or bool(self.evidence)
 
-    def plan_json(self) -> str:
-        return json.dumps({"calls": list(self.calls), "done": self.done}, ensure_ascii=False)
+    def plan_json(self, order: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> str:
+        """The plan as the planner writes it (``order``: arranges a call's arguments)."""
+        calls = [order(call) for call in self.calls] if order else list(self.calls)
+        return json.dumps({"calls": calls, "done": self.done}, ensure_ascii=False)
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,9 @@ from vidagent.tooling import ToolContext
 
 EVIDENCE_IN_PROMPT = 15
 PLAN_TOKENS = 160  # a plan of up to three calls fits in well under this
+# calls per plan: a first step asks one thing or two independent ones (a small model given room for
+# three repeats its call); later steps may look at several spans
+FIRST_STEP_CALLS, LATER_STEP_CALLS = 2, 3
 
 
 @dataclass(frozen=True)
@@ -139,9 +142,11 @@ class AgentGraph:
         selection = self._select(question, options, history, evidence)
         messages = self._planner_messages(prompt, selection, state, evidence, history)
         grammar_words = vocabulary if getattr(self.llm, "grammar_patterns", False) else None
+        first = not len(evidence)
         schema = self.registry.plan_schema(
+            FIRST_STEP_CALLS if first else LATER_STEP_CALLS,
             tools=selection.candidates if selection and self.planner.candidates else None, vocabulary=grammar_words,
-            min_calls=0 if len(evidence) else 1, timed=bool(len(evidence)) or vocabulary.mentions_time)
+            min_calls=1 if first else 0, timed=not first or vocabulary.mentions_time)
         chosen = selection.trace() if selection else {}
         tokens_before = used.get("tokens", 0)
         all_problems: list[str] = []
@@ -203,13 +208,17 @@ class AgentGraph:
                     "user", video_name=bank.video_name if timed else None, duration=bank.duration if timed else 0.0,
                     history=list(exemplar.history), question=exemplar.question,
                     options=_lettered(list(exemplar.options) or None), evidence=exemplar.evidence, errors=[])
-                messages += [{"role": "user", "content": user}, {"role": "assistant", "content": exemplar.plan_json()}]
+                plan = exemplar.plan_json(order=self._ordered)
+                messages += [{"role": "user", "content": user}, {"role": "assistant", "content": plan}]
         messages.append({"role": "user", "content": prompt.render(
             "user", video_name=Path(state["video"]).name, duration=state["duration"], history=history,
             question=state["question"], options=_lettered(state.get("options")),
             evidence=evidence.to_prompt(EVIDENCE_IN_PROMPT) if len(evidence) else None,
             errors=state.get("errors", []))})
         return messages
+
+    def _ordered(self, call: dict[str, Any]) -> dict[str, Any]:
+        return self.registry.ordered(call) if call.get("tool") in self.registry else call
 
     def _parse_plan(self, text: str, vocabulary: Vocabulary | None = None) -> tuple[list[ToolCall], bool, str, list[str]]:
         try:

@@ -32,6 +32,8 @@ class ToolCall:
 
 
 TIME_ARGUMENTS = ("span", "times")
+# the values a plan may give a bounded number (fps and the like): grammars enforce an enum, not a range
+PLANNER_NUMBERS = (0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 10.0)
 
 
 class CallError(ValueError):
@@ -125,6 +127,14 @@ class ToolRegistry:
                 kinds.setdefault(field_name, "phrase")
         return question_arguments(name, kinds, question)
 
+    def ordered(self, call: dict[str, Any]) -> dict[str, Any]:
+        """A call with its arguments in the order plans are decoded in (the tool's field order),
+        so a worked example shows exactly what the grammar lets the planner write."""
+        fields = list(self.tools[call["tool"]].json_schema().get("properties", {}))
+        args = dict(call.get("args") or {})
+        rank = {name: i for i, name in enumerate(fields)}
+        return {"tool": call["tool"], "args": dict(sorted(args.items(), key=lambda kv: rank.get(kv[0], len(rank))))}
+
     def free_text(self, name: str) -> dict[str, str]:
         """``field -> kind`` of the tool's free-text arguments (``vidagent.question_words``)."""
         return free_text_fields(self.tools[name].json_schema())
@@ -153,18 +163,30 @@ class ToolRegistry:
 
 def planner_schema(schema: dict[str, Any]) -> dict[str, Any]:
     """A tool's input schema as plans are decoded under it: without the fields marked
-    ``json_schema_extra={"planner": False}`` (thresholds and the like, for callers of the API), and
-    with small integer ranges spelled out as enums, which every grammar backend enforces."""
+    ``json_schema_extra={"planner": False}`` (thresholds and the like, for callers of the API),
+    with the fields marked ``{"planner_required": True}`` required and never null (segment's
+    prompt: a plan always names the object), and small integer ranges spelled out as enums,
+    which every grammar backend enforces."""
     schema = copy.deepcopy(schema)
     properties = schema.get("properties", {})
     for name in [n for n, prop in properties.items() if prop.get("planner") is False]:
         del properties[name]
         if name in schema.get("required", []):
             raise ValueError(f"a required field ({name}) cannot be hidden from the planner")
-    for prop in properties.values():
-        low, high = prop.get("minimum"), prop.get("maximum")
+    for name, prop in properties.items():
+        if prop.pop("planner_required", False):  # optional for API callers, always given in a plan
+            prop.pop("default", None)
+            branches = [b for b in prop.pop("anyOf", []) if b.get("type") != "null"]
+            if branches:
+                prop.update(branches[0] if len(branches) == 1 else {"anyOf": branches})
+            schema.setdefault("required", []).append(name)
+        low, high = prop.get("minimum", prop.get("exclusiveMinimum")), prop.get("maximum")
         if prop.get("type") == "integer" and low is not None and high is not None and high - low <= 64:
             prop["enum"] = list(range(int(low), int(high) + 1))
+        elif prop.get("type") == "number" and low is not None and high is not None:  # rates, thresholds
+            inside = [v for v in PLANNER_NUMBERS if low <= v <= high and v != prop.get("exclusiveMinimum")]
+            if inside:
+                prop["enum"] = inside
     return schema
 
 

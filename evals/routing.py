@@ -5,7 +5,7 @@ set: for each question, the first plan step is made (the real planner prompt, ex
 grammar and checks; no tool runs), and scored:
 
 - ``tool``: the step calls at least one tool and every tool it calls is accepted for the
-  question;
+  question (``tool_any``, reported beside it: at least one of the tools it calls is);
 - ``words``: every free-text argument (``query``, ``prompt``, ``question``) is made of the
   question's words (``vidagent.question_words``: lemmas, function words and tool syntax allowed);
 - ``routed`` (the sample's ``correct``): both.
@@ -109,7 +109,9 @@ def score_routing(sample: Sample, prediction: Any) -> dict[str, Any]:
             if isinstance(value, str):
                 foreign += vocabulary.foreign(value)
     words_ok = bool(calls) and not foreign
-    scores = {"tool": float(tool_ok), "words": float(words_ok), "routed": float(tool_ok and words_ok)}
+    some_ok = any(call.get("tool") in sample.references for call in calls)
+    scores = {"tool": float(tool_ok), "tool_any": float(some_ok), "words": float(words_ok),
+              "routed": float(tool_ok and words_ok)}
     extra = {"first_tools": [call.get("tool") for call in calls]}
     if foreign:
         extra["foreign_words"] = sorted(set(foreign))
@@ -129,8 +131,8 @@ class RoutingMethod(Method):
         self._lock = threading.Lock()
 
     def models(self) -> dict[str, str]:
-        roles = self.hub.profile.roles
-        return {role: roles[role].id for role in ("planner", "embedder") if role in roles}
+        """The planner and embedder ids that run (after a role's fallback, the fallback's)."""
+        return {role: self.hub.loaded_id(role) for role in ("planner", "embedder") if role in self.hub.profile.roles}
 
     def _duration(self, video: Path) -> float:
         from vidagent.video import Video

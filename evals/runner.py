@@ -115,7 +115,8 @@ class AgentMethod(Method):
         self.agent = agent
 
     def models(self) -> dict[str, str]:
-        return {role: spec.id for role, spec in sorted(self.agent.ctx.hub.profile.roles.items())}
+        hub = self.agent.ctx.hub  # ids as loaded so far (the planner is: a role's fallback shows)
+        return {role: hub.loaded_id(role) for role in sorted(hub.profile.roles)}
 
     def answer(self, sample: Sample, video: Path) -> Prediction:
         answer = self.agent.ask(video, sample.prompt, options=sample.options)
@@ -413,7 +414,8 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     latencies = [float(r["latency"]) for r in rows if "latency" in r]
     tools: Counter[str] = Counter()
     for row in rows:
-        tools.update(e["tool"] for e in row.get("trajectory") or [] if e.get("type") == "tool_call")
+        called = [e["tool"] for e in row.get("trajectory") or [] if e.get("type") == "tool_call"]
+        tools.update(called or row.get("first_tools") or [])  # routing runs plan, and call nothing
     return {
         "samples": len(rows),
         "scored": len(scored),

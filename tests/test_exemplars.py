@@ -107,3 +107,19 @@ def test_the_lexical_fallback_selects_without_a_model() -> None:
     selection = selector.select("What does the road sign say?", k=3, tools=TOOLS)
     assert len(selection.exemplars) == 3 and selection.embedder == "lexical"
     assert selection.trace()["exemplars"] == load_exemplars().tag
+
+
+def test_first_steps_fit_the_first_step_grammar(registry: ToolRegistry) -> None:
+    """At most FIRST_STEP_CALLS calls, no argument the planner schema hides, numbers it allows."""
+    from vidagent.graph import FIRST_STEP_CALLS
+
+    for exemplar in load_exemplars().exemplars:
+        if exemplar.evidence:
+            continue
+        assert len(exemplar.calls) <= FIRST_STEP_CALLS, exemplar.question
+        for call in exemplar.calls:
+            schema = registry._args_schema(call["tool"], None)
+            for name, value in call["args"].items():
+                assert name in schema["properties"], (exemplar.question, name)
+                allowed = schema["properties"][name].get("enum")
+                assert allowed is None or value in allowed, (exemplar.question, name, value)

@@ -122,3 +122,18 @@ def test_conversion_happens_once(chat: LlamaCppChat) -> None:
     assert chat.llm.model_path == str(converted)
     with pytest.raises(ValueError, match="q3_k"):
         converted_gguf(source, "q3_k")
+
+
+def test_our_grammar_loop_picks_what_llama_cpps_sampler_chain_picks(chat: LlamaCppChat, registry: ToolRegistry) -> None:
+    """The greedy token is checked against the grammar first; the tokens are the library's own."""
+    question = "What does the narrator say about the red bridge?"
+    schema = registry.plan_schema(vocabulary=Vocabulary.of(question), min_calls=1, timed=False)
+    messages = [SYSTEM, {"role": "user", "content": f"Question: {question}"}]
+    ours = chat.generate(messages, json_schema=schema, max_new_tokens=60)
+    llm, prompt = chat.llm, chat.prompt_tokens(messages)
+    theirs = []
+    for token in llm.generate(prompt, temp=0.0, top_k=1, repeat_penalty=1.0, grammar=chat._grammar(schema)):
+        if token == llm.token_eos() or len(theirs) == 60:
+            break
+        theirs.append(token)
+    assert ours.text == llm.detokenize(theirs).decode()

@@ -62,13 +62,15 @@ class TrackNotFound(VidagentError):
 
 
 class SegmentInput(BaseModel):
-    track_id: int | None = Field(default=None, ge=1, description="A track id from detect_track (give its prompt too).")
     prompt: str | None = Field(
-        default=None, max_length=500, json_schema_extra={"words": "objects"},
+        default=None, max_length=500, json_schema_extra={"words": "objects", "planner_required": True},
         description="The object, e.g. 'dog.' (its most-seen track), or the detect_track prompt of track_id.")
-    box: tuple[float, float, float, float] | None = Field(
-        default=None, description="x1, y1, x2, y2 in video pixels, on the frame at t (instead of a track).")
-    t: float | None = Field(default=None, ge=0, description="Seconds: the frame the box is on.")
+    track_id: int | None = Field(default=None, ge=1, description="A track id from detect_track (give its prompt too).")
+    box: tuple[float, float, float, float] | None = Field(  # for API callers: plans name the object
+        default=None, description="x1, y1, x2, y2 in video pixels, on the frame at t (instead of a track).",
+        json_schema_extra={"planner": False})
+    t: float | None = Field(default=None, ge=0, description="Seconds: the frame the box is on.",
+                            json_schema_extra={"planner": False})
     span: tuple[float, float] | None = Field(
         default=None, description="Follow the object through [start, end] seconds (SAM 2); default: its own frames.")
     fps: float = Field(default=2.0, gt=0, le=10, description="Masks per second inside span.")

@@ -67,7 +67,7 @@ def test_a_run_scores_tool_and_words_per_kind(tmp_path: Path, tiny_hub) -> None:
     assert header["method"] == "planner" and header["exemplars"].startswith("exemplars@v")
     by_id = {r["id"]: r for r in rows}
     assert [by_id[i]["correct"] for i in ("t1", "t2", "t3", "t4", "t5", "t6")] == [True, True, True, False, True, True]
-    assert by_id["t4"]["scores"] == {"tool": 0.0, "words": 1.0, "routed": 0.0}
+    assert by_id["t4"]["scores"] == {"tool": 0.0, "tool_any": 0.0, "words": 1.0, "routed": 0.0}
     assert by_id["t4"]["first_tools"] == ["detect_track"] and by_id["t2"]["prediction"].startswith("[{")
     assert "dog" in llm.prompts[3][-1]["content"]  # t3's retry told the planner which words were invented
     assert "Earlier in this chat" in llm.prompts[5][-1]["content"] and "Options: A. red" in llm.prompts[6][-1]["content"]
