@@ -128,6 +128,9 @@ def models_list(profile: ProfileOpt = "auto") -> None:
         table.add_column(col, no_wrap=col in ("role", "id"))
     for role, spec in prof.roles.items():
         table.add_row(role, spec.id, str(spec.kind or ""), spec.device, spec.dtype)
+        if spec.fallback is not None:  # the role's own second choice, loaded when the first cannot be
+            fallback = spec.fallback
+            table.add_row("", f"else {fallback.id}", str(fallback.kind or ""), fallback.device, fallback.dtype)
     out.print(table)
     out.print("bundled profiles: " + ", ".join(list_profiles()))
 

@@ -15,9 +15,10 @@ only shown once there is evidence (and those whose evidence came from the same t
 follow-up exemplar is preferred in a chat, a multiple-choice one for options. A profile without
 an embedder falls back to lexical similarity (bag of lemmas), said in the trace.
 
-The tools the chosen exemplars call are the question's *candidate tools*: with
-``candidates=True`` the plan's grammar allows only those (plus the empty, "done" plan once there
-is evidence), so the exemplars nominate the tools and the LLM picks among them and writes the
+The bank also names the question's *candidate tools* (``ExemplarSelector``: a classifier over
+the bank's embeddings for a first step, the nearest exemplars' tools for a later one); with
+``PlannerSettings.candidates`` the plan's grammar allows only those, and only exemplars calling
+them are shown, so the bank nominates the tools and the LLM picks among them and writes the
 arguments.
 """
 
@@ -180,9 +181,9 @@ class ExemplarSelector:
     ``MAX_CANDIDATES``). A classifier rather than the nearest neighbour's tool: the embedding of
     "How many eggs are on the counter?" sits nearest to "When does the chef crack the eggs?"
     (the topic), while the classifier learns the directions that carry the intent (how many,
-    what is said, what is written); on the shipped routing set it picks an accepted tool for
-    88 % of questions where the nearest exemplar's tool is accepted for 74 %. Later steps (with
-    evidence): the candidates are the tools of the nearest exemplars in the same situation.
+    what is said, what is written): see evals/BENCHMARKS.md for the two against each other on
+    the routing sets. Later steps (with evidence): the candidates are the tools of the nearest
+    exemplars in the same situation.
     """
 
     embedder: Embedder

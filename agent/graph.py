@@ -5,10 +5,20 @@ is a list of Evidence records (row ids = positions in that list, stable because 
 only appends), the trace is a list of dicts. Every node emits events through LangGraph's
 stream writer: ``plan``, ``tool_call``, ``tool_result``, ``answer`` (and ``error``).
 
+How a plan is asked for (``plan``):
+- the worked examples nearest to the question (``vidagent.exemplars``: chosen with a sentence
+  embedder, among those calling the question's candidate tools) are shown as earlier turns;
+- the reply is decoded under a JSON schema built for this question (``ToolRegistry.plan_schema``):
+  only the candidate tools, free-text arguments in the question's own words
+  (``vidagent.question_words``), no time arguments when neither the question nor the evidence
+  names a time, at most two calls in a first step.
+
 Robustness rules:
-- the planner's output is decoded under the registry's JSON schema, then validated; invalid
-  output is retried with the problem explained, then a fixed fallback plan runs (retrieve
-  with the question, then look at the best spans), recorded in the trace;
+- the planner's output is validated (schema and the question's words, whatever the backend);
+  invalid output is retried with the problem explained, then the fallback scores the tool menu
+  (the candidates) like the options of a multiple-choice question and runs the best tool whose
+  arguments the question alone can fill (after retrieve, a look at the best spans), recorded in
+  the trace with the scores;
 - each tool call runs in a thread with a timeout; a failing call becomes an error entry the
   planner sees next step, never an exception in the graph;
 - steps, wall time, tool calls, frames looked at and LLM tokens are budgeted; when one runs
@@ -146,7 +156,7 @@ class AgentGraph:
         schema = self.registry.plan_schema(
             FIRST_STEP_CALLS if first else LATER_STEP_CALLS,
             tools=selection.candidates if selection and self.planner.candidates else None, vocabulary=grammar_words,
-            min_calls=1 if first else 0, timed=not first or vocabulary.mentions_time)
+            min_calls=1 if first else 0, timed=not first or vocabulary.mentions_time, distinct=first)
         chosen = selection.trace() if selection else {}
         tokens_before = used.get("tokens", 0)
         all_problems: list[str] = []

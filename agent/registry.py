@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import itertools
 import json
 import pkgutil
 from collections.abc import Iterable
@@ -67,7 +68,8 @@ class ToolRegistry:
         return [{"name": t.name, "description": t.description, "signature": _signature(t)} for t in self.tools.values()]
 
     def plan_schema(self, max_calls: int = 3, *, tools: Iterable[str] | None = None,
-                    vocabulary: Vocabulary | None = None, min_calls: int = 0, timed: bool = True) -> dict[str, Any]:
+                    vocabulary: Vocabulary | None = None, min_calls: int = 0, timed: bool = True,
+                    distinct: bool = False) -> dict[str, Any]:
         """JSON schema of a planner reply ``{"calls": [...], "done": bool}``.
 
         Calls may only name registered tools (``tools``: only these of them). With a
@@ -75,7 +77,9 @@ class ToolRegistry:
         words (``vidagent.question_words``), so a grammar-constrained backend cannot invent
         content. ``min_calls=1`` forbids the empty plan (nothing has been looked at yet).
         ``timed=False`` leaves out the time arguments (``span``, ``times``): for a first step whose
-        question names no time, where any span would be made up.
+        question names no time, where any span would be made up. ``distinct=True`` allows each
+        tool once (the calls are spelled out as tuples of different tools): a small model given
+        room for two calls otherwise writes its one call twice, which costs as much as the first.
         """
         names = [name for name in self.tools if tools is None or name in set(tools)] or list(self.tools)
         variants = [
@@ -90,6 +94,14 @@ class ToolRegistry:
         calls: dict[str, Any] = {"type": "array", "items": {"anyOf": variants}, "maxItems": max_calls}
         if min_calls:
             calls["minItems"] = min_calls
+        if distinct:
+            tuples = [combo for n in range(max(min_calls, 1), max_calls + 1)
+                      for combo in itertools.permutations(range(len(variants)), n)]
+            shapes = [{"type": "array", "prefixItems": [variants[i] for i in combo], "items": False,
+                       "minItems": len(combo), "maxItems": len(combo)} for combo in tuples]
+            if min_calls == 0:
+                shapes.insert(0, {"type": "array", "maxItems": 0})
+            calls = {"anyOf": shapes}
         return {
             "type": "object",
             "properties": {"calls": calls, "done": {"type": "boolean"}},

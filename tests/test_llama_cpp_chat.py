@@ -55,11 +55,12 @@ def test_constrained_plans_parse_and_use_only_the_questions_words(
     chat: LlamaCppChat, registry: ToolRegistry, question: str, tools: list[str]
 ) -> None:
     vocabulary = Vocabulary.of(question)
-    schema = registry.plan_schema(tools=tools, vocabulary=vocabulary, min_calls=1, timed=False)
+    schema = registry.plan_schema(2, tools=tools, vocabulary=vocabulary, min_calls=1, timed=False, distinct=True)
     generation = chat.generate([SYSTEM, {"role": "user", "content": f"Question: {question}"}],
                                json_schema=schema, max_new_tokens=200)
     plan = json.loads(generation.text)
     assert plan["calls"] and set(plan) == {"calls", "done"}
+    assert len({call["tool"] for call in plan["calls"]}) == len(plan["calls"])  # each tool once
     for call in plan["calls"]:
         assert call["tool"] in tools and "span" not in call["args"]
         registry.validate(call, vocabulary)  # raises on any word the question does not have
