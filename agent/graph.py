@@ -151,12 +151,15 @@ class AgentGraph:
         prompt = load_prompt("planner")
         selection = self._select(question, options, history, evidence)
         messages = self._planner_messages(prompt, selection, state, evidence, history)
-        grammar_words = vocabulary if getattr(self.llm, "grammar_patterns", False) else None
+        # our own grammar backends take every schema construct; an endpoint gets the plain schema
+        # (no patterns, no tuples) and the same checks after decoding
+        full_grammar = bool(getattr(self.llm, "grammar_patterns", False))
         first = not len(evidence)
         schema = self.registry.plan_schema(
             FIRST_STEP_CALLS if first else LATER_STEP_CALLS,
-            tools=selection.candidates if selection and self.planner.candidates else None, vocabulary=grammar_words,
-            min_calls=1 if first else 0, timed=not first or vocabulary.mentions_time, distinct=first)
+            tools=selection.candidates if selection and self.planner.candidates else None,
+            vocabulary=vocabulary if full_grammar else None, min_calls=1 if first else 0,
+            timed=not first or vocabulary.mentions_time, distinct=first and full_grammar)
         chosen = selection.trace() if selection else {}
         tokens_before = used.get("tokens", 0)
         all_problems: list[str] = []

@@ -244,6 +244,7 @@ class ScriptedChat:
     """
 
     name = "scripted"
+    grammar_patterns = True  # it plays a local, grammar-constrained planner: it is given the full schema
 
     def __init__(self, plans: list[Any] | None = None, answers: list[str] | None = None, choice: int = 0) -> None:
         self.plans = list(plans or [])

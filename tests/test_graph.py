@@ -301,3 +301,19 @@ def test_the_fallback_scores_the_tool_menu_and_fills_arguments_from_the_question
         assert CALLS[0][1]["query"] == "cyclist pass car"
     if tool == "retrieve":  # then it looks at the best spans, as before
         assert [c[0] for c in CALLS[1:]] == ["look", "look"]
+
+
+def test_an_endpoint_gets_the_plain_schema_and_the_same_checks(tmp_path: Path, video: Path) -> None:
+    """OpenAI-compatible endpoints support a subset of JSON schema: no word patterns, no tuples there,
+    and the question's words are checked after decoding."""
+
+    class Endpoint(ScriptedChat):
+        grammar_patterns = False
+
+    llm = Endpoint(plans=[plan(("ground", {"query": "a dog running"})), plan(("ground", {"query": "cyclist"}),
+                                                                            done=True)], answers=["a"])
+    words_agent(tmp_path, llm).ask(video, "When does the cyclist pass the car?")
+    schema = json.dumps(llm.schemas[0])
+    assert '"pattern"' not in schema and "prefixItems" not in schema
+    assert "ground.query uses words that are not in the question" in llm.prompts[1][-1]["content"]
+    assert CALLS == [("ground", {"query": "cyclist"})]
