@@ -212,10 +212,13 @@ class ExemplarSelector:
 
                 rows = [i for i, e in enumerate(self.bank.exemplars) if not e.evidence and e.tools <= tools]
                 names = sorted({t for i in rows for t in self.bank.exemplars[i].tools})
-                models = []
+                models: list[Any] = []
                 for name in names:
                     labels = np.array([name in self.bank.exemplars[i].tools for i in rows])
-                    models.append(LogisticRegression(C=CLASSIFIER_C, max_iter=2000).fit(vectors[rows], labels))
+                    if labels.all() or not labels.any():  # one tool in the registry, or one label
+                        models.append(_Constant(float(labels.all())))
+                    else:
+                        models.append(LogisticRegression(C=CLASSIFIER_C, max_iter=2000).fit(vectors[rows], labels))
                 self._classifiers[tools] = (names, models)
             return self._classifiers[tools]
 
@@ -262,6 +265,16 @@ class ExemplarSelector:
             similarities=tuple(s for s, _ in chosen), candidates=candidates, bank=self.bank.tag,
             embedder=self.embedder.name,
         )
+
+
+@dataclass(frozen=True)
+class _Constant:
+    """A classifier whose every exemplar has the same label (a registry with one tool)."""
+
+    probability: float
+
+    def predict_proba(self, vectors: np.ndarray) -> np.ndarray:
+        return np.tile([1.0 - self.probability, self.probability], (len(vectors), 1))
 
 
 def _ranked_tools(exemplars: Iterable[Exemplar]) -> tuple[str, ...]:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from vidagent.errors import VidagentError
-from vidagent.evals.runner import Method, Prediction
+from vidagent.evals.runner import Method, Prediction, loaded_instead
 from vidagent.evals.tasks import Sample, Task, TaskError, jsonl_file
 
 DEFAULT_SET = "routing.jsonl"
@@ -131,8 +131,11 @@ class RoutingMethod(Method):
         self._lock = threading.Lock()
 
     def models(self) -> dict[str, str]:
-        """The planner and embedder ids that run (after a role's fallback, the fallback's)."""
-        return {role: self.hub.loaded_id(role) for role in ("planner", "embedder") if role in self.hub.profile.roles}
+        roles = self.hub.profile.roles
+        return {role: roles[role].id for role in ("planner", "embedder") if role in roles}
+
+    def substitutes(self) -> dict[str, str]:
+        return loaded_instead(self.hub)
 
     def _duration(self, video: Path) -> float:
         from vidagent.video import Video

@@ -67,9 +67,12 @@ class RunSettings:
     max_steps: int | None = None  # agent: planner steps (None: the default budget)
     judge: str | None = None  # open-ended: a profile whose planner judges answers
 
-    def header(self, models: dict[str, str], prompts: Sequence[str], exemplars: str | None = None) -> dict[str, Any]:
+    def header(self, models: dict[str, str], prompts: Sequence[str], exemplars: str | None = None,
+               substitutes: dict[str, str] | None = None) -> dict[str, Any]:
+        # models: as the profile names them (compared on resume); substitutes: what loaded instead, where
+        # a role fell back (informational: a lazy Ray driver has loaded nothing)
         return {"type": "run", "format": RUN_FORMAT, **self.__dict__, "models": models, "prompts": list(prompts),
-                "exemplars": exemplars}
+                "exemplars": exemplars, "substitutes": substitutes or {}}
 
 
 def lettered(options: Sequence[str]) -> list[str]:
@@ -105,6 +108,16 @@ class Method(ABC):
     def answer(self, sample: Sample, video: Path) -> Prediction:
         """The method's prediction for ``sample``, shown ``video``."""
 
+    def substitutes(self) -> dict[str, str]:
+        """Role -> the id that loaded instead of the profile's (a role's fallback), for roles loaded so far."""
+        return {}
+
+
+def loaded_instead(hub: Any) -> dict[str, str]:
+    """The roles of ``hub`` that run on another checkpoint than the profile names (so far)."""
+    return {role: hub.loaded_id(role) for role in sorted(hub.profile.roles)
+            if hub.loaded_id(role) != hub.profile.roles[role].id}
+
 
 class AgentMethod(Method):
     name = "agent"
@@ -115,8 +128,10 @@ class AgentMethod(Method):
         self.agent = agent
 
     def models(self) -> dict[str, str]:
-        hub = self.agent.ctx.hub  # ids as loaded so far (the planner is: a role's fallback shows)
-        return {role: hub.loaded_id(role) for role in sorted(hub.profile.roles)}
+        return {role: spec.id for role, spec in sorted(self.agent.ctx.hub.profile.roles.items())}
+
+    def substitutes(self) -> dict[str, str]:
+        return loaded_instead(self.agent.ctx.hub)
 
     def answer(self, sample: Sample, video: Path) -> Prediction:
         answer = self.agent.ask(video, sample.prompt, options=sample.options)
@@ -286,7 +301,8 @@ class Runner:
 
         prompts = [load_prompt(name).tag for name in self.method.prompts] + ([self.judge.tag] if self.judge else [])
         models = self.method.models() | ({"judge": self.judge.name} if self.judge else {})
-        return self.settings.header(models, prompts, load_exemplars().tag if self.method.uses_exemplars else None)
+        return self.settings.header(models, prompts, load_exemplars().tag if self.method.uses_exemplars else None,
+                                    self.method.substitutes())
 
     def run(self, *, resume: bool = False, workers: int = 1, progress: Callable[[int, int], None] | None = None,
             engine: Engine | None = None) -> list[dict[str, Any]]:
@@ -497,6 +513,8 @@ def to_markdown(result: dict[str, Any]) -> str:
     line("errors", [s["errors"] for s in summaries])
     for r, name in zip(runs, names, strict=True):
         usage = ", ".join(f"{tool} {n}" for tool, n in r["summary"]["tool_usage"].items()) or "none"
-        lines += ["", f"{name}: profile {r['run']['profile']}, models "
-                  + ", ".join(f"{k}={v}" for k, v in r["run"]["models"].items()) + f"; tools used: {usage}"]
+        models = ", ".join(f"{k}={v}" + (f" (ran {r['run']['substitutes'][k]})" if k in (r["run"].get("substitutes")
+                                                                                       or {}) else "")
+                           for k, v in r["run"]["models"].items())
+        lines += ["", f"{name}: profile {r['run']['profile']}, models {models}; tools used: {usage}"]
     return "\n".join(lines) + "\n"

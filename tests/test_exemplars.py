@@ -123,3 +123,8 @@ def test_first_steps_fit_the_first_step_grammar(registry: ToolRegistry) -> None:
                 assert name in schema["properties"], (exemplar.question, name)
                 allowed = schema["properties"][name].get("enum")
                 assert allowed is None or value in allowed, (exemplar.question, name, value)
+
+
+def test_a_registry_of_one_tool_still_selects() -> None:
+    selection = ExemplarSelector(LexicalEmbedder()).select("What does the sign say?", k=2, tools=("read_text",))
+    assert selection.candidates == ("read_text",) and all(e.tools == {"read_text"} for e in selection.exemplars)

@@ -86,3 +86,17 @@ def test_vidagent_eval_routing_runs_a_profiles_planner(tmp_path: Path) -> None:
     assert all(json.loads(r["prediction"]) is not None and "scores" in r for r in rows)
     wrong = CliRunner().invoke(app, ["eval", "routing", "--method", "agent", "--profile", "tiny"])
     assert wrong.exit_code == 2 and "--method planner" in wrong.output
+
+
+def test_the_run_header_names_a_planner_that_loaded_instead(tmp_path: Path) -> None:
+    """auto's planner without the hub: the header keeps the profile's id and says what ran instead."""
+    profile = tmp_path / "p.yaml"
+    profile.write_text("name: p\nroles:\n  planner: {id: Qwen/not-cached-GGUF, gguf_file: q.gguf, "
+                       "fallback: {id: tiny/planner}}\n  embedder: {id: tiny/embedder}\n")
+    out = tmp_path / "run.jsonl"
+    result = CliRunner().invoke(app, ["eval", "routing", "--data", str(FIXTURE), "--profile", str(profile),
+                                      "--limit", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    header, _ = read_run(out)
+    assert header["models"]["planner"] == "Qwen/not-cached-GGUF" and header["substitutes"] == {"planner": "tiny/planner"}
+    assert "planner=Qwen/not-cached-GGUF (ran tiny/planner)" in result.stdout
