@@ -217,7 +217,8 @@ class Evidence:
             if self.mask_ref[i] is not None:
                 parts.append(f"mask={self.mask_ref[i]}")
             for key, value in self.data[i].items():
-                parts.append(f"{key}={_compact(value)}")
+                if not key.startswith("_"):  # "_key": kept for callers and the UI, not shown to the LLM
+                    parts.append(f"{key}={_compact(value)}")
             if self.text[i] is not None:
                 text = str(self.text[i])
                 text = text if len(text) <= _TEXT_LIMIT else text[:_TEXT_LIMIT] + "…"

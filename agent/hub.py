@@ -62,7 +62,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from vidagent.errors import ModelNotAvailable, ProfileError
-from vidagent.paths import gguf_dir, package_dir, publish_dir, staging_dir
+from vidagent.paths import gguf_dir, package_folder, publish_dir, staging_dir
 from vidagent.profile import DEFAULT_KIND, PACKAGE_PREFIX, TINY_PREFIX, Profile, RoleSpec
 
 if TYPE_CHECKING:
@@ -115,7 +115,9 @@ class LoadRequest:
 Loader = Callable[[LoadRequest], tuple[Any, Any]]
 LOADERS: dict[str, Loader] = {}
 # kinds whose loader lives in (and is registered by importing) another vidagent module
-LOADER_MODULES: dict[str, str] = {"ground_head": "vidagent.ground_head", "llama_cpp": "vidagent.llama_cpp_chat"}
+LOADER_MODULES: dict[str, str] = {"ground_head": "vidagent.ground_head", "llama_cpp": "vidagent.llama_cpp_chat",
+                                  "faster_whisper": "vidagent.faster_whisper_asr"}
+NOT_TORCH = ("llama_cpp", "faster_whisper")  # kinds whose models are not torch modules
 
 
 def register_loader(kind: str) -> Callable[[Loader], Loader]:
@@ -129,6 +131,14 @@ def register_loader(kind: str) -> Callable[[Loader], Loader]:
 
 
 # --- devices and dtypes -----------------------------------------------------------------------
+def cpu_count() -> int:
+    """The CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def resolve_device(requested: str) -> str:
     """``auto`` -> cuda, mps or cpu; an explicit device is checked to exist."""
     import torch
@@ -375,7 +385,7 @@ class ModelHub:
             raise
         except Exception as error:
             raise _unavailable(role, spec.id, _one_line(error)) from error
-        if kind != "llama_cpp":  # a torch module (llama.cpp's Llama.eval evaluates tokens instead)
+        if kind not in NOT_TORCH:  # llama.cpp's Llama.eval evaluates tokens; CTranslate2 has no modes
             model.eval()
         if spec.options.get("compile", False) is not False:  # validated by the profile: clip/siglip
             import torch
@@ -400,16 +410,10 @@ class ModelHub:
             except ModelNotAvailable as error:
                 raise _unavailable(role, model_id, _reason_of(error)) from error
         if model_id.startswith(PACKAGE_PREFIX):  # package:NAME or package:NAME/folder/inside
-            package, _, inside = model_id[len(PACKAGE_PREFIX):].partition("/")
-            folder = package_dir(package)
-            if folder is None:
-                raise _unavailable(
-                    role, model_id,
-                    f"Python package {package!r} is not installed (pip install {package.replace('_', '-')})",
-                )
-            if inside and not (folder / inside).is_dir():
-                raise _unavailable(role, model_id, f"package {package!r} has no folder {inside!r}")
-            return str(folder / inside if inside else folder), True
+            try:
+                return str(package_folder(model_id[len(PACKAGE_PREFIX):])), True
+            except FileNotFoundError as error:
+                raise _unavailable(role, model_id, str(error)) from None
         candidates = [Path(model_id).expanduser()]
         if self.profile.path is not None and not candidates[0].is_absolute():
             candidates.insert(0, self.profile.path.parent / candidates[0])

@@ -57,7 +57,7 @@ from typing import Any
 
 import numpy as np
 
-from vidagent.hub import LoadRequest, register_loader
+from vidagent.hub import LoadRequest, cpu_count, register_loader
 from vidagent.llm import Generation, Message, OptionScores, option_letter
 from vidagent.paths import gguf_dir, publish_dir, staging_dir
 
@@ -66,13 +66,6 @@ log = logging.getLogger(__name__)
 GRAMMAR_CACHE = 64  # compiled grammars kept (plans get a schema per question)
 MIN_SHARED = 32  # tokens a slot's cache must share with a prompt to count as its prompt family
 CONVERSIONS = ("f16", "q8_0")
-
-
-def cpu_count() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def converted_gguf(source: Path, target: str) -> Path:

@@ -73,6 +73,18 @@ def package_dir(package: str) -> Path | None:
     return Path(spec.origin).parent if spec.origin else None
 
 
+def package_folder(spec: str) -> Path:
+    """``NAME`` or ``NAME/folder/inside`` of an installed package (a ``package:`` id without its
+    prefix) as a directory; FileNotFoundError saying what to install otherwise."""
+    package, _, inside = spec.partition("/")
+    folder = package_dir(package)
+    if folder is None:
+        raise FileNotFoundError(f"Python package {package!r} is not installed (pip install {package.replace('_', '-')})")
+    if inside and not (folder / inside).is_dir():
+        raise FileNotFoundError(f"package {package!r} has no folder {inside!r}")
+    return folder / inside if inside else folder
+
+
 def staging_dir(target: Path) -> Path:
     """A fresh empty directory next to ``target`` (same file system, so the rename is atomic)."""
     target.parent.mkdir(parents=True, exist_ok=True)

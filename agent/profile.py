@@ -64,7 +64,7 @@ ROLES: tuple[str, ...] = (
 )
 KINDS: tuple[str, ...] = (
     "clip", "siglip", "causal_lm", "llama_cpp", "grounding_dino", "sam", "sam2_video", "llava", "whisper",
-    "ground_head", "sentence_embedder",
+    "faster_whisper", "ground_head", "sentence_embedder",
 )
 DEFAULT_KIND: dict[str, str] = {
     "clip": "clip",
@@ -82,7 +82,7 @@ TINY_PREFIX = "tiny/"
 PACKAGE_PREFIX = "package:"
 
 Kind = Literal["clip", "siglip", "causal_lm", "llama_cpp", "grounding_dino", "sam", "sam2_video", "llava", "whisper",
-               "ground_head", "sentence_embedder"]
+               "faster_whisper", "ground_head", "sentence_embedder"]
 DType = Literal["auto", "float32", "bfloat16", "float16"]
 
 

