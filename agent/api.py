@@ -17,22 +17,22 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from pydantic import BaseModel, Field
 
 from vidagent.errors import VidagentError
 from vidagent.evidence import Evidence
-from vidagent.exemplars import ExemplarSelector, LexicalEmbedder, SentenceEmbedder
+from vidagent.exemplars import ExemplarSelector
 from vidagent.graph import AgentGraph, Budget, PlannerSettings
 from vidagent.hub import ModelHub
 from vidagent.index import IndexReport
 from vidagent.llm import ChatModel, OpenAIChat, TransformersChat
 from vidagent.profile import load_profile
 from vidagent.registry import ToolRegistry
+from vidagent.sentence_embedders import embedder_for
 from vidagent.store import Store
 from vidagent.tooling import ToolContext
 from vidagent.video import Video
@@ -98,25 +98,9 @@ def chat_model_for(hub: ModelHub) -> ChatModel:
                             max_new_tokens=int(cap) if cap else None)
 
 
-class HubEmbedder:
-    """The profile's ``embedder`` role as an ``Embedder``, loaded on first use."""
-
-    def __init__(self, hub: ModelHub) -> None:
-        self.hub = hub
-        self.name = hub.profile.spec("embedder").id
-        self._embedder: SentenceEmbedder | None = None
-        self._lock = threading.Lock()
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        with self._lock:
-            if self._embedder is None:
-                self._embedder = SentenceEmbedder(self.hub.get("embedder").model, self.name)
-        return self._embedder.encode(texts)
-
-
 def exemplar_selector_for(hub: ModelHub) -> ExemplarSelector:
     """The planner's exemplar selector: the profile's sentence embedder, else lexical similarity."""
-    return ExemplarSelector(HubEmbedder(hub) if hub.available("embedder") else LexicalEmbedder())
+    return ExemplarSelector(embedder_for(hub))
 
 
 def planner_settings(hub: ModelHub) -> PlannerSettings:

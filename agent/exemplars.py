@@ -31,12 +31,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import yaml
 
-from vidagent.question_words import lemma, words
+from vidagent.sentence_embedders import Embedder
 
 HISTORY_BONUS = 0.08  # + for a follow-up exemplar in a chat, - outside one
 OPTIONS_BONUS = 0.05  # + for a multiple-choice exemplar when there are options, - otherwise
@@ -111,43 +111,6 @@ def load_exemplars(name: str = "exemplars") -> ExemplarBank:
     return ExemplarBank(name=str(data["name"]), version=int(data["version"]), video_name=str(video.get("name", "clip.mp4")),
                         duration=float(video.get("duration", 60.0)), exemplars=tuple(items),
                         digest=hashlib.sha256(text.encode()).hexdigest()[:16])
-
-
-class Embedder(Protocol):
-    name: str
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """One L2-normalised row per text."""
-
-
-class SentenceEmbedder:
-    """A sentence-transformers model (the hub's ``embedder`` role)."""
-
-    def __init__(self, model: Any, name: str) -> None:
-        self.model, self.name = model, name
-        self._lock = threading.Lock()
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        with self._lock:
-            vectors = self.model.encode(list(texts), batch_size=64, convert_to_numpy=True,
-                                        normalize_embeddings=True, show_progress_bar=False)
-        return np.asarray(vectors, dtype=np.float32)
-
-
-class LexicalEmbedder:
-    """Bag of lemmas, hashed into a fixed width: the fallback when a profile has no embedder."""
-
-    name = "lexical"
-    width = 2048
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        out = np.zeros((len(texts), self.width), dtype=np.float32)
-        for row, text in enumerate(texts):
-            for word in words(text):
-                digest = hashlib.blake2s(lemma(word).encode(), digest_size=4).digest()
-                out[row, int.from_bytes(digest, "little") % self.width] += 1.0
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.maximum(norms, 1e-9)
 
 
 @dataclass(frozen=True)

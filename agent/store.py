@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -122,8 +123,36 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX masks_video ON masks(video_id, t);
     """,
+    # 3: sentence embeddings of text rows (search by meaning beside FTS5's keywords)
+    """
+    CREATE TABLE text_vectors (
+        text_id INTEGER NOT NULL REFERENCES texts(id) ON DELETE CASCADE,
+        model_id TEXT NOT NULL,          -- the sentence embedder
+        vector BLOB NOT NULL,            -- float16, L2-normalised
+        PRIMARY KEY (text_id, model_id)
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+_TEXT_COLUMNS = "t.id, t.video_id, t.tool, t.start, t.end, t.text, t.score, t.data"
+
+
+def _text_row(row: Sequence[Any], **extra: Any) -> dict[str, Any]:
+    keys = ("id", "video_id", "tool", "start", "end", "text", "score")
+    return {**dict(zip(keys, row[:7], strict=True)), "data": json.loads(row[7]), **extra}
+
+
+def _narrowed(sql: str, params: list[Any], *, tools: Sequence[str] | None,
+              video_id: str | None) -> tuple[str, list[Any]]:
+    if tools is not None:
+        sql += f" AND t.tool IN ({','.join('?' * len(tools))})"
+        params = [*params, *tools]
+    if video_id is not None:
+        sql += " AND t.video_id = ?"
+        params = [*params, video_id]
+    return sql, params
 
 
 class StoreError(VidagentError):
@@ -384,25 +413,60 @@ class Store:
             ).fetchall()
         return [{"start": r[0], "end": r[1], "text": r[2], "score": r[3], "data": json.loads(r[4])} for r in rows]
 
-    def search_texts(self, query: str, *, tool: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
-        """Full-text search (SQLite FTS5, bm25-ranked) over every stored caption, OCR line, transcript."""
-        terms = " ".join('"' + word.replace('"', '""') + '"' for word in query.split())
+    def search_texts(self, query: str, *, tool: str | None = None, video_id: str | None = None,
+                     tools: Sequence[str] | None = None, any_word: bool = False,
+                     limit: int = 20) -> list[dict[str, Any]]:
+        """Full-text search (SQLite FTS5, bm25-ranked) over every stored caption, OCR line, transcript.
+
+        Every word of ``query`` must be in a row, or with ``any_word`` one of them (bm25 still ranks
+        rows with more of them first). ``tool``/``tools`` and ``video_id`` narrow the rows searched.
+        """
+        words = [w for w in re.findall(r"\w+", query) if w]
+        terms = (" OR " if any_word else " ").join('"' + word + '"' for word in words)
         if not terms:
             return []
         sql = (
-            "SELECT t.video_id, t.tool, t.start, t.end, t.text, bm25(texts_fts) AS rank FROM texts_fts "
+            f"SELECT {_TEXT_COLUMNS}, bm25(texts_fts) AS rank FROM texts_fts "
             "JOIN texts t ON t.id = texts_fts.rowid WHERE texts_fts MATCH ?"
         )
         params: list[Any] = [terms]
-        if tool is not None:
-            sql += " AND t.tool = ?"
-            params.append(tool)
+        sql, params = _narrowed(sql, params, tools=[tool] if tool is not None else tools, video_id=video_id)
         sql += " ORDER BY rank LIMIT ?"
         params.append(limit)
         with self._lock:
             rows = self._db.execute(sql, params).fetchall()
-        keys = ("video_id", "tool", "start", "end", "text", "rank")
-        return [dict(zip(keys, r, strict=True)) for r in rows]
+        return [_text_row(r, rank=r[-1]) for r in rows]
+
+    def text_rows(self, *, video_id: str | None = None, tools: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Every stored text row (of one video, of some tools), with its row id."""
+        sql, params = _narrowed(f"SELECT {_TEXT_COLUMNS} FROM texts t WHERE 1", [], tools=tools, video_id=video_id)
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY t.video_id, t.start, t.id", params).fetchall()
+        return [_text_row(r) for r in rows]
+
+    def text_vectors(self, ids: Sequence[int], model_id: str) -> dict[int, np.ndarray]:
+        """The stored sentence embeddings of these text rows (rows without one are left out)."""
+        found: dict[int, np.ndarray] = {}
+        with self._lock:
+            for start in range(0, len(ids), 500):
+                chunk = [int(i) for i in ids[start : start + 500]]
+                marks = ",".join("?" * len(chunk))
+                for text_id, blob in self._db.execute(
+                    f"SELECT text_id, vector FROM text_vectors WHERE model_id=? AND text_id IN ({marks})",
+                    [model_id, *chunk],
+                ):
+                    found[text_id] = np.frombuffer(blob, dtype=np.float16).astype(np.float32)
+        return found
+
+    def put_text_vectors(self, model_id: str, ids: Sequence[int], vectors: np.ndarray) -> None:
+        """Store sentence embeddings of text rows; a row deleted meanwhile is skipped."""
+        with self.transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO text_vectors (text_id, model_id, vector) "
+                "SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM texts WHERE id=?)",
+                [(int(i), model_id, np.asarray(v, dtype=np.float16).tobytes(), int(i))
+                 for i, v in zip(ids, vectors, strict=True)],
+            )
 
     # --- object memory: tracks -------------------------------------------------------------
     def put_tracks(self, video_id: str, model_id: str, settings: str, tracks: Sequence[dict[str, Any]]) -> None:

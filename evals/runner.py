@@ -91,6 +91,7 @@ class Prediction:
     tokens: int = 0
     trajectory: list[dict[str, Any]] = field(default_factory=list)
     stop_reason: str | None = None
+    cited: list[dict[str, Any]] = field(default_factory=list)  # the evidence rows the answer cites
 
 
 class Method(ABC):
@@ -137,7 +138,13 @@ class AgentMethod(Method):
         answer = self.agent.ask(video, sample.prompt, options=sample.options)
         trajectory = [_compact(event) for event in answer.trace if event.get("type") != "answer"]
         return Prediction(text=answer.text, choice=answer.choice, tool_calls=answer.tool_calls, tokens=answer.tokens,
-                          trajectory=trajectory, stop_reason=answer.stop_reason)
+                          trajectory=trajectory, stop_reason=answer.stop_reason,
+                          cited=[_cited_row(row) for row in answer.evidence])
+
+
+def _cited_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A cited evidence row as the run file keeps it: where, what, which tool."""
+    return {k: row[k] for k in ("id", "tool", "start", "end", "text", "score") if k in row}
 
 
 class UniformVlmMethod(Method):
@@ -373,7 +380,8 @@ class Runner:
             row.update(prediction=prediction.choice if by_choice else prediction.text,
                        prediction_text=prediction.text, parse_failed=prediction.parse_failed,
                        tool_calls=prediction.tool_calls, tokens=prediction.tokens,
-                       stop_reason=prediction.stop_reason, trajectory=prediction.trajectory)
+                       stop_reason=prediction.stop_reason, trajectory=prediction.trajectory,
+                       cited=prediction.cited)
             row.update(self.score(sample, prediction))
         except VidagentError as exc:
             row.update(prediction=None, error=f"{type(exc).__name__}: {exc}", correct=False if sample.answer is not None

@@ -7,9 +7,10 @@ from collections import Counter
 
 import pytest
 
-from vidagent.exemplars import ExemplarSelector, LexicalEmbedder, SentenceEmbedder, load_exemplars
+from vidagent.exemplars import ExemplarSelector, load_exemplars
 from vidagent.question_words import Vocabulary
 from vidagent.registry import ToolRegistry, discover_tools
+from vidagent.sentence_embedders import LexicalEmbedder, SentenceEmbedder
 
 TOOLS = ("caption", "detect_track", "ground", "look", "read_text", "retrieve", "segment", "transcribe")
 

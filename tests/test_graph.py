@@ -261,8 +261,9 @@ def test_invented_arguments_are_a_problem_the_planner_is_told_about(tmp_path: Pa
 
 
 def test_the_prompt_shows_the_chosen_exemplars_as_earlier_turns(tmp_path: Path, video: Path) -> None:
-    from vidagent.exemplars import ExemplarSelector, LexicalEmbedder
+    from vidagent.exemplars import ExemplarSelector
     from vidagent.graph import PlannerSettings
+    from vidagent.sentence_embedders import LexicalEmbedder
 
     llm = ScriptedChat(plans=[plan(("ground", {"query": "cyclist pass"}), done=True)], answers=["a"])
     agent = words_agent(tmp_path, llm, exemplars=ExemplarSelector(LexicalEmbedder()),
