@@ -144,7 +144,7 @@ class AgentMethod(Method):
 
 def _cited_row(row: dict[str, Any]) -> dict[str, Any]:
     """A cited evidence row as the run file keeps it: where, what, which tool."""
-    return {k: row[k] for k in ("id", "tool", "start", "end", "text", "score") if k in row}
+    return {k: row[k] for k in ("id", "tool", "start", "end", "text") if k in row}
 
 
 class UniformVlmMethod(Method):
