@@ -34,10 +34,17 @@ applies a grammar to all 49k tokens at every step: the grammar is asked about th
 first and applied to the whole vocabulary only when it rejects it (same tokens, ~7 ms less per
 token here).
 
+**AMX.** On a CPU with Intel AMX tiles, the llama.cpp in llama-cpp-python 0.3.36 moves
+quantised weights (Q4_0, Q4_1, Q8_0, K-quants) into its AMX buffer type and then dies with an
+illegal instruction (SIGILL) on its first ``tileloadd`` in a decoding thread: measured here with
+SmolLM2's Q4_1 file, with and without the process asking the kernel for AMX first. So the model
+is opened without llama.cpp's extra buffer types (``use_extra_bufts``: AMX and the CPU repacks)
+on CPUs that have AMX; option ``extra_bufts: true`` turns them back on.
+
 Role options (profile ``planner.options``): ``convert`` (``f16``, ``q8_0`` or none), ``slots``,
 ``n_ctx`` (context per slot, default 4096), ``n_threads`` (default: the CPUs this process may
 use), ``n_batch`` (default 512), ``n_gpu_layers`` (default 0), ``max_new_tokens`` (a cap on
-every generation).
+every generation), ``extra_bufts`` (default: off on CPUs with AMX, see above).
 """
 
 from __future__ import annotations
@@ -129,7 +136,6 @@ def _load_llama_cpp(request: LoadRequest) -> tuple[Any, Any]:
     The "processor" is the keyword arguments that built it: ``LlamaCppChat`` opens more contexts
     (prefix-cache slots) with them.
     """
-    from llama_cpp import Llama
 
     options = request.spec.options
     path = Path(request.source)
@@ -143,8 +149,46 @@ def _load_llama_cpp(request: LoadRequest) -> tuple[Any, Any]:
         "n_gpu_layers": int(options.get("n_gpu_layers", 0)),
         "seed": 0,
         "verbose": False,
+        "extra_bufts": bool(options.get("extra_bufts", not cpu_has_amx())),
     }
-    return Llama(**settings), settings
+    return open_llama(settings), settings
+
+
+def cpu_has_amx() -> bool:
+    """Whether this CPU has Intel AMX tiles (Linux: ``amx_tile`` among /proc/cpuinfo's flags)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            return any(line.startswith("flags") and " amx_tile" in line for line in info)
+    except OSError:
+        return False
+
+
+_OPEN_LOCK = threading.Lock()
+
+
+def open_llama(settings: dict[str, Any]) -> Any:
+    """``llama_cpp.Llama(**settings)``, with llama.cpp's extra buffer types only if ``extra_bufts``
+    (llama-cpp-python has no argument for them: its default model parameters are swapped while
+    this one model opens)."""
+    import llama_cpp.llama_cpp as bindings
+    from llama_cpp import Llama
+
+    kwargs = {k: v for k, v in settings.items() if k != "extra_bufts"}
+    if settings.get("extra_bufts", True):
+        return Llama(**kwargs)
+    defaults = bindings.llama_model_default_params
+
+    def without_extra_bufts() -> Any:
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+
+    with _OPEN_LOCK:
+        bindings.llama_model_default_params = without_extra_bufts
+        try:
+            return Llama(**kwargs)
+        finally:
+            bindings.llama_model_default_params = defaults
 
 
 class LlamaCppChat:
@@ -177,9 +221,7 @@ class LlamaCppChat:
     def from_loaded(cls, llm: Any, settings: dict[str, Any] | None, name: str, *,
                     max_new_tokens: int | None = None, slots: int = 3) -> LlamaCppChat:
         """Over a hub-loaded model; more slots are opened with the same ``settings``."""
-        from llama_cpp import Llama
-
-        opener = (lambda: Llama(**settings)) if settings else None
+        opener = (lambda: open_llama(settings)) if settings else None
         return cls(llm, name, max_new_tokens=max_new_tokens, open_context=opener, slots=slots)
 
     @property

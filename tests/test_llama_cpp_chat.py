@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import pytest
@@ -138,3 +139,23 @@ def test_our_grammar_loop_picks_what_llama_cpps_sampler_chain_picks(chat: LlamaC
             break
         theirs.append(token)
     assert ours.text == llm.detokenize(theirs).decode()
+
+
+def test_extra_buffer_types_are_off_where_they_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """llama.cpp's AMX buffer type dies with SIGILL on quantised weights here: off on AMX CPUs."""
+    import llama_cpp.llama_cpp as bindings
+
+    from vidagent import llama_cpp_chat
+
+    seen: list[bool] = []
+
+    class Recording:
+        def __init__(self, **kwargs: Any) -> None:
+            assert "extra_bufts" not in kwargs
+            seen.append(bool(bindings.llama_model_default_params().use_extra_bufts))
+
+    monkeypatch.setattr("llama_cpp.Llama", Recording)
+    defaults = bindings.llama_model_default_params
+    llama_cpp_chat.open_llama({"model_path": "x.gguf", "extra_bufts": False})
+    llama_cpp_chat.open_llama({"model_path": "x.gguf", "extra_bufts": True})
+    assert seen == [False, True] and bindings.llama_model_default_params is defaults  # restored
