@@ -13,6 +13,7 @@ for row in answer.evidence:  # cited rows: spans, boxes, masks, quotes
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import threading
 import time
@@ -96,6 +97,17 @@ def chat_model_for(hub: ModelHub) -> ChatModel:
                                         max_new_tokens=int(cap) if cap else None, slots=int(options.get("slots", 3)))
     return TransformersChat(loaded.model, loaded.processor, name=loaded.spec.id,
                             max_new_tokens=int(cap) if cap else None)
+
+
+def index_video(ctx: ToolContext, video: str | Path, *, speech: bool = True, text: bool = True,
+                progress: Any = None) -> IndexReport:
+    """Frames (``Index.add``), then speech and on-screen text rows (``find_text.index_texts``)."""
+    from vidagent.tools.find_text import index_texts
+
+    report = ctx.index.add(video, fps=ctx.fps, progress=progress)
+    started = time.perf_counter()
+    texts = index_texts(ctx, Path(video), speech=speech, text=text)
+    return dataclasses.replace(report, texts=texts, seconds=report.seconds + time.perf_counter() - started)
 
 
 def exemplar_selector_for(hub: ModelHub) -> ExemplarSelector:
@@ -189,8 +201,24 @@ class VideoAgent:
         """Each tool callable on its own: ``agent.tools["retrieve"](video, query="a dog")``."""
         return {name: _bound(spec, self.ctx) for name, spec in self.registry.tools.items()}
 
-    def index(self, video: str | Path) -> IndexReport:
-        return self.ctx.index.add(video, fps=self.ctx.fps)
+    def index(self, video: str | Path, *, speech: bool = True, text: bool = True) -> IndexReport:
+        """Sample and embed the frames; also transcribe the speech and read the on-screen text
+        (each can be turned off), stored and embedded so ``find_text`` and ``search_texts`` are lookups."""
+        return index_video(self.ctx, video, speech=speech, text=text)
+
+    def search_texts(self, query: str, *, video: str | Path | None = None, source: str = "any",
+                     k: int = 10) -> Evidence:
+        """What was said (``source="speech"``), shown (``"screen"``) or either, matching ``query`` by
+        keywords and meaning, in the indexed videos (or one of them), best first."""
+        from vidagent.text_search import TextSearch
+        from vidagent.tools.find_text import SOURCES, hit_row
+
+        if source not in SOURCES:
+            raise VidagentError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
+        video_id = self.ctx.store.content_hash(video) if video is not None else None
+        search = TextSearch(self.ctx.store, embedder_for(self.ctx.hub))
+        return Evidence.from_rows([hit_row(hit, query) for hit in search.search(query, video_id=video_id,
+                                                                                 tools=SOURCES[source], k=k)])
 
     # --- questions -------------------------------------------------------------------------
     def stream(

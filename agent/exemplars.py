@@ -1,7 +1,7 @@
 """Worked examples for the planner, chosen per question with a sentence embedder.
 
 The bank is data (``prompts/exemplars.yaml``, versioned like the prompts; its tag, e.g.
-``exemplars@v1``, lands in traces and run files). Each exemplar is one planner turn: a question
+``exemplars@v2``, lands in traces and run files). Each exemplar is one planner turn: a question
 (with, where it matters, earlier chat turns, options, or the evidence of earlier steps) and the
 plan written for it. The planner prompt shows the ``k`` exemplars nearest to the question at
 hand, as earlier turns of the conversation rendered with the planner's own template, so a small

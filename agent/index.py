@@ -18,7 +18,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +46,7 @@ class IndexReport:
     frames_total: int
     frames_added: int
     seconds: float
+    texts: dict[str, int] = field(default_factory=dict)  # speech / on-screen text rows stored, per tool
 
     @property
     def frames_per_second(self) -> float:

@@ -65,7 +65,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, MutableHeaders
 
-from vidagent.api import VideoAgent
+from vidagent.api import VideoAgent, index_video
 from vidagent.errors import NotAMediaFile, NoVideoStream, VidagentError, VideoError
 from vidagent.index import sampling_key
 from vidagent.video import Video
@@ -333,7 +333,7 @@ class _Server:
                 job.done, job.total = done, total
 
             try:
-                report = self.agent.ctx.index.add(path, fps=self.agent.ctx.fps, progress=progress)
+                report = index_video(self.agent.ctx, path, progress=progress)  # frames, speech, on-screen text
                 job.frames_added, job.seconds = report.frames_added, round(report.seconds, 3)
                 job.state = "done"
             except VidagentError as exc:

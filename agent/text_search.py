@@ -3,8 +3,8 @@
 The store keeps every transcript segment, OCR line and caption as a text row (``Store.put_texts``).
 :class:`TextSearch` finds the rows that match a query two ways and fuses the two rankings:
 
-- **keywords**: FTS5 over the rows, bm25-ranked, any of the query's words (rows with more of
-  them rank first). Exact and cheap: "Oxford", "gate 42".
+- **keywords**: FTS5 over the rows, bm25-ranked, any of the query's words but function words
+  (rows with more of them rank first). Exact and cheap: "Oxford", "gate 42".
 - **meaning**: the cosine between the query's and each row's sentence embedding (the profile's
   ``embedder`` role, all-MiniLM-L6-v2 in the bundled profiles; lexical similarity without one).
   A row is embedded once, the first time it is searched, and its vector is stored beside it
@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from vidagent.question_words import FUNCTION_WORDS, words
 from vidagent.sentence_embedders import Embedder
 from vidagent.store import Store
 
@@ -47,6 +48,12 @@ class TextHit:
         if self.keyword_rank is not None:
             return "keywords+meaning" if self.cosine >= MIN_COSINE else "keywords"
         return "meaning"
+
+
+def keyword_query(query: str) -> str:
+    """The query's words without function words ("a", "from": they match every row), unless that is all it has."""
+    kept = [w for w in words(query) if w.lower() not in FUNCTION_WORDS]
+    return " ".join(kept) if kept else query
 
 
 class TextSearch:
@@ -72,7 +79,8 @@ class TextSearch:
     def search(self, query: str, *, video_id: str | None = None, tools: Sequence[str] | None = None,
                k: int = 10) -> list[TextHit]:
         """The ``k`` best rows for ``query`` (of one video, of some tools), best first."""
-        keyword = self.store.search_texts(query, video_id=video_id, tools=tools, any_word=True, limit=CANDIDATES)
+        keyword = self.store.search_texts(keyword_query(query), video_id=video_id, tools=tools, any_word=True,
+                                          limit=CANDIDATES)
         keyword_rank = {int(r["id"]): rank for rank, r in enumerate(keyword)}
         rows = self.store.text_rows(video_id=video_id, tools=tools)
         if not rows or not query.strip():
