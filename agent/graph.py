@@ -1,4 +1,9 @@
-"""The agent's LangGraph: plan -> act -> reflect -> (plan again | answer).
+"""The agent's LangGraph: recall -> plan -> act -> reflect -> (plan again | answer).
+
+``recall`` first looks the question up in what the video says and shows (``find_text`` over
+its transcript and on-screen text rows: stored by ``vidagent index``, or read on the spot for
+a clip of at most ``Budget.read_texts_up_to`` seconds), so a question about speech or text has
+that evidence whatever the planner then calls; it does not count as a planner step.
 
 State is JSON-friendly so LangGraph's SQLite checkpointer can persist chat sessions: evidence
 is a list of Evidence records (row ids = positions in that list, stable because the reducer
@@ -48,6 +53,7 @@ from vidagent.llm import ChatModel, option_letter
 from vidagent.prompts import Prompt, load_prompt
 from vidagent.question_words import Vocabulary
 from vidagent.registry import CallError, ToolCall, ToolRegistry
+from vidagent.text_answers import text_answer, text_question
 from vidagent.tooling import ToolContext
 
 EVIDENCE_IN_PROMPT = 15
@@ -68,6 +74,8 @@ class Budget:
     max_tokens: int = 20_000  # planner + answer LLM tokens
     tool_timeout: float = 60.0
     plan_retries: int = 2
+    read_texts_up_to: float = 30.0  # recall transcribes and reads an unindexed video up to this long
+    recall_rows: int = 4  # text rows recall adds at most
 
 
 class AgentState(TypedDict, total=False):
@@ -114,11 +122,13 @@ class AgentGraph:
 
     def compile(self, checkpointer: Any = None) -> Any:
         graph = StateGraph(AgentState)
+        graph.add_node("recall", self.recall)
         graph.add_node("plan", self.plan)
         graph.add_node("act", self.act)
         graph.add_node("reflect", self.reflect)
         graph.add_node("answer", self.answer)
-        graph.add_edge(START, "plan")
+        graph.add_edge(START, "recall")
+        graph.add_conditional_edges("recall", lambda s: "act" if s.get("pending") else "plan", ["act", "plan"])
         graph.add_conditional_edges("plan", lambda s: "act" if s.get("pending") else "answer", ["act", "answer"])
         graph.add_edge("act", "reflect")
         graph.add_conditional_edges("reflect", self._after_reflect, ["plan", "act", "answer"])
@@ -138,13 +148,45 @@ class AgentGraph:
         return next((name for name, hit in checks if hit), None)
 
     # --- nodes -------------------------------------------------------------------------------
+    def recall(self, state: AgentState) -> dict[str, Any]:
+        """Look the question up in the video's speech and on-screen text (see the module docstring)."""
+        if "find_text" not in self.registry or not state.get("question", "").strip():
+            return {"pending": []}
+        source = self._recall_source(state)
+        if source is None:
+            return {"pending": []}
+        calls = [{"tool": "find_text", "args": {"query": state["question"][:200], "source": source,
+                                                "k": self.budget.recall_rows}, "recall": True}]
+        asked = text_question(state["question"])
+        if asked.named and source == "any":  # about what is said or shown: all of that source, not only matches
+            named = asked.answer_sources | asked.link_sources
+            calls += [{"tool": tool, "args": {}, "recall": True} for tool, of in (("transcribe", "speech"),
+                                                                                  ("read_text", "screen"))
+                      if of in named and tool in self.registry]
+        return {"pending": calls}
+
+    def _recall_source(self, state: AgentState) -> str | None:
+        """``find_text``'s source for recall: every source when the clip is short enough to read now,
+        else only those already stored for it; None when there is nothing to look in."""
+        if state.get("duration", 0.0) <= self.budget.read_texts_up_to:
+            return "any"
+        try:
+            video_id = self.ctx.store.content_hash(state["video"])
+        except (OSError, VidagentError):
+            return None
+        stored = {row["tool"] for row in self.ctx.store.text_rows(video_id=video_id,
+                                                                 tools=("transcribe", "read_text"))}
+        if stored >= {"transcribe", "read_text"}:
+            return "any"
+        return {"transcribe": "speech", "read_text": "screen"}.get(next(iter(stored), ""))
+
     def plan(self, state: AgentState) -> dict[str, Any]:
         emit = _writer()
         started = time.perf_counter()
         used = dict(state["used"])
         if reason := self._exhausted(used):
             return {"pending": [], "stop_reason": reason}
-        evidence = Evidence.from_rows(state.get("evidence", []))
+        evidence = Evidence.from_rows(_planner_rows(state))
         history = state.get("history", [])[:-1]
         question, options = state["question"], state.get("options")
         vocabulary = Vocabulary.of(question, options, history)
@@ -339,6 +381,9 @@ class AgentGraph:
 
     def reflect(self, state: AgentState) -> dict[str, Any]:
         used = dict(state["used"])
+        if _recalled(state):  # recall's lookup ran (not a planner step); what it found may settle the question
+            settled = not state.get("options") and text_answer(state["question"], state.get("evidence", []), None)
+            return {"used": used, "done": bool(settled)}
         used["steps"] = used.get("steps", 0) + 1
         update: dict[str, Any] = {"used": used}
         stage = state.get("fallback_stage", 0)
@@ -365,6 +410,8 @@ class AgentGraph:
         return calls
 
     def _after_reflect(self, state: AgentState) -> str:
+        if _recalled(state):
+            return "answer" if state.get("done") else "plan"
         if state.get("stop_reason"):
             return "answer"
         if state.get("pending"):
@@ -389,7 +436,17 @@ class AgentGraph:
             options=_lettered(options),
         )
         choice = None
-        if options:
+        read = None if options else text_answer(
+            state["question"], state.get("evidence", []), self.llm,
+            lambda rows, values: prompt.messages(
+                video_name=Path(state["video"]).name, duration=state["duration"], history=[],
+                evidence="\n".join(f"[{r.id}] {r.source} {r.start:.1f}-{r.end:.1f}s text={json.dumps(r.text)}"
+                                    for r in rows),
+                note="", question=state["question"], options=_lettered(values)))
+        if read is not None:  # read off what the video says or shows (vidagent.text_answers)
+            text, confidence = read.text, read.confidence
+            used["tokens"] = used.get("tokens", 0) + read.tokens
+        elif options:
             scores = self.llm.score_options(messages, list(options))
             choice = scores.best
             confidence = float(scores.probabilities[choice])
@@ -400,7 +457,7 @@ class AgentGraph:
             text = generation.text.strip() or "I could not form an answer from the evidence."
             used["tokens"] = used.get("tokens", 0) + generation.prompt_tokens + generation.completion_tokens
             confidence = float(np.exp(generation.mean_logprob)) if generation.mean_logprob is not None else 0.0
-        cited = _citations(text, len(evidence)) or _default_citations(evidence)
+        cited = read.cited if read is not None else _citations(text, len(evidence)) or _default_citations(evidence)
         if reason:
             text = f"{text} (Answered early: the {reason} budget ran out.)"
             confidence *= 0.5
@@ -417,6 +474,21 @@ class AgentGraph:
         emit({"type": "answer", **answer})
         return {"answer": answer, "used": used, "history": [{"role": "assistant", "content": text}],
                 "trace": [{"node": "answer", "prompt": prompt.tag, "cited": cited}]}
+
+
+def _planner_rows(state: AgentState) -> list[dict[str, Any]]:
+    """The evidence the planner sees: all but recall's rows, so a first step stays a first step (the
+    answer sees them all). Its rows are numbered among themselves; plans name spans, never row ids."""
+    recalled = {i for e in state.get("trace", []) if e.get("node") == "act" and e.get("recall")
+                for i in e.get("evidence_ids", [])}
+    rows = state.get("evidence", [])
+    return rows if not recalled else [row for i, row in enumerate(rows) if i not in recalled]
+
+
+def _recalled(state: AgentState) -> bool:
+    """Whether the last act ran recall's lookup."""
+    trace = state.get("trace", [])
+    return bool(trace) and trace[-1].get("node") == "act" and bool(trace[-1].get("recall"))
 
 
 def _writer() -> Any:

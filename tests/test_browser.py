@@ -58,7 +58,9 @@ def test_upload_ask_and_click_evidence_seeks_the_player(server: str) -> None:
         page.click("#ask")
         answer = page.locator("li.msg.assistant").last
         expect(answer.locator(".confidence")).to_be_visible(timeout=180_000)  # the answer event arrived
-        expect(answer.locator(".steps li").first).to_contain_text("plan")  # the steps streamed in
+        # the steps streamed in: recall's lookup of what the clip says and shows, then the plan
+        expect(answer.locator(".steps li").first).to_contain_text("recall → find_text")
+        expect(answer.locator(".steps li", has_text="plan").first).to_be_visible()
         chip = answer.locator(".chip").first
         expect(chip).to_be_visible()
 

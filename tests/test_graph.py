@@ -318,3 +318,73 @@ def test_an_endpoint_gets_the_plain_schema_and_the_same_checks(tmp_path: Path, v
     assert '"pattern"' not in schema and "prefixItems" not in schema
     assert "ground.query uses words that are not in the question" in llm.prompts[1][-1]["content"]
     assert CALLS == [("ground", {"query": "cyclist"})]
+
+
+# --- recall: the question looked up in what the video says and shows ---------------------------
+class FindInput(BaseModel):
+    query: str = Field(min_length=1)
+    source: str = "any"
+    k: int = 5
+
+
+class NoInput(BaseModel):
+    pass
+
+
+def fake_find_text(ctx: ToolContext, video: Path, args: FindInput) -> Evidence:
+    CALLS.append(("find_text", args.model_dump()))
+    hits = [{"tool": "find_text", "start": 1.0, "end": 4.6, "score": 0.9,
+             "text": "The next train for Oxford leaves from platform four.", "data": {"source": "speech"}}]
+    return Evidence.from_rows([h for h in hits if "train" in args.query.lower() or "city" in args.query.lower()])
+
+
+def fake_transcribe(ctx: ToolContext, video: Path, args: NoInput) -> Evidence:
+    CALLS.append(("transcribe", {}))
+    return Evidence.from_rows([{"tool": "transcribe", "start": 1.0, "end": 4.6, "score": 0.7,
+                                "text": "The next train for Oxford leaves from platform four."}])
+
+
+def fake_read_text(ctx: ToolContext, video: Path, args: NoInput) -> Evidence:
+    CALLS.append(("read_text", {}))
+    return Evidence.from_rows([{"tool": "read_text", "start": 2.0, "end": 7.0, "score": 0.95, "text": "PLATFORM 4"}])
+
+
+TEXT_REGISTRY = ToolRegistry({**REGISTRY.tools,
+                              "find_text": ToolSpec("find_text", "find words said or shown", FindInput, fake_find_text),
+                              "transcribe": ToolSpec("transcribe", "speech", NoInput, fake_transcribe),
+                              "read_text": ToolSpec("read_text", "text", NoInput, fake_read_text)})
+
+
+def text_agent(tmp_path: Path, llm: ScriptedChat, **budget: Any) -> VideoAgent:
+    ctx = ToolContext(hub=None, store=Store(tmp_path / "store.sqlite"))  # type: ignore[arg-type]
+    CALLS.clear()
+    return VideoAgent(ctx, llm, budget=Budget(**budget), registry=TEXT_REGISTRY)
+
+
+def test_recall_answers_a_speech_question_without_a_planner_step(tmp_path: Path, video: Path) -> None:
+    llm = ScriptedChat(plans=[plan(("retrieve", {"query": "city"}))])  # never asked
+    agent = text_agent(tmp_path, llm)
+    events = list(agent.stream(video, "Which city does the speaker mention?"))
+    assert [e["type"] for e in events] == ["tool_call", "tool_call", "tool_result", "tool_result", "answer"]
+    assert all(e.get("recall") for e in events[:4]) and [c[0] for c in CALLS] == ["find_text", "transcribe"]
+    final = events[-1]
+    assert final["text"].startswith("Oxford: said at 1.0-4.6 s [0]") and final["cited"] == [0]
+    assert final["used"].get("steps", 0) == 0 and len(llm.plans) == 1  # recall is not a planner step
+
+
+def test_recall_of_nothing_leaves_a_first_planner_step(tmp_path: Path, video: Path) -> None:
+    llm = ScriptedChat(plans=[plan(("retrieve", {"query": "cyclist"})), plan(done=True)], answers=["At 2-4 s [0]."])
+    agent = text_agent(tmp_path, llm)
+    events = list(agent.stream(video, "When does the cyclist appear?"))
+    assert [e["type"] for e in events] == ["tool_call", "tool_result", "plan", "tool_call", "tool_result", "plan",
+                                           "answer"]
+    assert events[1]["evidence_ids"] == [] and events[-1]["text"] == "At 2-4 s [0]."
+    first_plan_prompt = llm.prompts[0][-1]["content"]
+    assert "find_text" not in first_plan_prompt  # the planner's first step is still a first step
+
+
+def test_a_long_unindexed_video_is_not_read_for_recall(tmp_path: Path, video: Path) -> None:
+    llm = ScriptedChat(plans=[plan(("retrieve", {"query": "city"})), plan(done=True)], answers=["Unclear [0]."])
+    agent = text_agent(tmp_path, llm, read_texts_up_to=5.0)  # bikes is 10 s long and nothing is stored
+    events = list(agent.stream(video, "Which city does the speaker mention?"))
+    assert events[0]["type"] == "plan" and [c[0] for c in CALLS] == ["retrieve"]

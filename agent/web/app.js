@@ -224,11 +224,11 @@ function describeStep(event) {
       const calls = (event.calls || []).map((c) => `${c.tool}(${JSON.stringify(c.args)})`).join(", ");
       return `plan${event.fallback ? " (fallback)" : ""}: ${calls || "answer now"}`;
     }
-    case "tool_call":
-      return `→ ${event.tool} ${JSON.stringify(event.args)}`;
+    case "tool_call":  // recall: the question looked up in what the video says and shows, before planning
+      return `${event.recall ? "recall " : ""}→ ${event.tool} ${JSON.stringify(event.args)}`;
     case "tool_result":
       return event.error ? `✗ ${event.error}` :
-        `✓ ${event.tool}: ${event.evidence_ids.length} rows in ${seconds(event.seconds)}`;
+        `✓ ${event.recall ? "recall " : ""}${event.tool}: ${event.evidence_ids.length} rows in ${seconds(event.seconds)}`;
     default:
       return event.type;
   }
