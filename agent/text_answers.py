@@ -53,6 +53,9 @@ YES_NO_START = frozenset({"is", "are", "was", "were", "does", "do", "did", "has"
 SAME_WORDS = frozenset({"same", "both", "also", "match", "matches", "agree", "agrees", "identical"})
 NUMBER_WORDS_IN_QUESTION = frozenset({"number", "numbers", "many", "much", "digit", "digits", "code", "minutes",
                                       "percent", "price", "year", "count"})
+# things known by their numbers: "Which platform does the board show?" asks for one
+NUMBERED = frozenset({"platform", "platforms", "gate", "gates", "track", "room", "seat", "flight", "bus", "route",
+                      "floor", "level", "channel", "lane", "terminal", "bay", "stand", "counter"})
 COLOUR_NAMES = ("red", "orange", "yellow", "green", "blue", "purple", "violet", "pink", "brown", "black", "white",
                 "grey", "gray", "silver", "gold", "golden", "beige", "turquoise", "navy", "maroon")
 ASKING = frozenset({"what", "which", "who", "whom", "whose", "where", "when", "why", "how", "does", "do", "did",
@@ -92,11 +95,14 @@ class TextRow:
     score: float
     segment: tuple[float, float] | None = None  # the whole segment's span, quoted with a value it holds
     colour: str | None = None  # on-screen text: its ink's colour name (read_text's data.colour)
+    box: tuple[float, float, float, float] | None = None  # on-screen text: x1, y1, x2, y2
 
 
 def _split_digits(text: str) -> str:
-    """A sign's run-together "4TORONTO" or "GATE10" as "4 TORONTO", "GATE 10" (OCR loses such spaces)."""
-    return re.sub(r"(?<=\d)(?=[^\W\d_])|(?<=[^\W\d_])(?=\d)", " ", text)
+    """A sign's run-together "4TORONTO", "GATE10" or "toBoston" as "4 TORONTO", "GATE 10", "to Boston"
+    (OCR loses such spaces)."""
+    text = re.sub(r"(?<=\d)(?=[^\W\d_])|(?<=[^\W\d_])(?=\d)", " ", text)
+    return re.sub(r"(?<=[a-z])(?=[A-Z][a-z])", " ", text)
 
 
 def _lemmas(text: str) -> set[str]:
@@ -144,11 +150,16 @@ def text_question(question: str) -> TextQuestion:
         kind = "yes_no"
     elif {"colour", "color", "colours", "colors"} & asked_tokens:
         kind = "colour"
-    elif asked_tokens & NUMBER_WORDS_IN_QUESTION:
+    elif asked_tokens & NUMBER_WORDS_IN_QUESTION or _asks_for_numbered(asking_sentence):
         kind = "number"
     else:
         kind = "words"
     return TextQuestion(kind, answer_sources, link_sources, same, named)
+
+
+def _asks_for_numbered(sentence: str) -> bool:
+    """ "Which platform ...?", "What gate ...?": the asking word right before a thing known by its number."""
+    return re.search(rf"\b(which|what)\s+({'|'.join(sorted(NUMBERED))})\b", sentence, re.IGNORECASE) is not None
 
 
 def text_rows(evidence_rows: Sequence[dict[str, Any]]) -> list[TextRow]:
@@ -164,8 +175,27 @@ def text_rows(evidence_rows: Sequence[dict[str, Any]]) -> list[TextRow]:
             rows.append(TextRow(i, source, float(row["start"]), float(row["end"]), text.strip(),
                                 float(row.get("score") or 0.0),
                                 (float(segment[0]), float(segment[1])) if segment else None,
-                                str(data["colour"]) if data.get("colour") else None))
+                                str(data["colour"]) if data.get("colour") else None, _box(row.get("box"))))
     return sorted(rows, key=lambda r: (-r.score, r.id))
+
+
+def _box(value: Any) -> tuple[float, float, float, float] | None:
+    try:
+        box = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return box if len(box) == 4 and all(v == v for v in box) else None  # NaN: no box
+
+
+def _same_line(a: TextRow, b: TextRow) -> bool:
+    """Two on-screen lines side by side on one row of a board: shown together, overlapping in height
+    by at least half the shorter one."""
+    if a.box is None or b.box is None or a.source != "screen" or b.source != "screen":
+        return False
+    if min(a.end, b.end) <= max(a.start, b.start):
+        return False
+    overlap = min(a.box[3], b.box[3]) - max(a.box[1], b.box[1])
+    return overlap >= 0.5 * min(a.box[3] - a.box[1], b.box[3] - b.box[1])
 
 
 def _digits(text: str) -> str | None:
@@ -272,11 +302,14 @@ def text_answer(question: str, evidence_rows: Sequence[dict[str, Any]], llm: Cha
         in_answer = [r for r in in_answer if r.colour in colours] or in_answer
     kind = asked.kind
     if asked.link_sources:  # rows of the answer source that share a value with the linking source
-        links = [v for r in rows if r.source in asked.link_sources for v in _candidates(r, "words", question_lemmas)]
+        links = [v for r in rows if r.source in asked.link_sources
+                 for v in _candidates(r, "words", question_lemmas) + _candidates(r, "number", question_lemmas)]
         linked = [r for r in in_answer if any(_contains(r, v) for v in links)]
+        # a board's columns are read as separate lines: the rest of a linked line's row goes with it
+        linked += [r for r in in_answer if r not in linked and any(_same_line(r, other) for other in linked)]
         in_answer = linked or in_answer
     found: dict[str, TextRow] = {}
-    for row in in_answer:
+    for row in sorted(in_answer, key=lambda r: r.source != "speech") if asked.same else in_answer:
         for value in _candidates(row, kind, question_lemmas):
             found.setdefault(value, row)
     # values beside what the question names win: "What gate does the sign show?" -> "GATE 50" gives 50

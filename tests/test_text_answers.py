@@ -24,6 +24,8 @@ def shown(start: float, end: float, text: str, score: float = 0.95) -> dict[str,
     ("Which city does the speaker mention?", "words", {"speech"}, set()),
     ("What does the announcer say the platform number is?", "number", {"speech"}, set()),
     ("Which gate number is shown on screen?", "number", {"screen"}, set()),
+    ("Which platform does the board show for the city the speaker mentions?", "number", {"screen"}, {"speech"}),
+    ("What gate does the sign on screen show?", "number", {"screen"}, set()),
     ("What does the sign on screen say?", "words", {"screen"}, set()),  # a sign "says" too
     ("What word is written on the board?", "words", {"screen"}, set()),
     ("What colour is the lost umbrella, according to the speaker?", "colour", {"speech"}, set()),
@@ -31,7 +33,7 @@ def shown(start: float, end: float, text: str, score: float = 0.95) -> dict[str,
     ("At what point in the clip is the bicycle mentioned?", "when", {"speech"}, set()),
     ("During which seconds is INFORMATION written on screen?", "when", {"screen"}, set()),
     ("Does the speaker mention Boston?", "yes_no", {"speech"}, set()),
-    ("The speaker names a destination; what platform does the screen give for it?", "words", {"screen"}, {"speech"}),
+    ("The speaker names a destination; what platform does the screen give for it?", "number", {"screen"}, {"speech"}),
     ("Which city does the board list next to the platform the announcer mentions?", "words", {"screen"}, {"speech"}),
     ("Which city is both spoken aloud and shown on screen?", "words", {"speech", "screen"}, set()),
 ])
@@ -155,3 +157,20 @@ def test_the_ink_colour_of_on_screen_text() -> None:
     assert text_answer("What word is written in red letters?", rows, None).text.startswith("PARKING: shown")
     assert text_answer("What word is written in yellow?", rows, None).text.startswith("PHARMACY: shown")
     assert text_answer("What colour is the word PARKING written in?", rows, None).text.startswith("red: shown")
+
+
+def test_a_board_read_as_separate_columns_links_by_its_rows() -> None:
+    def cell(text: str, x: float, y: float) -> dict[str, Any]:
+        return {**shown(1.0, 11.0, text), "box": [x, y, x + 60.0, y + 20.0]}
+
+    rows = [said(2.0, 4.5, "The train on platform five is delayed."),
+            cell("2", 10, 40), cell("MADRID", 60, 41), cell("5", 10, 80), cell("BOSTON", 60, 79)]
+    question = "The speaker names a platform; which destination is shown on screen for it?"
+    answer = text_answer(question, rows, None)  # "five" links to the "5" cell, its row holds BOSTON
+    assert answer.text.startswith("BOSTON: shown") and answer.cited == [4]
+    rows[0] = said(2.0, 4.5, "The next train for Madrid is on time.")
+    answer = text_answer("Which platform does the board show for the city the speaker mentions?", rows, None)
+    assert answer.text.startswith("2: shown") and answer.cited == [1]
+    # OCR joined lower- and upper-case words: "toBoston"
+    assert text_answer("What city does the sign on screen show?", [shown(0.0, 5.0, "Nexttrain toBoston")],
+                       None).text.startswith("Boston")
