@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +98,7 @@ class RayEngine:
             AnswerSamples, batch_size=1, compute=ray.data.ActorPoolStrategy(size=actors),
             num_gpus=1 if self.gpus else 0, num_cpus=0 if self.gpus else 1,
             fn_constructor_kwargs={
-                "task": Task(task.name, todo, task.open_ended, task.settings, task.score_text),
+                "task": replace(task, samples=todo),  # its scorers too (real, routing)
                 "settings": runner.settings, "store": str(self.store) if self.store else None,
                 "out": str(runner.out), "clips_dir": str(runner.clips_dir),
             },

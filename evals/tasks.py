@@ -794,7 +794,7 @@ def cut_clip(video: Path, span: tuple[float, float], out_dir: Path) -> Path:
 
 
 # --- registry --------------------------------------------------------------------------------------
-TASKS = ("nextqa", "nextqa-oe", "egoschema", "mvbench", "videomme", "activitynet-qa", "jsonl", "synthetic", "routing")
+TASKS = ("nextqa", "nextqa-oe", "egoschema", "mvbench", "videomme", "activitynet-qa", "jsonl", "synthetic", "routing", "real")
 
 
 def load_task(name: str, data: str | Path | None, *, split: str | None = None, subtitles: bool = False,
@@ -821,4 +821,8 @@ def load_task(name: str, data: str | Path | None, *, split: str | None = None, s
         return load_activitynet_qa(data, split or "test")
     if name in ("jsonl", "synthetic"):
         return load_jsonl(data, name)
+    if name == "real":  # vidagent.evals.real_content: speech and on-screen text on the sample videos
+        from vidagent.evals.real_content import load_real_content
+
+        return load_real_content(data)
     raise TaskError(f"unknown task {name!r} (one of: {', '.join(TASKS)})")

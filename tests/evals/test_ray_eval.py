@@ -127,3 +127,18 @@ def test_cli_eval_engine_ray(task: Task, tmp_path: Path, tiny_hub, local_ray) ->
     assert "accuracy %" in result.stdout and len(read_run(out)[1]) == 3
     bad = CliRunner().invoke(app, ["eval", "jsonl", "--data", str(data), "--engine", "dask"])
     assert bad.exit_code == 2 and "--engine must be local or ray" in bad.output
+
+
+
+def test_a_tasks_own_scorer_scores_on_ray_too(task: Task, tmp_path: Path, tiny_hub, local_ray) -> None:
+    """The real (and routing) task scores whole predictions with its own scorer: it must reach the actors."""
+    from dataclasses import replace
+
+    from vidagent.evals.ray_eval import RayEngine
+    from vidagent.evals.real_content import RealContentScorer, Truth
+
+    scorer = RealContentScorer({"q0": Truth("said", ("red",)), "q1": Truth("both", polar="yes")})
+    scored = replace(task, samples=task.samples[:2], score_prediction=scorer)
+    rows = run_task(scored, RunSettings(task="toy", method="blind", profile="tiny"), tmp_path / "run.jsonl",
+                    engine=RayEngine(workers=1))
+    assert [sorted(r["scores"]) for r in rows] == [["hedged", "words"], ["hedged", "words"]], rows
