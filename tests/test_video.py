@@ -73,6 +73,7 @@ REAL = {  # name: (width, height, fps, duration, frame_count, has_audio)
     "bikes": (640, 272, 25.0, 10.0, 250, False),
     "bigbuckbunny": (1280, 720, 25.0, 5.28, 132, True),
     "carphone": (176, 144, 30000 / 1001, 4.004, 120, False),
+    "announcement": (640, 272, 10.0, 9.0, 90, True),  # vidagent's own, in vidagent/data
 }
 
 
