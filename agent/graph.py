@@ -33,6 +33,7 @@ Robustness rules:
 from __future__ import annotations
 
 import json
+import math
 import operator
 import re
 import time
@@ -57,6 +58,7 @@ from vidagent.text_answers import text_answer, text_question
 from vidagent.tooling import ToolContext
 
 EVIDENCE_IN_PROMPT = 15
+MAX_PLAN_CHARS = 20_000  # a plan is a few hundred characters; PLAN_TOKENS bounds generated ones
 PLAN_TOKENS = 160  # a plan of up to three calls fits in well under this
 # calls per plan: a first step asks one thing or two independent ones (a small model given room for
 # three repeats its call); later steps may look at several spans
@@ -208,7 +210,8 @@ class AgentGraph:
         for attempt in range(self.budget.plan_retries + 1):
             generation = self.llm.generate(messages, json_schema=schema, max_new_tokens=PLAN_TOKENS)
             used["tokens"] = used.get("tokens", 0) + generation.prompt_tokens + generation.completion_tokens
-            calls, done, thought, problems = self._parse_plan(generation.text, vocabulary)
+            calls, done, thought, problems = self._parse_plan(
+                generation.text, vocabulary, FIRST_STEP_CALLS if first else LATER_STEP_CALLS)
             calls = _new_calls(calls, state.get("trace", []))
             if not problems:
                 if not calls and not done and not len(evidence):
@@ -275,23 +278,33 @@ class AgentGraph:
     def _ordered(self, call: dict[str, Any]) -> dict[str, Any]:
         return self.registry.ordered(call) if call.get("tool") in self.registry else call
 
-    def _parse_plan(self, text: str, vocabulary: Vocabulary | None = None) -> tuple[list[ToolCall], bool, str, list[str]]:
+    def _parse_plan(self, text: str, vocabulary: Vocabulary | None = None,
+                    max_calls: int = LATER_STEP_CALLS) -> tuple[list[ToolCall], bool, str, list[str]]:
+        """The calls of a planner reply, or the problems with it; nothing a reply holds escapes
+        (deep nesting, numbers past Python's digit limit, NaN and Infinity are problems too)."""
+        if not isinstance(text, str) or len(text) > MAX_PLAN_CHARS:
+            return [], False, "", [f"the reply must be a JSON object of at most {MAX_PLAN_CHARS} characters"]
         try:
-            data = json.loads(text)
+            data = json.loads(text, parse_constant=_no_constant)
         except json.JSONDecodeError as exc:
             return [], False, "", [f"not valid JSON ({exc.msg})"]
+        except (ValueError, RecursionError) as exc:  # NaN, a 5000-digit number, arrays nested 10,000 deep
+            return [], False, "", [f"not a plan ({type(exc).__name__}: {str(exc)[:80]})"]
         if not isinstance(data, dict):
             return [], False, "", ["the reply must be a JSON object"]
         calls, problems = [], []
         raw_calls = data.get("calls", [])
         if not isinstance(raw_calls, list):
             return [], False, "", ["'calls' must be a list"]
+        if len(raw_calls) > max_calls:
+            return [], False, "", [f"at most {max_calls} calls in this step, not {len(raw_calls)}"]
         for raw in raw_calls:
             try:
                 calls.append(self.registry.validate(raw, vocabulary))
             except CallError as exc:
                 problems.append(str(exc))
-        return calls, bool(data.get("done", False)), str(data.get("thought", ""))[:300], problems
+        thought = data.get("thought", "")
+        return calls, data.get("done") is True, thought[:300] if isinstance(thought, str) else "", problems
 
     def _fallback(self, state: AgentState, used: dict[str, float], problems: list[str], emit: Any, prompt_tag: str,
                   selection: Selection | None, started: float) -> dict[str, Any]:
@@ -464,7 +477,7 @@ class AgentGraph:
         answer = {
             "text": text,
             "choice": choice,
-            "confidence": round(confidence, 4),
+            "confidence": round(_finite_confidence(float(confidence)), 4),
             "cited": cited,
             "stop_reason": reason,
             "prompt": prompt.tag,
@@ -474,6 +487,15 @@ class AgentGraph:
         emit({"type": "answer", **answer})
         return {"answer": answer, "used": used, "history": [{"role": "assistant", "content": text}],
                 "trace": [{"node": "answer", "prompt": prompt.tag, "cited": cited}]}
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number a plan may hold")
+
+
+def _finite_confidence(value: float) -> float:
+    """A confidence in [0, 1]; NaN (an LLM's logprob gone wrong) is 0."""
+    return min(max(value, 0.0), 1.0) if math.isfinite(value) else 0.0
 
 
 def _planner_rows(state: AgentState) -> list[dict[str, Any]]:

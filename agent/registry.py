@@ -11,6 +11,7 @@ import copy
 import importlib
 import itertools
 import json
+import math
 import pkgutil
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -157,20 +158,65 @@ class ToolRegistry:
         With a ``vocabulary``, free-text arguments must be made of the question's words.
         """
         if not isinstance(raw, dict) or not isinstance(raw.get("tool"), str):
-            raise CallError(f"a call must be an object with a 'tool' name, got {str(raw)[:80]!r}")
+            raise CallError(f"a call must be an object with a 'tool' name, got {_preview(raw)}")
         name = raw["tool"]
         if name not in self.tools:
-            raise CallError(f"unknown tool {name!r}; available: {', '.join(self.tools)}")
+            raise CallError(f"unknown tool {_preview(name)}; available: {', '.join(self.tools)}")
         args = raw.get("args") or {}
+        if not isinstance(args, dict):
+            raise CallError(f"{name}: 'args' must be an object, got {_preview(args)}")
+        if (bad := _not_finite(args)) is not None:
+            raise CallError(f"{name}: {bad}")
         try:
             parsed = self.tools[name].input_model.model_validate(args)
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'args'}: {e['msg']}" for e in exc.errors())
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'args'}: {e['msg'][:120]}" for e in exc.errors())
             raise CallError(f"{name}: invalid arguments ({problems})") from None
+        except (ValueError, TypeError, RecursionError, OverflowError) as exc:  # what a validator may raise itself
+            raise CallError(f"{name}: invalid arguments ({type(exc).__name__})") from None
         args = parsed.model_dump(mode="json", exclude_defaults=True)
+        if (bad := _bad_times(args)) is not None:
+            raise CallError(f"{name}: {bad}")
         if vocabulary is not None and (problems := check_arguments(name, args, self.free_text(name), vocabulary)):
             raise CallError("; ".join(problems))
         return ToolCall(tool=name, args=args)
+
+
+def _preview(value: Any, limit: int = 80) -> str:
+    """A short, safe rendering of anything a planner wrote (deep nesting and huge numbers included)."""
+    try:
+        return repr(str(value)[:limit])
+    except (ValueError, RecursionError, TypeError):  # int past the digit limit, arrays nested 10,000 deep
+        return f"a {type(value).__name__}"
+
+
+def _not_finite(value: Any, path: str = "args", depth: int = 0) -> str | None:
+    """Where ``value`` holds NaN or an infinity, or nests deeper than any argument does; else None."""
+    if depth > 8:
+        return f"{path} is nested too deep"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{path} must be a finite number, not {value}"
+    if isinstance(value, dict):
+        return next((bad for k, v in value.items() if (bad := _not_finite(v, f"{path}.{k}", depth + 1))), None)
+    if isinstance(value, (list, tuple)):
+        return next((bad for i, v in enumerate(value) if (bad := _not_finite(v, f"{path}[{i}]", depth + 1))), None)
+    return None
+
+
+def _bad_times(args: dict[str, Any]) -> str | None:
+    """A span must run forwards from 0 or later; times and ``t`` are 0 or later."""
+    span = args.get("span")
+    if isinstance(span, (list, tuple)) and len(span) == 2:
+        start, end = span
+        if not (isinstance(start, (int, float)) and isinstance(end, (int, float)) and 0 <= start < end):
+            return f"span must be [start, end] seconds with 0 <= start < end, not {_preview(span)}"
+    times = args.get("times")
+    if isinstance(times, (list, tuple)) and any(not isinstance(t, (int, float)) or t < 0 for t in times):
+        return f"times must be seconds, 0 or later, not {_preview(times)}"
+    t = args.get("t")
+    if isinstance(t, (int, float)) and t < 0:
+        return f"t must be 0 or later, not {t}"
+    return None
 
 
 def planner_schema(schema: dict[str, Any]) -> dict[str, Any]:

@@ -99,8 +99,9 @@ def test_plan_act_answer_with_citations_and_event_order(tmp_path: Path, video: P
 def test_parallel_calls_tool_errors_and_unknown_tools(tmp_path: Path, video: Path) -> None:
     llm = ScriptedChat(
         plans=[
-            plan(("retrieve", {"query": "bike"}), ("look", {"span": [0, 2]}), ("detect_track", {"query": "bike"})),
+            plan(("retrieve", {"query": "bike"}), ("detect_track", {"query": "bike"})),  # a first step: 2 at most
             plan(("teleport", {}),),  # unknown tool -> retried
+            plan(("look", {"span": [0, 2]})),
             plan(done=True),
         ],
         answers=["answer"],
@@ -109,6 +110,7 @@ def test_parallel_calls_tool_errors_and_unknown_tools(tmp_path: Path, video: Pat
     answer = agent.ask(video, "How many bikes?")
     results = [e for e in answer.trace if e["type"] == "tool_result"]
     assert {r["tool"] for r in results} == {"retrieve", "look", "detect_track"}
+    assert [r["tool"] for r in results[:2]] == ["retrieve", "detect_track"]  # the first step's two, in parallel
     failed = next(r for r in results if r["tool"] == "detect_track")
     assert "model exploded" in failed["error"]
     # the planner saw the tool error and the unknown-tool problem on its next prompts
