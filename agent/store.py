@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from vidagent.errors import VidagentError
+from vidagent.errors import VidagentError, VideoNotFound
 from vidagent.evidence import Evidence
 from vidagent.paths import data_dir
 
@@ -235,8 +235,11 @@ class Store:
 
     # --- videos --------------------------------------------------------------------------
     def content_hash(self, path: str | Path) -> str:
-        """sha256 of the file, computed once per (path, size, mtime) and cached."""
+        """sha256 of the file, computed once per (path, size, mtime) and cached; VideoNotFound when
+        there is no such file (or it is a directory)."""
         path = Path(path).resolve()
+        if not path.is_file():
+            raise VideoNotFound(path, "no such file" if not path.exists() else "not a regular file")
         stat = path.stat()
         with self._lock:
             row = self._db.execute(

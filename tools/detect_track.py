@@ -186,6 +186,9 @@ def label_scores(probs: np.ndarray, spans: Sequence[Sequence[int]]) -> np.ndarra
     return np.stack([probs[:, list(span)].max(axis=1) for span in spans], axis=1)
 
 
+MIN_DECODE_SIDE = 32  # pixels: the shortest side frames are decoded at (the processor resizes them anyway)
+
+
 def decode_short_side(video: Video, image_processor: Any) -> int | None:
     """The short side to decode frames at: what the processor resizes to, never above the video's size."""
     size = getattr(image_processor, "size", None) or {}
@@ -196,7 +199,10 @@ def decode_short_side(video: Video, image_processor: Any) -> int | None:
     side_short, side_long = min(video.width, video.height), max(video.width, video.height)
     if long:
         short = min(short, math.floor(long * side_short / side_long))
-    return int(short) if short < side_short else None
+    # a 2000x100 or 16x2000 video: never decode a side down to a few pixels, where an image 3 or 4
+    # pixels high reads as channels first to the processor (and 0 is no size at all)
+    short = max(int(short), MIN_DECODE_SIDE)
+    return short if short < side_short else None
 
 
 def detect_frames(loaded: LoadedModel, frames: np.ndarray, labels: Sequence[str], video_size: tuple[int, int],

@@ -29,7 +29,8 @@ class RetrieveInput(BaseModel):
 
 def smooth(scores: np.ndarray, window: int = 3) -> np.ndarray:
     """Centred moving average over ``window`` samples (edges use the samples they have)."""
-    if window <= 1 or len(scores) < 2:
+    window = min(window, len(scores) - (1 - len(scores) % 2))  # odd and no longer than the curve
+    if window <= 1:  # np.convolve(mode="same") would return the longer of the two
         return scores.astype(np.float32)
     kernel = np.ones(window, dtype=np.float64)
     summed = np.convolve(scores, kernel, mode="same")

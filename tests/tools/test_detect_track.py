@@ -216,3 +216,23 @@ def test_render_and_cli(ctx: ToolContext, clip: Path, tmp_path: Path) -> None:
         warnings.simplefilter("ignore")
         result = CliRunner().invoke(app, ["detect", str(clip), " . ", "--profile", "tiny"])
     assert result.exit_code == 2 and "names no object" in result.output
+
+
+@pytest.mark.parametrize("size", [(2000, 100), (16, 2000), (34, 18)])
+def test_extreme_and_odd_sizes_detect(tmp_path: Path, tiny_hub, size: tuple[int, int]) -> None:
+    """A 2000x100 video used to fail in the processor (a 4-pixel frame read as channels first), a
+    16x2000 one with "short_side must be a positive integer, got 0"."""
+    from vidagent.store import Store
+
+    video = write_video(tmp_path / "v.mp4", fps=5, seconds=1, size=size)
+    ctx = ToolContext(hub=tiny_hub, store=Store(tmp_path / "s.sqlite"))
+    evidence = TOOL(ctx, video, prompt="person.")
+    assert all(0 <= b[0] <= b[2] <= size[0] and 0 <= b[1] <= b[3] <= size[1] for b in evidence.box)
+
+
+def test_a_missing_path_or_a_folder_is_one_clear_line(tmp_path: Path) -> None:
+    for path, message in ((tmp_path / "nope.mp4", "no such file"), (tmp_path, "not a regular file")):
+        result = CliRunner().invoke(app, ["detect", str(path), "person.", "--profile", "tiny",
+                                          "--store", str(tmp_path / "s.sqlite")])
+        assert result.exit_code == 1 and isinstance(result.exception, VidagentError), result.exception
+        assert message in str(result.exception)

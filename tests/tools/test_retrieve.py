@@ -89,3 +89,13 @@ def test_smoothing_and_peak_spans() -> None:
     spans = peaks_to_spans(times, curve, 2, step=1.0, duration=9.0)
     assert spans[0] == (2.0, 5.0, 2)
     assert spans[1] == (7.0, 8.0, 7)
+
+
+@pytest.mark.parametrize("seconds", [0.5, 1.0, 2.0])  # one, two and four sampled frames at 2 fps
+def test_short_videos_retrieve(ctx: ToolContext, tmp_path: Path, seconds: float) -> None:
+    """A curve shorter than the smoothing window keeps its length (2 frames used to raise IndexError)."""
+    assert len(smooth(np.array([0.1, 0.9]))) == 2 and len(smooth(np.array([0.4]))) == 1
+    video = write_video(tmp_path / "short.mp4", fps=10, seconds=seconds, size=(64, 48))
+    evidence = TOOL(ctx, video, query="a red square", k=3)
+    assert len(evidence) >= 1 and all(0.0 <= s < e <= seconds + 1e-6 for s, e in zip(evidence.start, evidence.end,
+                                                                                   strict=True))
