@@ -55,6 +55,7 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
+from urllib.parse import unquote
 
 import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
@@ -394,7 +395,7 @@ class _UploadSink:
         self.complete = False
         self.problem: str | None = None
         self._handle: Any = None
-        self._headers: dict[str, str] = {}
+        self._headers: dict[str, bytes] = {}
         self._field, self._value = b"", b""
         self._writing = False
 
@@ -414,13 +415,14 @@ class _UploadSink:
         self._value += data[start:end]
 
     def _header_end(self) -> None:
-        self._headers[self._field.decode("latin-1").lower()] = self._value.decode("utf-8", "replace")
+        self._headers[self._field.decode("latin-1").lower()] = self._value  # bytes: browsers send UTF-8 names
         self._field, self._value = b"", b""
 
     def _headers_finished(self) -> None:
-        _, params = parse_options_header(self._headers.get("content-disposition", ""))
+        disposition = self._headers.get("content-disposition", b"")
+        _, params = parse_options_header(disposition)
         name = params.get(b"name", b"").decode("utf-8", "replace")
-        filename = params.get(b"filename")
+        filename = _filename(disposition, params)
         self._writing = name == "file" and filename is not None
         if not self._writing:
             return
@@ -428,7 +430,7 @@ class _UploadSink:
             self.problem = "send one file per upload"
             self._writing = False
             return
-        self.filename = _client_name(filename.decode("utf-8", "replace"))
+        self.filename = _client_name(filename)
         handle, temp = tempfile.mkstemp(dir=self.folder, prefix="upload-")
         self._handle, self.path = os.fdopen(handle, "wb"), Path(temp)
 
@@ -457,6 +459,26 @@ class _UploadSink:
         self.close()
         if self.path is not None:
             self.path.unlink(missing_ok=True)
+
+
+def _filename(disposition: bytes, params: dict[bytes, bytes]) -> str | None:
+    """The part's file name: RFC 5987's ``filename*=UTF-8''...`` when sent (python-multipart drops
+    it, so it is read from the header itself), else ``filename`` as the UTF-8 browsers send (Latin-1
+    when the bytes are not UTF-8)."""
+    extended = re.search(rb"filename\*\s*=\s*\"?([^;\"]+)", disposition, re.IGNORECASE)
+    if extended is not None and b"''" in extended.group(1):
+        charset, _, quoted = extended.group(1).strip().partition(b"''")
+        try:
+            return unquote(quoted.decode("ascii"), encoding=charset.decode("ascii") or "utf-8", errors="replace")
+        except (LookupError, UnicodeDecodeError):
+            pass
+    raw = params.get(b"filename")
+    if raw is None:
+        return None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
 
 
 def _client_name(raw: str) -> str:

@@ -259,7 +259,10 @@ class Store:
     def add_video(self, video_id: str, path: str | Path, meta: dict[str, Any]) -> None:
         with self.transaction() as db:
             db.execute(
-                "INSERT INTO videos VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET path=excluded.path",
+                # the same bytes again: the new path, and the new facts merged over the old (an upload's
+                # name survives a later index of it, and a file indexed before gets the upload's name)
+                "INSERT INTO videos VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET path=excluded.path, "
+                "meta=json_patch(videos.meta, excluded.meta)",
                 (video_id, str(Path(path).resolve()), json.dumps(meta), time.time()),
             )
 

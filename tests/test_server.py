@@ -248,3 +248,34 @@ def test_client_paths_are_never_opened(tmp_path: Path, monkeypatch: pytest.Monke
     assert client.post("/api/chat", json={"video": "a" * 64, "question": "q", "path": str(secret)}).status_code == 422
     assert client.get("/api/videos/..%2F..%2Fetc%2Fpasswd/file").status_code == 404
     assert str(secret.resolve()) not in opened and not any("passwd" in p for p in opened)
+
+
+def raw_upload(client: TestClient, path: Path, disposition: bytes) -> Any:
+    """A multipart body written by hand, so the file name's bytes are exactly what a browser sends."""
+    boundary = b"vidagent-boundary"
+    body = (b"--" + boundary + b"\r\nContent-Disposition: form-data; name=\"file\"; " + disposition +
+            b"\r\nContent-Type: video/mp4\r\n\r\n" + path.read_bytes() + b"\r\n--" + boundary + b"--\r\n")
+    return client.post("/api/videos", content=body,
+                       headers={"Content-Type": "multipart/form-data; boundary=" + boundary.decode()})
+
+
+@pytest.mark.parametrize("name", ["日本 video.mp4", "emoji 🚲.mp4", "vidéo ünï.mp4", "plain name.mp4"])
+def test_utf8_file_names_keep_their_names(tmp_path: Path, name: str) -> None:
+    client = make_client(tmp_path)
+    response = raw_upload(client, sample_video("carphone"), b'filename="' + name.encode() + b'"')
+    assert response.status_code == 201, response.text
+    assert response.json()["name"] == name
+    assert [v["name"] for v in client.get("/api/videos").json()] == [name]
+
+
+def test_rfc5987_file_names_and_a_file_indexed_before_its_upload(tmp_path: Path) -> None:
+    from urllib.parse import quote
+
+    client = make_client(tmp_path)
+    carphone = sample_video("carphone")
+    Store(tmp_path / "store.sqlite").add_video(hashlib.sha256(carphone.read_bytes()).hexdigest(), carphone,
+                                               {"duration": 4.0, "width": 176, "height": 144, "fps": 29.97})
+    disposition = b"filename=\"fallback.mp4\"; filename*=UTF-8''" + quote("日本 clip.mp4").encode()
+    response = raw_upload(client, carphone, disposition)
+    assert response.status_code == 201, response.text  # stored as an upload, under the client's name
+    assert [v["name"] for v in client.get("/api/videos").json()] == ["日本 clip.mp4"]
