@@ -325,6 +325,15 @@ def search(
     out.print(table)
 
 
+def _probe(video: Path) -> None:
+    """Open the video (headers and first frame, ~0.5 s) before any model loads, so a bad file is one
+    line at once rather than after seconds of loading."""
+    from vidagent.video import Video
+
+    with Video.open(video):
+        pass
+
+
 def _agent(profile: str, store: Path | None, fps: float, max_steps: int | None = None):  # -> VideoAgent
     from vidagent.api import VideoAgent
     from vidagent.graph import Budget
@@ -382,6 +391,7 @@ def ask(
 def _ask(video: Path, question: str, option: list[str] | None = None, as_json: bool = False,
          session: str | None = None, profile: str = "auto", store: Path | None = None, fps: float = 1.0,
          max_steps: int | None = None):  # -> (VideoAgent, the streamed events)
+    _probe(video)
     agent = _agent(profile, store, fps, max_steps)
     events = []
     for event in agent.stream(video, question, option, session=session):
@@ -408,6 +418,7 @@ def chat(
     """A terminal chat about one video: /evidence lists what was found, /quit leaves."""
     from vidagent.errors import VidagentError as _Error
 
+    _probe(video)
     agent = _agent(profile, store, fps)
     conversation = agent.chat(video, session)
     err.print(f"chat about {video} · session {conversation.id} · /evidence, /quit")

@@ -233,6 +233,9 @@ def _video_stream(path: Path, container: av.container.InputContainer) -> av.vide
         raise NoVideoStream(path, f"no video stream (streams: {kinds})")
     if videos[0].codec_context.name in _TEXT_CODECS:
         raise NotAMediaFile(path, "a text file, not a video")
+    name = container.format.name
+    if name == "image2" or name.endswith("_pipe"):  # png_pipe, jpeg_pipe, webp_pipe...: one still picture
+        raise NoVideoStream(path, f"a still image ({videos[0].codec_context.name}), not a video")
     return videos[0]
 
 

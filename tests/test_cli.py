@@ -120,3 +120,18 @@ def test_eval_real_writes_its_clips_and_scores_them(tmp_path: Path) -> None:
     assert len(list((tmp_path / "data" / "videos").glob("*.mp4"))) == 5 and "accuracy %" in result.stdout
     rows = [json.loads(line) for line in out.read_text().splitlines()[1:]]
     assert sorted(r["category"] for r in rows) == ["both", "said", "shown", "when_said", "when_shown"]
+
+
+def test_ask_on_a_bad_file_fails_before_any_model_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import vidagent.cli as cli
+
+    def no_models(*args, **kwargs):
+        raise AssertionError("a model was loaded for a file that is not a video")
+
+    monkeypatch.setattr(cli, "_agent", no_models)
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("not a video")
+    for command in (["ask", str(notes), "What happens?"], ["chat", str(notes)], ["ask", str(tmp_path / "gone.mp4"), "?"]):
+        result = runner.invoke(app, command)
+        message = str(result.exception)
+        assert result.exit_code == 1 and ("not a video" in message or "no such file" in message), (command, message)

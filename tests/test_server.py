@@ -123,6 +123,10 @@ def test_non_videos_are_refused_by_the_probe(tmp_path: Path) -> None:
     cut.write_bytes(sample_video("bikes").read_bytes()[:4096])
     response = upload(client, cut)
     assert response.status_code == 422 and response.json()["detail"].startswith("cut.mp4: ")
+    for name, kind in (("photo.png", "PNG"), ("photo.jpg", "JPEG")):  # a still image is not a one-frame video
+        Image.new("RGB", (64, 48), "red").save(tmp_path / name, kind)
+        response = upload(client, tmp_path / name)
+        assert response.status_code == 415 and "a still image" in response.json()["detail"], response.text
     assert client.get("/api/videos").json() == []
 
 
