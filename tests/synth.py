@@ -69,6 +69,7 @@ def write_video(
     noise: int = 0,
     rotation: int | None = None,
     options: dict[str, str] | None = None,
+    pix_fmt: str = "yuv420p",
 ) -> Path:
     """Write a video with PyAV; frame ``i`` shows ``frames_fn(i)`` (default: its number).
 
@@ -76,7 +77,8 @@ def write_video(
     frame's presentation time explicitly (VFR); ``vfr=True`` uses :func:`irregular_times`.
     ``gop`` sets the keyframe interval in frames. ``noise`` adds that much random texture (so
     frames cost real bytes, e.g. for truncation tests). ``rotation`` writes a display matrix.
-    ``options`` go to the muxer (e.g. ``{"movflags": "faststart"}``).
+    ``options`` go to the muxer (e.g. ``{"movflags": "faststart"}``); ``pix_fmt`` is the encoded
+    pixel format (``yuv444p``, ``yuv420p10le``...).
     """
     path = Path(path)
     size = (int(size[0]), int(size[1]))
@@ -91,7 +93,7 @@ def write_video(
     )
     with av.open(str(path), "w", options=options or {}) as out:
         stream = out.add_stream(codec, rate=Fraction(fps).limit_denominator(100000))
-        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], pix_fmt
         stream.codec_context.time_base = time_base
         if gop:
             stream.codec_context.gop_size = gop
