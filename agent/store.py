@@ -13,6 +13,7 @@ runs the missing migrations in order, opening a newer one is refused.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -190,6 +191,7 @@ class Store:
         self.path = Path(path) if path is not None else default_store_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        self._filling: dict[tuple[str, str, str, str], threading.Lock] = {}
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -402,6 +404,17 @@ class Store:
                 ],
             )
             db.execute("INSERT OR REPLACE INTO text_sets VALUES (?, ?, ?, ?)", (video_id, tool, model_id, settings))
+
+    @contextlib.contextmanager
+    def filling(self, video_id: str, tool: str, model_id: str, settings: str) -> Iterator[None]:
+        """Hold while checking for and computing one text set, so two threads asking for the same
+        set at once (recall's find_text and transcribe on a new clip) compute it once: the second
+        finds it stored."""
+        key = (video_id, tool, model_id, settings)
+        with self._lock:
+            lock = self._filling.setdefault(key, threading.Lock())
+        with lock:
+            yield
 
     def texts(self, video_id: str, tool: str, model_id: str, settings: str) -> list[dict[str, Any]] | None:
         """The stored set, or None when it was never completed (so the tool must run)."""

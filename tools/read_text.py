@@ -420,11 +420,12 @@ def read_text(ctx: ToolContext, video: Path, args: ReadTextInput) -> Evidence:
             "max_frames": MAX_FRAMES, "short_side": SHORT_SIDE, "similar": SIMILAR, "gap": GAP,
             "spacing": SPACING, "ink_colour": 1,
         })
-        rows = ctx.store.texts(video_id, "read_text", ocr_version(), settings)
-        if rows is None:
-            frames, step = read_video(opened, span, args.fps, args.min_confidence)
-            rows = run_rows(merge_lines(frames), step, span)
-            ctx.store.put_texts(video_id, "read_text", ocr_version(), settings, rows)
+        with ctx.store.filling(video_id, "read_text", ocr_version(), settings):
+            rows = ctx.store.texts(video_id, "read_text", ocr_version(), settings)
+            if rows is None:
+                frames, step = read_video(opened, span, args.fps, args.min_confidence)
+                rows = run_rows(merge_lines(frames), step, span)
+                ctx.store.put_texts(video_id, "read_text", ocr_version(), settings, rows)
     return to_evidence(rows, video_id)
 
 

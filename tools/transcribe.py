@@ -205,15 +205,16 @@ def transcribe(ctx: ToolContext, video: Path, args: TranscribeInput) -> Evidence
     else:
         decoding = {"gen": generation_kwargs(loaded, args.language), "window": WINDOW_S, "dtype": str(loaded.dtype)}
     settings = ctx.store.settings_key({"span": [round(span[0], 3), round(span[1], 3)], **decoding})
-    rows = ctx.store.texts(video_id, "transcribe", model_id, settings)
-    if rows is None:
-        samples = load_audio(video, span)
-        if ct2:
-            rows = transcript_rows(loaded, samples, language=args.language, offset=span[0])
-        else:
-            rows = segment_rows(loaded, transcribe_samples(loaded, samples, language=args.language),
-                                offset=span[0])
-        ctx.store.put_texts(video_id, "transcribe", model_id, settings, rows)
+    with ctx.store.filling(video_id, "transcribe", model_id, settings):
+        rows = ctx.store.texts(video_id, "transcribe", model_id, settings)
+        if rows is None:
+            samples = load_audio(video, span)
+            if ct2:
+                rows = transcript_rows(loaded, samples, language=args.language, offset=span[0])
+            else:
+                rows = segment_rows(loaded, transcribe_samples(loaded, samples, language=args.language),
+                                    offset=span[0])
+            ctx.store.put_texts(video_id, "transcribe", model_id, settings, rows)
     return Evidence.from_rows([
         {"tool": "transcribe", "start": r["start"], "end": r["end"], "score": r.get("score", 1.0),
          "text": r["text"], "video": video_id, "data": r.get("data", {})}

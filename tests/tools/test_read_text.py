@@ -262,3 +262,22 @@ def test_colour_names() -> None:
                                                    (20, 20, 20)]] == ["orange", "grey", "purple", "pink", "black"]
     flat = np.full((60, 200, 3), 128, np.uint8)  # no ink apart from the background
     assert ink_colour(flat, np.array([[10, 10], [190, 10], [190, 50], [10, 50]], np.float32)) is None
+
+
+def test_two_threads_asking_for_the_same_reading_read_once(two_signs: Path, ctx: ToolContext,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """recall runs find_text and read_text on a new clip at once: the OCR runs once, the other waits
+    and finds the rows stored."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    calls: list[int] = []
+    real = read_text_module.read_video
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(read_text_module, "read_video", counted)
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: TOOL(ctx, two_signs), range(2)))
+    assert len(calls) == 1 and results[0].to_records() == results[1].to_records()
