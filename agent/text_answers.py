@@ -227,12 +227,13 @@ def _candidates(row: TextRow, kind: str, question_lemmas: set[str]) -> list[str]
     return named or [w for _, w in new]
 
 
-def _unique(values: Sequence[str]) -> list[str]:
+def _unique(items: Sequence[Any], key: Any = lambda value: value.lower()) -> list[Any]:
+    """``items`` without repeats (by ``key``: values case-insensitively by default), first kept."""
     seen, kept = set(), []
-    for value in values:
-        if value.lower() not in seen:
-            seen.add(value.lower())
-            kept.append(value)
+    for item in items:
+        if key(item) not in seen:
+            seen.add(key(item))
+            kept.append(item)
     return kept
 
 
@@ -339,22 +340,13 @@ def text_answer(question: str, evidence_rows: Sequence[dict[str, Any]], llm: Cha
 def _choose(llm: ChatModel, messages_for: Any, rows: list[TextRow], values: list[str]) -> tuple[int, float, int]:
     """The LLM's pick among ``values`` as a multiple choice, asked in the given order and reversed and
     the two log-likelihoods averaged, so a small model's liking for option A does not decide."""
-    shown = _unique_rows(rows)
+    shown = _unique(rows, key=lambda row: row.id)
     forward = llm.score_options(messages_for(shown, values), values)
     backward = llm.score_options(messages_for(shown[::-1], values[::-1]), values[::-1])
     logprobs = (np.asarray(forward.logprobs) + np.asarray(backward.logprobs)[::-1]) / 2
     choice = int(np.argmax(logprobs))
     probabilities = np.exp(logprobs - logprobs.max())
     return choice, float(probabilities[choice] / probabilities.sum()), forward.tokens + backward.tokens
-
-
-def _unique_rows(rows: Sequence[TextRow]) -> list[TextRow]:
-    seen, kept = set(), []
-    for row in rows:
-        if row.id not in seen:
-            seen.add(row.id)
-            kept.append(row)
-    return kept
 
 
 def _yes_no(asked: TextQuestion, rows: list[TextRow], in_answer: list[TextRow], looked_for: set[str],

@@ -108,7 +108,6 @@ def test_index_hears_and_reads_and_texts_finds_it(tmp_path: Path) -> None:
 
 
 def test_eval_real_writes_its_clips_and_scores_them(tmp_path: Path) -> None:
-    pytest.importorskip("av")
     import shutil
 
     if shutil.which("espeak-ng") is None:
