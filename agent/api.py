@@ -267,8 +267,7 @@ class VideoAgent:
     ) -> Answer:
         """The ``Answer`` for the last event of ``stream`` (its ``answer`` event)."""
         session = final["session"]
-        rows = self._graph.get_state({"configurable": {"thread_id": session}}).values.get("evidence", [])
-        cited = [{"id": i, **rows[i]} for i in final["cited"] if i < len(rows)]
+        cited = final["evidence"]  # the rows it cites, with their ids
         used = final["used"]
         return Answer(
             question=question,

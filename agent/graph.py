@@ -484,7 +484,10 @@ class AgentGraph:
             "used": {k: v for k, v in used.items() if k != "started"},
             "seconds": round(time.time() - used.get("started", time.time()), 3),
         }
-        emit({"type": "answer", **answer})
+        rows = state.get("evidence", [])
+        # the event carries its cited rows: checkpoints are written while the run goes on, so a reader
+        # of the session's state mid-stream (the server) may not see this turn's rows yet
+        emit({"type": "answer", **answer, "evidence": [{"id": i, **rows[i]} for i in cited if i < len(rows)]})
         return {"answer": answer, "used": used, "history": [{"role": "assistant", "content": text}],
                 "trace": [{"node": "answer", "prompt": prompt.tag, "cited": cited}]}
 

@@ -364,15 +364,10 @@ class _Server:
         """Run the graph for one question in this (worker) thread, handing each event to ``emit``."""
         try:
             with self.chat_slots:
-                events: list[dict[str, Any]] = []
                 for event in self.agent.stream(path, body.question, body.options, session=session):
                     if stop.is_set():  # the client went away
                         return
-                    events.append(event)
-                    if event["type"] == "answer":
-                        answer = self.agent.answer_from(event, body.question, events)
-                        event = {**event, "evidence": answer.evidence}
-                    emit(event)
+                    emit(event)  # the answer event carries its cited rows
         except VidagentError as exc:
             emit({"type": "error", "session": session, "message": _public(str(exc), path)})
         except Exception:

@@ -193,6 +193,17 @@ def test_chat_streams_plan_tools_answer_then_done(tmp_path: Path) -> None:
                                    "data": {"best_t": 3.0}}]
 
 
+def test_the_answer_event_cites_rows_before_the_checkpoint_is_written(tmp_path: Path) -> None:
+    """LangGraph writes checkpoints while the run goes on: a reader of the session's state at the answer
+    event may see none of this turn's rows (CI saw ``evidence == []``). The event carries its own."""
+    client = make_client(tmp_path, ScriptedChat([plan("retrieve")], ["A cyclist rides past [0]."]))
+    graph = client.app.state.vidagent.agent._graph
+    graph.get_state = lambda config, **kw: type("Lagging", (), {"values": {}})()  # nothing written yet
+    video = upload(client, sample_video("bikes")).json()["id"]
+    answer = dict(ask(client, video, "When does the cyclist pass?"))["answer"]
+    assert [row["tool"] for row in answer["evidence"]] == ["retrieve"] and answer["evidence"][0]["id"] == 0
+
+
 def test_sessions_are_isolated_and_bound_to_their_video(tmp_path: Path) -> None:
     llm = ScriptedChat([plan("retrieve"), plan("segment", "the red bike")], ["one [0]", "two [0]"])
     client = make_client(tmp_path, llm)
