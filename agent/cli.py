@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import warnings
 import weakref
 from pathlib import Path
 from typing import Annotated
@@ -48,6 +49,16 @@ GpusOpt = Annotated[bool, typer.Option(help="ray: one GPU per actor.")]
 RayAddressOpt = Annotated[str | None, typer.Option(help="ray: cluster address ('auto' joins a running one; "
                                                         "default: start Ray here).", show_default=False)]
 ENGINES = ("local", "ray")
+
+
+@app.callback()
+def _one_line_warnings() -> None:
+    """Warnings (a damaged or truncated video, a fallback) print as one line, not file:line plus code."""
+    warnings.showwarning = _show_warning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
 
 def _check_engine(engine: str) -> None:
@@ -106,17 +117,21 @@ def frames(
     if fps is None and n is None:
         fps = 1.0
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = 0
+    written: set[Path] = set()
+    sampled = 0
     with Video.open(video, backend=backend) as v:
         total = len(target_times(span or v.duration, fps=fps, n=n))
         with tqdm(total=total, unit="frame", desc="frames", disable=None) as bar:
             for chunk in v.iter_chunks(fps=fps, n=n, span=span, short_side=short_side):
                 for image, t, index in zip(chunk.frames, chunk.timestamps, chunk.indices, strict=True):
                     name = out_dir / f"frame_{int(index):06d}_{t:010.3f}s.jpg"
-                    Image.fromarray(image).save(name, quality=90)
-                    written += 1
+                    if name not in written:  # sampling faster than the video, or a damaged stretch
+                        Image.fromarray(image).save(name, quality=90)
+                        written.add(name)
+                sampled += len(chunk)
                 bar.update(len(chunk))
-    err.print(f"wrote {written} frames to {out_dir}")
+    repeated = f" ({sampled - len(written)} samples showed a frame already written)" if sampled > len(written) else ""
+    err.print(f"wrote {len(written)} frames to {out_dir}{repeated}", highlight=False, soft_wrap=True)
 
 
 @models_app.command("list")

@@ -72,13 +72,15 @@ from vidagent.errors import (
     VideoNotFound,
 )
 
-__all__ = ["BACKENDS", "Frames", "TruncatedVideoWarning", "Video", "VideoMeta", "target_times"]
+__all__ = ["BACKENDS", "DamagedVideoWarning", "Frames", "TruncatedVideoWarning", "Video", "VideoMeta",
+           "target_times"]
 
 BACKENDS = ("auto", "decord", "pyav")
 MAX_SIDE = 16384
 MAX_PIXELS = 8192 * 8192
 SEEK_AHEAD = 2.0  # seconds: a target closer than this to the decode position is decoded to, not sought
 EPS = 1e-6  # seconds: a target this close before a frame's pts still shows that frame
+FRAME_THREAD_LAG = 16  # frames: how late FFmpeg's frame threads may report a packet that failed to decode
 PROBE_PACKETS = 600  # packets read at open looking for a first decodable frame
 
 Span = tuple[float, float]
@@ -96,6 +98,10 @@ _MEDIA_MAGIC = (
 
 class TruncatedVideoWarning(UserWarning):
     """Some requested frames could not be decoded (the file ends early or is damaged)."""
+
+
+class DamagedVideoWarning(UserWarning):
+    """A stretch of the video does not decode, though frames after it do (bytes damaged in the middle)."""
 
 
 @dataclass(frozen=True)
@@ -358,6 +364,8 @@ class _PyAVReader:
         self._shown: _Decoded | None = None  # the frame shown at the last target
         self._next: _Decoded | None = None  # the first frame after it (None at the end)
         self._keyframe_gap = 0.0  # longest keyframe interval seen (for files without an index)
+        self._errors: set[float] = set()  # times (s) of packets that did not decode
+        self._gaps: set[tuple[float, float]] = set()  # stretches with no decoded frame
 
     def read(self, times: np.ndarray, size: tuple[int, int]) -> Frames:
         """The frames shown at ascending ``times``, up to the first one that does not decode."""
@@ -427,17 +435,30 @@ class _PyAVReader:
     def _ticks(self, seconds: float) -> int:
         return round(seconds / self._tb) + self._start_pts
 
+    @property
+    def damaged(self) -> set[tuple[float, float]]:
+        """The stretches where packets failed to decode: the gaps between decoded frames near a
+        failure (frame threads report a failure a few packets late), else the failures' own times."""
+        lag = FRAME_THREAD_LAG / self._fps
+        near = {g for g in self._gaps if any(g[0] - lag <= e <= g[1] + lag for e in self._errors)}
+        lone = {(round(e, 6), round(e + 1 / self._fps, 6)) for e in self._errors
+                if not any(g[0] - lag <= e <= g[1] + lag for g in near)}
+        return near | lone
+
     def _pull(self) -> _Decoded | None:
         return next(self._frames, None) if self._frames is not None else None
 
     def _decode(self) -> Iterator[_Decoded]:
         """Frames in presentation order; damaged packets are skipped, a demuxer error ends it."""
         last_time, last_key = -1 / self._fps, None
+        last_end, last_length = math.inf, 1 / self._fps  # no gap before the first frame
         try:
             for packet in self._container.demux(self._stream):
                 try:
                     frames = packet.decode()
                 except av.FFmpegError:
+                    stamp = packet.pts if packet.pts is not None else packet.dts
+                    self._errors.add((stamp - self._start_pts) * self._tb if stamp is not None else last_time)
                     continue
                 for frame in frames:
                     t = (
@@ -449,8 +470,10 @@ class _PyAVReader:
                         if last_key is not None:
                             self._keyframe_gap = max(self._keyframe_gap, t - last_key)
                         last_key = t
+                    if t > last_end + 0.5 * last_length:  # frames missing in between (or VFR)
+                        self._gaps.add((round(last_end, 6), round(t, 6)))
                     length = frame.duration * self._tb if frame.duration else 1 / self._fps
-                    last_time = t
+                    last_time, last_end, last_length = t, t + length, length
                     yield _Decoded(frame, t, t + length)
         except av.FFmpegError:
             return
@@ -464,6 +487,10 @@ class _DecordReader:
     def __init__(self, path: Path, meta: VideoMeta, info: _StreamInfo) -> None:
         import decord
 
+        # decord's FFmpeg would print raw "[h264 @ 0x...]" lines; its errors raise and PyAV takes
+        # over, which says in one warning which seconds do not decode
+        decord.logging.set_level(decord.logging.QUIET)
+        self.damaged: set[tuple[float, float]] = set()  # decord does not say; a failure falls back to PyAV
         self._decord, self._path, self._meta = decord, path, meta
         self._sized: tuple[tuple[int, int], Any] | None = None
         full = self._reader((meta.width, meta.height))
@@ -542,6 +569,7 @@ class Video:
         self.path, self.meta, self._info, self._explicit = path, meta, info, explicit
         self._reader: _PyAVReader | _DecordReader | None = self._start(backend)
         self.backend: str = self._reader.name  # the backend actually in use
+        self._damage_named: set[tuple[float, float]] = set()  # damaged stretches already in a warning
 
     @classmethod
     def open(cls, path: str | Path, backend: str = "auto") -> Video:
@@ -644,6 +672,7 @@ class Video:
         """Read ``times`` in ascending order, return the frames in the order asked."""
         order = np.argsort(times, kind="stable")
         got = self._read(times[order], self._size(short_side))
+        self._warn_damaged(stacklevel=4)
         if len(got) < len(times):
             self._warn_missing(float(times[order[len(got)]]), len(times) - len(got), len(times), stacklevel=4)
         if (np.diff(times) >= 0).all():
@@ -654,6 +683,7 @@ class Video:
         for start in range(0, len(times), chunk_size):
             wanted = times[start : start + chunk_size]
             got = self._read(wanted, size)
+            self._warn_damaged(stacklevel=3)
             if len(got):
                 yield got
             if len(got) < len(wanted):
@@ -687,6 +717,26 @@ class Video:
         if self._explicit:
             warnings.warn(f"{self.path}: decord failed ({reason}); using PyAV instead", stacklevel=2)
         return self._start("pyav")
+
+    def _warn_damaged(self, stacklevel: int) -> None:
+        """One warning naming the seconds that did not decode, the first time a read meets them."""
+        new = sorted(self._reader.damaged - self._damage_named) if self._reader is not None else []
+        if not new:
+            return
+        self._damage_named.update(new)
+        spans = [list(new[0])]
+        for start, end in new[1:]:
+            if start <= spans[-1][1] + 1e-6:
+                spans[-1][1] = max(spans[-1][1], end)
+            else:
+                spans.append([start, end])
+        named = ", ".join(f"{a:.2f}-{min(b, self.duration):.2f}s" for a, b in spans)
+        warnings.warn(
+            f"{self.path}: the video is damaged at {named}: nothing decodes there, so frames asked for "
+            f"there show the last frame before (later frames may show artefacts until the next keyframe)",
+            DamagedVideoWarning,
+            stacklevel=stacklevel,
+        )
 
     def _warn_missing(self, first_missing: float, missing: int, total: int, stacklevel: int) -> None:
         warnings.warn(

@@ -182,6 +182,23 @@ def truncated_copy(src: str | Path, dst: str | Path, fraction: float = 0.5) -> P
     return Path(dst)
 
 
+def damaged_copy(src: str | Path, dst: str | Path, start: float, end: float, seed: int = 0) -> Path:
+    """``src`` with the payload of every video packet whose time lies in [start, end) overwritten by
+    random bytes (a bad sector, a damaged download): the container stays readable, those packets
+    do not decode, and the frames after them (up to the next keyframe) lose their references."""
+    data = bytearray(Path(src).read_bytes())
+    rng = np.random.default_rng(seed)
+    with av.open(str(src)) as container:
+        stream = container.streams.video[0]
+        for packet in container.demux(stream):
+            if packet.pts is None or packet.pos is None or packet.size == 0:
+                continue
+            if start <= float(packet.pts * stream.time_base) < end:
+                data[packet.pos: packet.pos + packet.size] = rng.integers(0, 256, packet.size, np.uint8).tobytes()
+    Path(dst).write_bytes(bytes(data))
+    return Path(dst)
+
+
 def write_y4m_header(path: str | Path, width: int, height: int) -> Path:
     """A YUV4MPEG2 file whose header claims ``width`` x ``height`` (frame data left out)."""
     path = Path(path)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
+from synth import damaged_copy, write_video
 from typer.testing import CliRunner
 
 from vidagent.cli import app, main
@@ -38,6 +40,26 @@ def test_bad_input_is_one_line_and_exit_code_1(tmp_path: Path, capsys: pytest.Ca
         assert exit_info.value.code == 1
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("backend", ["auto", "pyav"])
+def test_a_damaged_file_is_one_warning_line_naming_its_seconds(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], backend: str
+) -> None:
+    video = damaged_copy(write_video(tmp_path / "v.mp4", fps=10, seconds=4, size=(64, 48), gop=10),
+                         tmp_path / "damaged.mp4", 2.0, 2.5)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["frames", str(video), "--out", str(tmp_path / "frames"), "--fps", "4", "--backend", backend])
+    assert exit_info.value.code == 0
+    err = capfd.readouterr().err  # the process's own stderr: FFmpeg's C-level lines would show here
+    warned = [line for line in err.splitlines() if line.startswith("warning: ")]
+    assert len(warned) == 1 and "[h264" not in err and "@ 0x" not in err
+    # the damaged packets' stretch, widened by the frames that referenced them (B-frames, up to the
+    # keyframe at 3 s), never narrower
+    start, end = map(float, re.search(r"damaged at (\d+\.\d+)-(\d+\.\d+)s", warned[0]).groups())
+    assert 1.5 <= start <= 2.0 and 2.5 <= end <= 3.0, warned[0]
+    written = len(list((tmp_path / "frames").glob("*.jpg")))
+    assert f"wrote {written} frames" in err and f"({16 - written} samples showed a frame already written)" in err
 
 
 def test_usage_errors_exit_2() -> None:

@@ -99,22 +99,34 @@ def test_every_tool_on_every_edge_video(matrix: dict[str, Path], tiny_hub, tmp_p
         assert not outcomes[name, "retrieve"].endswith("rows"), name
 
 
-@pytest.mark.parametrize("command", [["info"], ["frames", "--out", "{out}", "-n", "2"],
-                                     ["retrieve", "{video}", "a square", "--profile", "tiny"],
-                                     ["detect", "{video}", "square.", "--profile", "tiny"]])
-def test_cli_commands_on_every_edge_video(matrix: dict[str, Path], tmp_path: Path, command: list[str]) -> None:
+TINY = ["--profile", "tiny", "--store", "{store}"]
+CLI_COMMANDS = {  # every command that takes a video, as a user types it
+    "info": ["info", "{video}"],
+    "frames": ["frames", "{video}", "--out", "{out}", "-n", "2"],
+    "index": ["index", "{video}", *TINY],
+    "retrieve": ["retrieve", "{video}", "a square", *TINY],
+    "detect": ["detect", "{video}", "square.", *TINY],
+    "ask": ["ask", "{video}", "What is shown?", "--max-steps", "1", *TINY],
+    "chat": ["chat", "{video}", *TINY],
+    "texts": ["texts", "square", "--video", "{video}", *TINY],
+    "demo": ["demo", "--video", "{video}", "--question", "What is shown?", *TINY],
+}
+
+
+@pytest.mark.parametrize("command", list(CLI_COMMANDS))
+def test_cli_commands_on_every_edge_video(matrix: dict[str, Path], tmp_path: Path, command: str) -> None:
     runner = CliRunner()
     store = tmp_path / "s.sqlite"
     for name, video in matrix.items():
-        argv = [a.replace("{video}", str(video)).replace("{out}", str(tmp_path / "frames")) for a in command]
-        if "{video}" not in command:
-            argv.insert(1, str(video))
-        result = runner.invoke(app, [*argv, "--store", str(store)] if command[0] in ("retrieve", "detect") else argv)
+        argv = [a.replace("{video}", str(video)).replace("{out}", str(tmp_path / "frames"))
+                .replace("{store}", str(store)) for a in CLI_COMMANDS[command]]
+        result = runner.invoke(app, argv, input="What is shown?\n/quit\n" if command == "chat" else None)
         if result.exception is not None and not isinstance(result.exception, SystemExit):
             assert isinstance(result.exception, VidagentError), (name, argv, repr(result.exception))
             assert result.exit_code == 1
         else:
             assert result.exit_code in (0, 1), (name, argv, result.output)
+        assert "Traceback" not in result.output, (name, argv, result.output)
     if store.exists():
         assert integrity(store) == "ok"
 

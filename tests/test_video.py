@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from synth import (
+    damaged_copy,
     frame_numbers,
     irregular_times,
     truncated_copy,
@@ -30,6 +31,7 @@ from vidagent.errors import (
 )
 from vidagent.sample_videos import SAMPLE_VIDEOS, sample_video
 from vidagent.video import (
+    DamagedVideoWarning,
     Frames,
     TruncatedVideoWarning,
     Video,
@@ -323,6 +325,32 @@ def truncated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         whole = write_video(root / f"whole.{name}", fps=FPS, seconds=4, noise=30, options=options)
         out[name] = truncated_copy(whole, root / f"half.{name}", 0.5)
     return out
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_damaged_middle_is_one_warning_naming_its_seconds_and_no_ffmpeg_lines(
+    videos: dict[str, Path], tmp_path: Path, backend: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Packets at 1.2-1.6 s overwritten (keyframes every second): frames before decode exactly, the
+    damaged stretch shows the last good frame, frames from the next keyframe on are exact again;
+    one warning names 1.20-1.60 s and FFmpeg prints nothing (decord's log is quiet)."""
+    damaged = damaged_copy(videos["cfr"], tmp_path / "damaged.mp4", 1.2, 1.6)
+    times = target_times(4.0, fps=FPS)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with Video.open(damaged, backend=backend) as video:
+            frames = video.sample_fps(FPS)
+            again = video.sample_at([1.3, 1.4])  # the same stretch again: no second warning
+    said = [str(w.message) for w in caught if issubclass(w.category, DamagedVideoWarning)]
+    assert said == [said[0]] and "damaged at 1.20-1.60s" in said[0] and str(damaged) in said[0]
+    assert not [w for w in caught if issubclass(w.category, TruncatedVideoWarning)]
+    assert len(frames) == len(times)  # nothing is dropped: the damaged stretch repeats the last good frame
+    numbers = frame_numbers(frames.frames)
+    assert numbers[:30] == shown(CFR_TIMES, times[:30])  # up to 1.2 s
+    assert numbers[30:40] == [29] * 10 and np.allclose(frames.timestamps[30:40], 29 / FPS)
+    assert numbers[50:] == shown(CFR_TIMES, times[50:])  # from the keyframe at 2 s
+    assert frame_numbers(again.frames) == [29, 29]
+    assert "[h264" not in capfd.readouterr().err
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
