@@ -180,6 +180,8 @@ class VideoAgent:
         self._checkpointer = SqliteSaver(connection)
         self._graph = AgentGraph(ctx, self.registry, self.llm, self.budget, self.exemplars,
                                  self.planner).compile(self._checkpointer)
+        self._answering: set[str] = set()  # sessions with a turn running in this process
+        self._answering_lock = threading.Lock()
 
     @classmethod
     def from_profile(
@@ -252,8 +254,14 @@ class VideoAgent:
             "stop_reason": None,
             "answer": None,
         }
-        for event in self._graph.stream(turn, config, stream_mode="custom"):
-            yield {**event, "session": session}
+        with self._answering_lock:
+            self._answering.add(session)
+        try:
+            for event in self._graph.stream(turn, config, stream_mode="custom"):
+                yield {**event, "session": session}
+        finally:
+            with self._answering_lock:
+                self._answering.discard(session)
 
     def ask(
         self, video: str | Path, question: str, options: list[str] | None = None, session: str | None = None
@@ -290,11 +298,21 @@ class VideoAgent:
         return Evidence.from_rows(rows)
 
     def history(self, session: str) -> list[dict[str, Any]]:
-        """A session's turns, oldest first: ``{role, content}``; answers also carry ``cited`` row ids."""
+        """A session's turns, oldest first: ``{role, content}``; answers also carry ``cited`` row ids.
+        A question left without an answer (the process answering it died, or it failed) carries
+        ``interrupted: True`` once no turn of the session is running here."""
         values = self._graph.get_state({"configurable": {"thread_id": session}}).values
         cited = iter([e.get("cited", []) for e in values.get("trace", []) if e.get("node") == "answer"])
-        return [{**m, "cited": next(cited, [])} if m.get("role") == "assistant" else dict(m)
-                for m in values.get("history", [])]
+        messages = [{**m, "cited": next(cited, [])} if m.get("role") == "assistant" else dict(m)
+                    for m in values.get("history", [])]
+        with self._answering_lock:
+            running = session in self._answering
+        for i, message in enumerate(messages):
+            answered = i + 1 < len(messages) and messages[i + 1].get("role") == "assistant"
+            last_and_running = i == len(messages) - 1 and running
+            if message.get("role") == "user" and not answered and not last_and_running:
+                message["interrupted"] = True
+        return messages
 
     def chat(self, video: str | Path, session: str | None = None) -> ChatSession:
         return ChatSession(self, Path(video), session or uuid.uuid4().hex)

@@ -14,7 +14,8 @@ Endpoints (all JSON under ``/api`` except where noted; OpenAPI docs at ``/docs``
 - ``POST /api/chat`` ``{video, session?, question, options?}`` -> ``text/event-stream``: ``plan``,
   ``tool_call``, ``tool_result``, ``answer`` (with the cited evidence rows), then ``done``
   (``error`` instead of ``answer`` when the question fails).
-- ``GET /api/sessions/{session}`` messages and evidence; ``GET
+- ``GET /api/sessions/{session}`` messages and evidence (a question left without an answer, e.g.
+  by a server that died mid-turn, carries ``interrupted: true``); ``GET
   /api/sessions/{session}/evidence/{row}/thumbnail`` the row's frame with its box and mask (JPEG).
 
 Security model:

@@ -9,6 +9,7 @@ test-artifacts/browser-chat.png.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -78,5 +79,31 @@ def test_upload_ask_and_click_evidence_seeks_the_player(server: str) -> None:
 
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "browser-chat.png"), full_page=True)
+        browser.close()
+    assert problems == []
+
+
+def test_a_question_left_without_an_answer_is_marked_interrupted(server: str) -> None:
+    """A session whose server died mid-turn reopens with its question marked (GET /api/sessions is
+    stubbed here with what the API returns then; tests/test_server.py checks the API itself)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    bikes = sample_video("bikes")
+    video_id = hashlib.sha256(bikes.read_bytes()).hexdigest()
+    session = "f" * 32
+    stored = {"session": session, "video": video_id, "evidence": [],
+              "messages": [{"role": "user", "content": "Where does the cyclist go?", "interrupted": True}]}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        page = browser.new_page()
+        problems: list[str] = []
+        page.on("pageerror", lambda error: problems.append(str(error)))
+        page.route(f"**/api/sessions/{session}", lambda route: route.fulfill(json=stored))
+        page.goto(server + "/")
+        page.evaluate("([key, value]) => sessionStorage.setItem(key, value)",
+                      [f"vidagent-session-{video_id}", session])
+        page.set_input_files("#upload", str(bikes))
+        expect(page.locator("li.msg.user")).to_contain_text("Where does the cyclist go?", timeout=60_000)
+        expect(page.locator("li.msg.error")).to_contain_text("interrupted")
         browser.close()
     assert problems == []

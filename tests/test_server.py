@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -202,6 +203,42 @@ def test_the_answer_event_cites_rows_before_the_checkpoint_is_written(tmp_path: 
     video = upload(client, sample_video("bikes")).json()["id"]
     answer = dict(ask(client, video, "When does the cyclist pass?"))["answer"]
     assert [row["tool"] for row in answer["evidence"]] == ["retrieve"] and answer["evidence"][0]["id"] == 0
+
+
+def test_a_question_cut_off_by_a_dying_server_is_marked_interrupted(tmp_path: Path) -> None:
+    """Server A dies in the middle of a turn (here: its tool never returns while server B, started on
+    the same store, serves the session): B shows the question with ``interrupted``; A, still
+    answering, does not; once an answer lands, no mark."""
+    started, release = threading.Event(), threading.Event()
+
+    def stuck_retrieve(ctx: ToolContext, video: Path, args: QueryInput) -> Evidence:
+        started.set()
+        release.wait(60)
+        return fake_retrieve(ctx, video, args)
+
+    client = make_client(tmp_path)  # server B, after the restart
+    video = upload(client, sample_video("bikes")).json()["id"]
+    session = client.post(f"/api/videos/{video}/sessions").json()["session"]
+    path = Path(client.app.state.vidagent.video(video)["path"])
+    dying = VideoAgent(ToolContext(hub=None, store=Store(tmp_path / "store.sqlite")),
+                       ScriptedChat([plan("retrieve")], ["A cyclist rides past [0]."]),
+                       registry=ToolRegistry({"retrieve": ToolSpec("retrieve", "find moments", QueryInput,
+                                                                   stuck_retrieve)}))
+    turn = threading.Thread(target=lambda: list(dying.stream(path, "When does the cyclist pass?", session=session)))
+    turn.start()
+    try:
+        assert started.wait(30)
+        deadline = time.monotonic() + 10
+        while not (messages := client.get(f"/api/sessions/{session}").json()["messages"]):
+            assert time.monotonic() < deadline, "the question's checkpoint never landed"
+            time.sleep(0.05)
+        assert messages == [{"role": "user", "content": "When does the cyclist pass?", "interrupted": True}]
+        assert dying.history(session) == [{"role": "user", "content": "When does the cyclist pass?"}]
+    finally:
+        release.set()
+        turn.join(30)
+    answered = client.get(f"/api/sessions/{session}").json()["messages"]
+    assert [m.get("interrupted") for m in answered] == [None, None] and answered[1]["cited"] == [0]
 
 
 def test_sessions_are_isolated_and_bound_to_their_video(tmp_path: Path) -> None:

@@ -201,6 +201,10 @@ function renderHistory(session) {
   for (const message of session.messages) {
     if (message.role === "user") {
       addMessage("user", "you", message.content);
+      if (message.interrupted) {
+        addMessage("error", "vidagent", "No answer: this question was interrupted (the server stopped or " +
+          "failed while answering). Ask it again.");
+      }
     } else {
       const item = addMessage("assistant", "vidagent", message.content);
       addChips(item, (message.cited || []).map((id) => rows.get(id)).filter(Boolean));
