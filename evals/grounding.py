@@ -357,14 +357,15 @@ def predict(head: GroundHead, dataset: GroundingDataset, batch_size: int = 32,
 
 def score(predictions: list[dict[str, Any]], samples: list[GroundingSample], fmt: str) -> dict[str, float]:
     """The format's standard metrics (see ``vidagent.evals.grounding_metrics``)."""
-    moments = {p["qid"]: p["pred_relevant_windows"] for p in predictions}
+    # qids are strings here; a submission file may write them as numbers (QVHighlights' own do)
+    moments = {str(p["qid"]): p["pred_relevant_windows"] for p in predictions}
     truth = {s.qid: s.windows for s in samples}
     if fmt == "charades":
         return charades_metrics(moments, truth)
     metrics = moment_metrics(moments, truth)
     labelled = [s for s in samples if s.has_saliency]
     if labelled:
-        saliency = {p["qid"]: p["pred_saliency_scores"] for p in predictions}
+        saliency = {str(p["qid"]): p["pred_saliency_scores"] for p in predictions if "pred_saliency_scores" in p}
         gt = {s.qid: saliency_matrix(max(int(s.duration / QVH_CLIP_SECONDS), 1), s.relevant_clip_ids,
                                      s.saliency_scores) for s in labelled}
         metrics.update(highlight_metrics(saliency, gt))

@@ -1,11 +1,15 @@
-"""Temporal grounding metrics with the standard definitions (QVHighlights, Charades-STA).
+"""Temporal grounding metrics, equal to QVHighlights' official ``standalone_eval/eval.py``
+(moment_detr; the script QVHighlights, R2-Tuning and Lighthouse report with) on every input,
+malformed ones included (tests/evals/test_conformance_qvhighlights.py checks the numbers that
+script printed), and Charades-STA's R1/mIoU.
 
-Moment retrieval (QVHighlights' ``standalone_eval``): predictions per query are windows
-``[start, end, score]``; a query may have several ground-truth windows.
+Moment retrieval: predictions per query are windows ``[start, end, score]`` in the order the
+submission lists them (the official protocol expects them best first and does not sort); a
+query may have several ground-truth windows.
 
-* ``MR-R1@t``: the top-scored window's IoU with the ground-truth window it overlaps most is
+* ``MR-R1@t``: the *first listed* window's IoU with the ground-truth window it overlaps most is
   ``>= t``; percentage of queries.
-* ``MR-mAP@t``: per query, ActivityNet-style average precision of the (at most 10) windows,
+* ``MR-mAP@t``: per query, ActivityNet-style average precision of the first 10 listed windows,
   ranked by score: a window is a true positive when it reaches IoU ``t`` with a ground-truth
   window not matched yet by a higher-ranked window (trying ground-truth windows in order of IoU);
   precision is made monotone and integrated over recall (all points). The mean over queries.
@@ -13,12 +17,16 @@ Moment retrieval (QVHighlights' ``standalone_eval``): predictions per query are 
 
 Highlight detection (QVHighlights): per query, every clip of the video (2 s, ``int(duration /
 2)`` clips) gets a predicted saliency; three annotators scored the relevant clips 0-4. A clip is
-positive for an annotator at score ``>= 4`` ("VeryGood", the reported threshold).
+positive for an annotator at score ``>= k`` for k = 2, 3, 4 (Fair, Good, VeryGood; VeryGood is
+the reported one, also under the plain names ``HL-mAP`` and ``HL-HIT@1``).
 
-* ``HL-mAP``: per query and annotator, the AP of the predicted ranking of clips (precision
+* ``HL-mAP@k``: per query and annotator, the AP of the predicted ranking of clips (precision
   interpolated to the max at higher recall, averaged at each distinct recall level, as
-  QVHighlights' ``get_ap``; 1 if every clip is positive, 0 if none is); mean over both.
-* ``HL-HIT@1``: the top-predicted clip is positive for at least one annotator; % of queries.
+  QVHighlights' ``get_ap``; 1 if every clip is positive, 0 if none is); mean over both. A
+  saliency list shorter than the video's clips is padded with 0, a longer one cut (as the
+  official script).
+* ``HL-HIT@1@k``: the clip with the highest listed saliency (the first of ties; its index as
+  given, so one past the video's clips is a miss) is positive for at least one annotator.
 
 Charades-STA (one ground-truth window per query): ``R1@{0.3,0.5,0.7}`` as above, and ``mIoU``,
 the mean IoU of the top-scored window. Every figure is a percentage (0-100).
@@ -33,6 +41,7 @@ import numpy as np
 
 MR_THRESHOLDS = np.round(np.linspace(0.5, 0.95, 10), 2)
 VERY_GOOD = 4  # QVHighlights' saliency threshold for the reported HL figures
+SALIENCY_LEVELS = (2, 3, 4)  # Fair, Good, VeryGood: the official script reports all three
 MAX_PRED_WINDOWS = 10  # QVHighlights keeps the top 10 windows per query for mAP
 
 
@@ -41,7 +50,9 @@ def temporal_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = np.asarray(a, dtype=np.float64).reshape(-1, 2)
     b = np.asarray(b, dtype=np.float64).reshape(-1, 2)
     inter = np.clip(np.minimum(a[:, None, 1], b[None, :, 1]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    union = np.maximum(a[:, None, 1], b[None, :, 1]) - np.minimum(a[:, None, 0], b[None, :, 0])
+    # the official arithmetic (sum of lengths minus the intersection, not the hull): the same number,
+    # but a window at exactly IoU 0.7 must land on the same side of 0.7 as in the official script
+    union = (a[:, None, 1] - a[:, None, 0]) + (b[None, :, 1] - b[None, :, 0]) - inter
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
@@ -52,8 +63,9 @@ def _ranked(windows: Sequence[Sequence[float]]) -> np.ndarray:
 
 
 def top1_iou(pred_windows: Sequence[Sequence[float]], gt_windows: Sequence[Sequence[float]]) -> float:
-    """IoU of the top-scored predicted window with the ground-truth window it overlaps most."""
-    preds = _ranked(pred_windows)
+    """IoU of the first listed predicted window (a submission lists its best first; the official
+    script does not sort) with the ground-truth window it overlaps most."""
+    preds = np.asarray(pred_windows, dtype=np.float64).reshape(-1, 3)
     if not len(preds) or not len(gt_windows):
         return 0.0
     return float(temporal_iou(preds[:1, :2], np.asarray(gt_windows)).max())
@@ -120,8 +132,8 @@ def moment_metrics(
         return {}
     top1 = np.array([top1_iou(predictions.get(q, []), ground_truth[q]) for q in qids])
     aps = np.stack([
-        detection_ap(_ranked(predictions.get(q, []))[:max_windows], ground_truth[q]) for q in qids
-    ])  # (Q, thresholds)
+        detection_ap(list(predictions.get(q, []))[:max_windows], ground_truth[q]) for q in qids
+    ])  # (Q, thresholds): the first ``max_windows`` listed, then ranked by score
     per_threshold = aps.mean(axis=0)
     at = {round(float(t), 2): float(v) for t, v in zip(MR_THRESHOLDS, per_threshold, strict=True)}
     return {
@@ -170,27 +182,36 @@ def saliency_matrix(num_clips: int, relevant_clip_ids: Sequence[int], saliency_s
 
 
 def highlight_metrics(
-    predictions: dict[Any, Sequence[float]], ground_truth: dict[Any, np.ndarray], *, threshold: float = VERY_GOOD,
+    predictions: dict[Any, Sequence[float]], ground_truth: dict[Any, np.ndarray],
+    *, levels: Sequence[int] = SALIENCY_LEVELS,
 ) -> dict[str, float]:
-    """QVHighlights highlight detection: HL-mAP and HL-HIT@1 at saliency ``>= threshold``.
+    """QVHighlights highlight detection: ``HL-mAP@k`` and ``HL-HIT@1@k`` at saliency ``>= k`` for
+    each level, and the VeryGood pair under the plain names ``HL-mAP`` and ``HL-HIT@1``.
 
-    ``predictions`` maps query id -> per-clip saliency (any length: cut or padded to the ground
-    truth's clips, missing clips ranked last); ``ground_truth`` maps query id -> (clips,
-    annotators) scores (:func:`saliency_matrix`).
+    ``predictions`` maps query id -> per-clip saliency (any length: padded with 0 or cut for the
+    AP, indexed as given for the hit, as the official script); ``ground_truth`` maps query id ->
+    (clips, annotators) scores (:func:`saliency_matrix`).
     """
     qids = [q for q in ground_truth if q in predictions]
     if not qids:
         return {}
-    aps, hits = [], []
-    for q in qids:
-        binary = (np.asarray(ground_truth[q]) >= threshold).astype(np.float64)
-        clips = len(binary)
-        given = np.asarray(predictions[q], dtype=np.float64)[:clips]
-        pred = np.full(clips, given.min() - 1.0 if len(given) else 0.0)  # missing clips rank last
-        pred[: len(given)] = given
-        hits.append(float(binary[int(np.argmax(pred))].max()) if clips else 0.0)
-        aps.extend(saliency_ap(binary[:, a], pred) for a in range(binary.shape[1]))
-    return {"HL-mAP": 100 * float(np.mean(aps)), "HL-HIT@1": 100 * float(np.mean(hits))}
+    result: dict[str, float] = {}
+    for level in levels:
+        aps, hits = [], []
+        for q in qids:
+            binary = (np.asarray(ground_truth[q]) >= level).astype(np.float64)
+            clips = len(binary)
+            given = np.asarray(predictions[q], dtype=np.float64).reshape(-1)
+            top = int(np.argmax(given)) if len(given) else clips
+            hits.append(float(binary[top].max()) if top < clips else 0.0)
+            pred = np.zeros(clips)
+            pred[: min(len(given), clips)] = given[:clips]
+            aps.extend(saliency_ap(binary[:, a], pred) for a in range(binary.shape[1]))
+        result[f"HL-mAP@{level}"] = 100 * float(np.mean(aps))
+        result[f"HL-HIT@1@{level}"] = 100 * float(np.mean(hits))
+    if VERY_GOOD in levels:
+        result["HL-mAP"], result["HL-HIT@1"] = result[f"HL-mAP@{VERY_GOOD}"], result[f"HL-HIT@1@{VERY_GOOD}"]
+    return result
 
 
 def charades_metrics(
@@ -208,6 +229,6 @@ def charades_metrics(
 
 
 __all__ = [
-    "MR_THRESHOLDS", "VERY_GOOD", "charades_metrics", "detection_ap", "highlight_metrics", "interpolated_ap",
+    "MR_THRESHOLDS", "SALIENCY_LEVELS", "VERY_GOOD", "charades_metrics", "detection_ap", "highlight_metrics", "interpolated_ap",
     "moment_metrics", "saliency_ap", "saliency_matrix", "temporal_iou", "top1_iou",
 ]

@@ -24,9 +24,10 @@ def test_temporal_iou() -> None:
     assert temporal_iou([[3, 3]], [[3, 3]])[0, 0] == 0.0  # empty union, no division by zero
 
 
-def test_top1_uses_the_best_scored_window_and_its_closest_gt() -> None:
-    preds = [[50, 60, 0.2], [0, 8, 0.9]]  # not sorted: the 0.9 window is the top-1
-    assert top1_iou(preds, [[100, 110], [0, 10]]) == pytest.approx(0.8)
+def test_top1_is_the_first_listed_window_against_its_closest_gt() -> None:
+    # the official script takes the first listed window, scores or not (submissions list best first)
+    assert top1_iou([[0, 8, 0.9], [50, 60, 0.2]], [[100, 110], [0, 10]]) == pytest.approx(0.8)
+    assert top1_iou([[50, 60, 0.2], [0, 8, 0.9]], [[100, 110], [0, 10]]) == 0.0
     assert top1_iou([], [[0, 10]]) == 0.0
 
 
@@ -97,7 +98,8 @@ def test_highlight_metrics_very_good() -> None:
     # q1's top clip 0 is VeryGood for annotators 1 and 2; q2's top clip 0 is not
     assert m["HL-HIT@1"] == pytest.approx(50.0)
     # at "Fair" (>= 2) q1's annotator 2 also counts clip 0
-    assert highlight_metrics(preds, truth, threshold=2)["HL-mAP"] == pytest.approx(100 * (3 + 1.5) / 6)
+    assert m["HL-mAP@2"] == pytest.approx(100 * (3 + 1.5) / 6)
+    assert (m["HL-mAP@4"], m["HL-HIT@1@4"]) == (m["HL-mAP"], m["HL-HIT@1"])
 
 
 def test_highlight_metrics_pads_short_predictions() -> None:
