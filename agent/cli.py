@@ -57,7 +57,7 @@ def _one_line_warnings() -> None:
     warnings.showwarning = _show_warning
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     err.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
 
