@@ -636,6 +636,9 @@ def eval_(
     frames: Annotated[int, typer.Option(help="vlm-uniform: frames shown to the VLM.")] = 8,
     max_steps: Annotated[int | None, typer.Option(help="agent: planner steps.", show_default=False)] = None,
     subtitles: Annotated[bool, typer.Option(help="videomme: give the subtitles as context.")] = False,
+    stopwords: Annotated[Path | None, typer.Option(
+        help="nextqa-oe: stop words dropped before WUPS (one per line; default NExT-OE's own list).",
+        show_default=False)] = None,
     judge: Annotated[str | None, typer.Option(help="Open-ended: a profile whose planner judges answers.",
                                               show_default=False)] = None,
     per_kind: Annotated[int, typer.Option(help="synthetic, real: questions per kind.")] = 2,
@@ -677,7 +680,7 @@ def eval_(
                 write_real_content(data, per_kind=per_kind, seed=seed)
         elif data is None and target != "routing":
             raise typer.BadParameter("--data is required: the folder holding the task's files")
-        task = load_task(target, data, split=split, subtitles=subtitles)
+        task = load_task(target, data, split=split, subtitles=subtitles, stopwords=stopwords)
         settings = RunSettings(task=task.name, method=method, profile=profile, split=split, limit=limit,
                                frames=frames, max_steps=max_steps, judge=judge)
         ray_engine = None

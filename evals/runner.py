@@ -435,6 +435,11 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     for row in rows:
         for name, value in (row.get("scores") or {}).items():
             metrics[name].append(float(value))
+    # a question that failed scores 0 (the official scripts divide by every question); one whose
+    # answer is hidden (a test split) is not scored at all
+    unscored = sum("error" in row and not row.get("scores") for row in rows)
+    for values in metrics.values():
+        values.extend([0.0] * unscored)
     latencies = [float(r["latency"]) for r in rows if "latency" in r]
     tools: Counter[str] = Counter()
     for row in rows:

