@@ -39,7 +39,16 @@ from pathlib import Path
 from typing import Any
 
 from vidagent.errors import VidagentError
-from vidagent.evals.tasks import LETTERS, LLMJudge, Sample, Task, cut_clip, parse_letter, percentile
+from vidagent.evals.tasks import (
+    LETTERS,
+    LLMJudge,
+    Sample,
+    Task,
+    cut_clip,
+    official_accuracy,
+    parse_letter,
+    percentile,
+)
 
 METHODS = ("agent", "vlm-uniform", "blind", "planner")
 RUN_FORMAT = 1
@@ -445,13 +454,18 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     for row in rows:
         called = [e["tool"] for e in row.get("trajectory") or [] if e.get("type") == "tool_call"]
         tools.update(called or row.get("first_tools") or [])  # routing runs plan, and call nothing
+    summary_metrics = {k: round(100.0 * sum(v) / len(v), 2) for k, v in sorted(metrics.items())}
+    task = next((r.get("task") for r in rows if r.get("task")), None)
+    if (official := official_accuracy(str(task), rows)) is not None:  # Video-MME, MVBench
+        summary_metrics["acc_official"] = official  # the benchmark's own extractor and denominator
+        summary_metrics["acc_strict"] = _rate([bool(r["correct"]) for r in scored])  # ours: no letter is wrong
     return {
         "samples": len(rows),
         "scored": len(scored),
         "accuracy": _rate([bool(r["correct"]) for r in scored]),
         "categories": {k: {"n": len(v), "accuracy": _rate(v)} for k, v in sorted(by_category.items())},
         "sub_categories": {k: {"n": len(v), "accuracy": _rate(v)} for k, v in sorted(by_sub.items())},
-        "metrics": {k: round(100.0 * sum(v) / len(v), 2) for k, v in sorted(metrics.items())},
+        "metrics": summary_metrics,
         "latency_p50": percentile(latencies, 50),
         "latency_p95": percentile(latencies, 95),
         "mean_tool_calls": round(sum(r.get("tool_calls", 0) for r in rows) / len(rows), 3) if rows else None,

@@ -144,14 +144,20 @@ def exact_match(prediction: str, references: Iterable[str]) -> float:
     return float(any(pred == normalize_answer(ref) for ref in references))
 
 
-_LEAD_LETTER = re.compile(r"^\s*(?:\(([A-Z])\)|([A-Z])(?=\s*(?:[.):,]|$)))")
-_SAID_LETTER = re.compile(r"\b(?:answer|option|choice)\s*(?:is\s*:?|:)?\s*\(?([A-Z])\b", re.IGNORECASE)
+_LEAD_LETTER = re.compile(
+    r"^\s*(?:[*_\[]*\(([A-Z])\)[*_\]]*|[*_\[]*([A-Z])[*_\]]*(?=\s*(?:[.):,]|\s[-–]\s|$|\s+is\s+(?:correct|right|"
+    r"the\s+(?:correct\s+|best\s+|right\s+)?(?:answer|option|choice)))))")
+_SAID_LETTER = re.compile(
+    r"\b(?:answer|option|choice|it\s+is|it's|i\s+think|i\s+choose|i\s+pick|i\s+would\s+say|i'd\s+say)"
+    r"\s*(?:is\s*:?|:)?\s*[*_\[]*\(?([A-Z])\b", re.IGNORECASE)
 
 
 def parse_letter(text: str, n_options: int) -> int | None:
-    """The option index a reply names, strictly: ``B``, ``B.``, ``(B)``, ``B) ...``, ``B: ...``,
-    ``B. text``, ``the answer is B`` or ``Answer: (B)``; None for anything else (never a guess), for a
-    letter past the options, and when the reply names two different letters."""
+    """The option index a reply names, strictly: ``B``, ``B.``, ``(B)``, ``**B**``, ``[B]``, ``B) ...``,
+    ``B: ...``, ``B - text``, ``B is correct``, ``the answer is B``, ``Answer: (B)``, ``It is B``,
+    ``I think B because ...``; None for anything else (never a guess: a capital word such as "A cat"
+    or "Based" is no letter), for a letter past the options, and when the reply names two different
+    letters."""
     if not text:
         return None
     match = _LEAD_LETTER.match(text)
@@ -163,6 +169,61 @@ def parse_letter(text: str, n_options: int) -> int | None:
         return None
     index = LETTERS.index(letter)
     return index if index < n_options else None
+
+
+# --- the official scorers of multiple-choice benchmarks (reported beside the strict one) -------
+_VIDEOMME_PREFIXES = ("The best answer is", "The correct answer is", "The answer is", "The answer",
+                      "The best option is", "The correct option is", "Best answer:", "Best option:",
+                      "Answer:", "Option:", "The correct answer", "The correct option")
+
+
+def videomme_official_letter(reply: str) -> str | None:
+    """Video-MME's ``extract_characters_regex`` (eval_your_results.py): after dropping a few answer
+    prefixes, the first capital A-D anywhere ("Based on ..." reads as B); None when there is none.
+    Its accuracy divides by the replies it extracted a letter from."""
+    text = reply.strip()
+    for prefix in _VIDEOMME_PREFIXES:
+        text = text.replace(prefix, "")
+    match = re.search(r"[ABCD]", text)
+    return match.group(0) if match else None
+
+
+def mvbench_official_correct(reply: str, answer: int, options: Sequence[str]) -> bool:
+    """MVBench's ``check_ans`` (video_chat2's mvbench.ipynb): the model continues ``Best option:(``,
+    so the reply is read as ``"(" + reply``; its first space-separated word (dots dropped) must lie
+    inside the truth's ``(x)`` or contain it. An empty reply ``(`` counts as right, "B: cat" as wrong."""
+    pred = ("(" + reply.strip()).lower().split(" ")
+    pred_option = pred[0]
+    gt_option = f"({LETTERS[answer]})".lower()
+    return pred_option.replace(".", "") in gt_option or gt_option in pred_option
+
+
+def official_accuracy(task: str, rows: Sequence[dict[str, Any]]) -> float | None:
+    """The official script's accuracy for a Video-MME or MVBench run (None for other tasks)."""
+    scored = [r for r in rows if r.get("answer") is not None and r.get("options")]
+    if task not in ("videomme", "mvbench") or not scored:
+        return None
+    replies = [_reply(r) for r in scored]
+    if task == "videomme":
+        letters = [videomme_official_letter(reply) if reply is not None else None for reply in replies]
+        extracted = [(letter, r) for letter, r in zip(letters, scored, strict=True) if letter]
+        if not extracted:
+            return 0.0
+        return round(100.0 * sum(letter == LETTERS[int(r["answer"])] for letter, r in extracted) / len(extracted), 2)
+    right = [reply is not None and mvbench_official_correct(reply, int(r["answer"]), r["options"])
+             for reply, r in zip(replies, scored, strict=True)]
+    return round(100.0 * sum(right) / len(right), 2)
+
+
+def _reply(row: dict[str, Any]) -> str | None:
+    """What the model said for a multiple-choice row: its text, else the letter it chose (option
+    scoring writes no text); None for a row that failed."""
+    if row.get("prediction_text"):
+        return str(row["prediction_text"])
+    choice = row.get("prediction")
+    if isinstance(choice, int) and 0 <= choice < len(LETTERS):
+        return LETTERS[choice]
+    return None if "error" in row else str(row.get("prediction_text") or "")  # an empty reply is a reply
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
