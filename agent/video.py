@@ -36,6 +36,11 @@ Sampling returns the frames that decode. Targets are served in time order; once 
 decodable frame (it lies past the end of the last frame that decoded, e.g. in a file cut in the
 middle of a download), it and all later targets are dropped, and a
 :class:`TruncatedVideoWarning` names the file and how many requested frames are missing.
+A file damaged in the middle (packets that do not decode, frames after them that do) keeps its
+frames: a target in the damaged stretch gets the last frame before it (its own timestamp says
+so), and one :class:`DamagedVideoWarning` per video names the stretches in seconds. decord's
+FFmpeg log is silenced (it would print raw ``[h264 @ 0x...]`` lines); decord raises on such
+packets and PyAV takes over.
 Returned frames keep the requested order. :class:`CorruptVideo` is raised only when no frame at
 all can be decoded (found at open). If decord fails on a file mid-way, the video switches to
 PyAV for good (with a warning when decord was asked for by name). No av/decord exception leaves
