@@ -11,14 +11,17 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Video": "vidagent.video",
-    "VideoMeta": "vidagent.video",
-    "Frames": "vidagent.video",
-    "ModelHub": "vidagent.hub",
-    "load_profile": "vidagent.profile",
-    "Profile": "vidagent.profile",
-    "VidagentError": "vidagent.errors",
-    "VideoError": "vidagent.errors",
+    "VideoAgent": "vidagent.agent.api",
+    "Answer": "vidagent.agent.api",
+    "Evidence": "vidagent.core.evidence",
+    "Video": "vidagent.media.video",
+    "VideoMeta": "vidagent.media.video",
+    "Frames": "vidagent.media.video",
+    "ModelHub": "vidagent.models.hub",
+    "load_profile": "vidagent.models.profile",
+    "Profile": "vidagent.models.profile",
+    "VidagentError": "vidagent.core.errors",
+    "VideoError": "vidagent.core.errors",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

@@ -24,8 +24,8 @@ from lmms_eval.api.instance import Instance
 from lmms_eval.api.model import lmms
 from tqdm import tqdm
 
-from vidagent.errors import VidagentError
-from vidagent.llm import option_letter
+from vidagent.core.errors import VidagentError
+from vidagent.models.llm import option_letter
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +98,8 @@ class VidagentLMM(lmms):
         **kwargs: Any,
     ) -> None:
         super().__init__()
-        from vidagent.api import VideoAgent
-        from vidagent.graph import Budget
+        from vidagent.agent.api import VideoAgent
+        from vidagent.agent.graph import Budget
 
         for name in _LMMS_EVAL_CONFIG:
             value = kwargs.pop(name, None)

@@ -9,7 +9,7 @@ actor per GPU with ``gpus=True``, else ``workers`` CPU actors), and answers one 
 call with the local engine's own code (:meth:`Runner.answer_row`). The driver loads no model.
 
 For the agent method the driver first indexes every video the missing samples need with the
-Ray index engine (:func:`vidagent.ray_engine.index_with_ray`) into the run's store, so the
+Ray index engine (:func:`vidagent.media.ray_engine.index_with_ray`) into the run's store, so the
 actors start from a finished index and never index one video twice at once. A video that cannot
 be opened is left out of that step; its samples' lines record the error, as locally.
 
@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from vidagent.errors import VidagentError
+from vidagent.core.errors import VidagentError
 from vidagent.evals.runner import Runner, RunSettings, make_judge, make_method
 from vidagent.evals.tasks import Sample, Task, cut_clip
 
@@ -54,7 +54,7 @@ class AnswerSamples:
 
 def videos_to_index(samples: list[Sample], clips_dir: Path) -> list[Path]:
     """The distinct files the agent will be shown (clips cut for span samples), those that open."""
-    from vidagent.video import Video
+    from vidagent.media.video import Video
 
     videos: dict[Path, bool] = {}  # file -> it opens
     for sample in samples:  # a sample that fails here fails the same way in its actor, which records why
@@ -84,7 +84,7 @@ class RayEngine:
     address: str | None = None  # an existing cluster ("auto"), else a local Ray is started
 
     def __call__(self, runner: Runner, todo: list[Sample]) -> Iterator[dict[str, Any]]:
-        from vidagent.ray_engine import init_ray
+        from vidagent.media.ray_engine import init_ray
 
         if not todo:
             return
@@ -107,8 +107,8 @@ class RayEngine:
             yield json.loads(row["row"])
 
     def _index(self, runner: Runner, todo: list[Sample]) -> None:
-        from vidagent.ray_engine import index_with_ray
-        from vidagent.store import Store
+        from vidagent.media.ray_engine import index_with_ray
+        from vidagent.media.store import Store
 
         videos = videos_to_index(todo, runner.clips_dir)
         if not videos:

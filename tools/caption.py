@@ -24,9 +24,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from vidagent.evidence import Evidence
-from vidagent.hub import LoadedModel
-from vidagent.tooling import ToolContext, ToolSpec
+from vidagent.core.evidence import Evidence
+from vidagent.media.video import Video
+from vidagent.models.hub import LoadedModel
+from vidagent.tools.base import ToolContext, ToolSpec
 from vidagent.tools.look import (
     DEFAULT_SHORT_SIDE,
     checked_span,
@@ -36,7 +37,6 @@ from vidagent.tools.look import (
     model_key,
     vlm_generate,
 )
-from vidagent.video import Video
 
 CAPTION_PROMPT = "Describe what happens in these frames in one or two sentences."
 DEFAULT_MAX_NEW_TOKENS = 96

@@ -45,11 +45,11 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field, field_validator
 
-from vidagent.errors import SpanOutOfRange, VidagentError
-from vidagent.evidence import Evidence
-from vidagent.hub import LoadedModel
-from vidagent.tooling import ToolContext, ToolSpec
-from vidagent.video import Video, target_times
+from vidagent.core.errors import SpanOutOfRange, VidagentError
+from vidagent.core.evidence import Evidence
+from vidagent.media.video import Video, target_times
+from vidagent.models.hub import LoadedModel
+from vidagent.tools.base import ToolContext, ToolSpec
 
 TOOL_NAME = "detect_track"
 MAX_FRAMES = 600  # frames read per call at most (the sampling rate is lowered to fit)

@@ -4,7 +4,7 @@ The video's speech (``transcribe``, the whole audio track) and on-screen text (`
 1 frame/s) are read once with those tools' default settings, which ``vidagent index`` also
 uses, so an indexed video is searched without running a model, and a later ``transcribe`` or
 ``read_text`` call on it is a cache hit. The rows are then searched with
-:class:`vidagent.text_search.TextSearch`: keywords (FTS5) and meaning (MiniLM embeddings), fused.
+:class:`vidagent.media.text_search.TextSearch`: keywords (FTS5) and meaning (MiniLM embeddings), fused.
 
 Each hit is one Evidence row (tool ``find_text``): the text of the segment or line, its span, the
 fused score, and in ``data`` where it came from (``source``: speech or screen), how it matched
@@ -21,11 +21,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from vidagent.evidence import Evidence
-from vidagent.question_words import lemma
-from vidagent.sentence_embedders import embedder_for
-from vidagent.text_search import RRF_K, TextHit, TextSearch
-from vidagent.tooling import ToolContext, ToolSpec
+from vidagent.core.evidence import Evidence
+from vidagent.core.question_words import lemma
+from vidagent.media.text_search import RRF_K, TextHit, TextSearch
+from vidagent.models.sentence_embedders import embedder_for
+from vidagent.tools.base import ToolContext, ToolSpec
 
 SOURCES = {"speech": ("transcribe",), "screen": ("read_text",), "any": ("transcribe", "read_text")}
 SOURCE_OF_TOOL = {"transcribe": "speech", "read_text": "screen"}

@@ -1,6 +1,6 @@
 """ground: the moments of a video where a natural-language query happens, and a saliency curve.
 
-With a trained grounding head in the profile's ``ground_head`` role (``vidagent.ground_head``,
+With a trained grounding head in the profile's ``ground_head`` role (``vidagent.grounding.head``,
 trained by ``vidagent train-ground``), the head reads the frozen CLIP's last layers for the
 clips of the asked span, computed on demand (``ClipEncoder.encode_images(...,
 hidden_states=True)``, one frame per clip) and kept in memory per (video, CLIP) so that more
@@ -16,21 +16,19 @@ and ``saliency_step`` (seconds).
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, Field
 
-from vidagent.errors import SpanOutOfRange, VidagentError
-from vidagent.evidence import Evidence
-from vidagent.store import FrameRows
-from vidagent.tooling import ToolContext, ToolSpec
+from vidagent.core.errors import SpanOutOfRange, VidagentError
+from vidagent.core.evidence import Evidence
+from vidagent.grounding.features import ClipFeatureMemory
+from vidagent.media.store import FrameRows
+from vidagent.tools.base import ToolContext, ToolSpec
 from vidagent.tools.retrieve import peaks_to_spans, smooth
 
 CURVE_POINTS = 32
-CACHED_VIDEOS = 8  # videos whose head features stay in memory
 
 
 class GroundInput(BaseModel):
@@ -38,30 +36,6 @@ class GroundInput(BaseModel):
                        json_schema_extra={"words": "phrase"})
     span: tuple[float, float] | None = Field(default=None, description="Only inside [start, end] seconds.")
     k: int = Field(default=5, ge=1, le=20, description="How many moments to return.")
-
-
-class _FeatureMemory:
-    """Per-clip head features of recently grounded videos: (video, CLIP, settings) -> {clip: array}."""
-
-    def __init__(self, videos: int = CACHED_VIDEOS) -> None:
-        self.videos = videos
-        self._items: OrderedDict[tuple, dict[int, np.ndarray]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def clips(self, key: tuple) -> dict[int, np.ndarray]:
-        with self._lock:
-            found = self._items.setdefault(key, {})
-            self._items.move_to_end(key)
-            while len(self._items) > self.videos:
-                self._items.popitem(last=False)
-            return found
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-
-FEATURES = _FeatureMemory()
 
 
 def _check_span(video: Path, span: tuple[float, float] | None, duration: float) -> tuple[float, float]:
@@ -94,12 +68,12 @@ def _with_curve(rows: list[dict], curve: dict[str, object]) -> Evidence:
 def _head_features(ctx: ToolContext, video: Path, video_id: str, head, times: np.ndarray,
                    wanted: np.ndarray) -> np.ndarray:
     """Features of the clips ``wanted`` (indices into ``times``), computing the missing ones once."""
-    from vidagent.ground_head import vision_features
-    from vidagent.video import Video
+    from vidagent.grounding.head import vision_features
+    from vidagent.media.video import Video
 
     encoder = ctx.index.encoder
     cfg = head.config
-    memory = FEATURES.clips((video_id, encoder.model_id, cfg.clip_seconds, cfg.num_layers, cfg.pool_grid))
+    memory = ctx.shared("ground.clip_features", ClipFeatureMemory).clips((video_id, encoder.model_id, cfg.clip_seconds, cfg.num_layers, cfg.pool_grid))
     missing = [int(i) for i in wanted if int(i) not in memory]
     if missing:
         with Video.open(video) as opened:
@@ -113,8 +87,8 @@ def _head_features(ctx: ToolContext, video: Path, video_id: str, head, times: np
 
 
 def _ground_with_head(ctx: ToolContext, video: Path, args: GroundInput) -> Evidence:
-    from vidagent.ground_head import check_compatible, clip_grid, text_features
-    from vidagent.video import Video
+    from vidagent.grounding.head import check_compatible, clip_grid, text_features
+    from vidagent.media.video import Video
 
     head = ctx.hub.get("ground_head").model
     encoder = ctx.index.encoder
@@ -176,7 +150,7 @@ def _head_version(ctx: ToolContext) -> str:
 
 def ground(ctx: ToolContext, video: Path, args: GroundInput) -> Evidence:
     if ctx.hub.available("ground_head"):
-        import vidagent.ground_head  # noqa: F401  (registers the hub's `ground_head` loader)
+        import vidagent.grounding.head  # noqa: F401  (registers the hub's `ground_head` loader)
 
         model_id = f"{ctx.index.encoder.model_id}+head:{_head_version(ctx)}"
         return ctx.cached("ground", video, model_id, args, lambda: _ground_with_head(ctx, video, args))

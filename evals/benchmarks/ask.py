@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from vidagent.evals.benchmarks import Benchmark, Measurement, Settings, synchronize
-from vidagent.llm import Generation, Message, OptionScores, TransformersChat
+from vidagent.models.llm import Generation, Message, OptionScores, TransformersChat
 
 QUESTIONS = [  # one per kind of the routing set, on the three sample videos
     ("bikes", "When does the cyclist pass the camera?"),
@@ -58,8 +58,8 @@ BACKENDS = {"llama.cpp": ("llama_cpp", ", convert: f16"), "transformers": ("caus
 
 
 def run(settings: Settings) -> list[Measurement]:
-    from vidagent.api import VideoAgent
-    from vidagent.sample_videos import sample_video
+    from vidagent.agent.api import VideoAgent
+    from vidagent.media.sample_videos import sample_video
 
     work = Path(settings.workdir)
     profiles = [("tiny", "tiny")]
@@ -111,8 +111,8 @@ def random_planner(device: str, dtype: torch.dtype, **overrides: int) -> Transfo
     """
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
-    from vidagent.hub import TRANSFORMERS_LOCK
-    from vidagent.tiny import _smollm2_tokenizer
+    from vidagent.models.hub import TRANSFORMERS_LOCK
+    from vidagent.models.tiny import _smollm2_tokenizer
 
     tokenizer = _smollm2_tokenizer()
     config = Qwen2Config(**(QWEN25_7B | overrides), bos_token_id=tokenizer.bos_token_id,
@@ -168,12 +168,12 @@ class _Counting:
 
 
 def run_7b(settings: Settings) -> list[Measurement]:
-    from vidagent.api import VideoAgent
+    from vidagent.agent.api import VideoAgent
     from vidagent.evals.benchmarks.index import video_dir, write_long_video
-    from vidagent.hub import ModelHub
-    from vidagent.profile import load_profile
-    from vidagent.store import Store
-    from vidagent.tooling import ToolContext
+    from vidagent.media.store import Store
+    from vidagent.models.hub import ModelHub
+    from vidagent.models.profile import load_profile
+    from vidagent.tools.base import ToolContext
 
     cuda = settings.device == "cuda" and torch.cuda.is_available()
     device, dtype = ("cuda:0", torch.bfloat16) if cuda else ("cpu", torch.float32)

@@ -35,8 +35,8 @@ WIDTH, HEIGHT = 1280, 720
 
 
 def _loaded(role: str, model: torch.nn.Module, processor: object, device: str, dtype: torch.dtype, name: str):
-    from vidagent.hub import LoadedModel
-    from vidagent.profile import RoleSpec
+    from vidagent.models.hub import LoadedModel
+    from vidagent.models.profile import RoleSpec
 
     return LoadedModel(role=role, spec=RoleSpec(id=f"random/{name}"), model=model.eval().to(device, dtype),
                        processor=processor, device=device, dtype=dtype, source="random weights")
@@ -66,7 +66,7 @@ def detector(full: bool, device: str, dtype: torch.dtype):
         SwinConfig,
     )
 
-    from vidagent.tiny import bert_tokenizer
+    from vidagent.models.tiny import bert_tokenizer
 
     if full:  # grounding-dino-base: Swin-B at 384 px
         backbone = SwinConfig(embed_dim=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32], window_size=12,
@@ -97,7 +97,7 @@ def segmenter(full: bool, device: str, dtype: torch.dtype):
 def video_segmenter(full: bool, device: str, dtype: torch.dtype):
     from transformers import Sam2HieraDetConfig, Sam2VideoConfig, Sam2VideoModel, Sam2VisionConfig
 
-    from vidagent.sam2_processor import Sam2ImageProcessorTorch, TorchSam2VideoProcessor
+    from vidagent.models.sam2_processor import Sam2ImageProcessorTorch, TorchSam2VideoProcessor
 
     if full:  # sam2.1-hiera-large
         backbone = Sam2HieraDetConfig(
@@ -141,9 +141,9 @@ def _per_second(fn, frames: int, device: str) -> float:
 
 
 def run(settings: Settings) -> list[Measurement]:
+    from vidagent.media.video import Video
     from vidagent.tools.detect_track import detect_frames
     from vidagent.tools.segment import propagate, sam_masks
-    from vidagent.video import Video
 
     device = "cuda:0" if settings.device == "cuda" and torch.cuda.is_available() else "cpu"
     full = settings.full_size and device != "cpu"

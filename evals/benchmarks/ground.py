@@ -47,10 +47,10 @@ def _timed(fn: Callable[[], object], repeats: int, device: str, warmup: int = 1)
 def _encoder(device: str):  # -> ClipEncoder over a random-weight ViT-B/32
     from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
 
-    from vidagent.encoders import ClipEncoder
-    from vidagent.hub import LoadedModel
-    from vidagent.profile import RoleSpec
-    from vidagent.tiny import clip_tokenizer
+    from vidagent.models.encoders import ClipEncoder
+    from vidagent.models.hub import LoadedModel
+    from vidagent.models.profile import RoleSpec
+    from vidagent.models.tiny import clip_tokenizer
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -62,7 +62,7 @@ def _encoder(device: str):  # -> ClipEncoder over a random-weight ViT-B/32
 
 
 def run(settings: Settings) -> list[Measurement]:
-    from vidagent.ground_head import (
+    from vidagent.grounding.head import (
         GroundConfig,
         GroundHead,
         GroundTargets,

@@ -24,8 +24,8 @@ CHILD = textwrap.dedent(
     import numpy as np
     from vidagent.evals.benchmarks import flush_denormals, peak_rss_mb
     from vidagent.evals.benchmarks.index import hub_for
-    from vidagent.index import Index
-    from vidagent.store import Store
+    from vidagent.media.index import Index
+    from vidagent.media.store import Store
 
     flush_denormals()
     video, store, encoder, device = sys.argv[1:5]
@@ -45,9 +45,9 @@ def hub_for(encoder: str, device: str):  # -> ModelHub
 
     ``ENCODER+compile`` runs the same vision tower under torch.compile (``options: {compile: true}``).
     """
-    from vidagent.hub import ModelHub
-    from vidagent.paths import cache_dir
-    from vidagent.profile import parse_profile
+    from vidagent.core.paths import cache_dir
+    from vidagent.models.hub import ModelHub
+    from vidagent.models.profile import parse_profile
 
     base, compiled = encoder.removesuffix("+compile"), encoder.endswith("+compile")
     if base == "tiny":
@@ -67,7 +67,7 @@ def random_clip(out: Path, large: bool = False) -> Path:
     import torch
     from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor
 
-    from vidagent.tiny import clip_tokenizer
+    from vidagent.models.tiny import clip_tokenizer
 
     torch.manual_seed(0)
     if large:
@@ -88,7 +88,7 @@ def random_clip(out: Path, large: bool = False) -> Path:
 
 def video_dir() -> Path:
     """Generated benchmark videos are kept between runs (they take a while to encode)."""
-    from vidagent.paths import cache_dir
+    from vidagent.core.paths import cache_dir
 
     path = cache_dir() / "bench" / "videos"
     path.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ QUERIES = 20
 
 
 def run(settings: Settings) -> list[Measurement]:
-    from vidagent.api import VideoAgent
+    from vidagent.agent.api import VideoAgent
     from vidagent.tools.retrieve import search_library
 
     lengths = [1, 5] if settings.quick else [1, 10, 60]

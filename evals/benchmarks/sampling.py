@@ -22,7 +22,7 @@ import numpy as np
 
 from vidagent.evals.benchmarks import Benchmark, Measurement, Settings
 from vidagent.evals.benchmarks.index import video_dir, write_long_video
-from vidagent.video import Video, decord_available, target_times
+from vidagent.media.video import Video, decord_available, target_times
 
 
 def write_hd_video(path: Path, size: tuple[int, int], seconds: int, fps: int = 25) -> Path:
@@ -102,7 +102,7 @@ RSS_CHILD = textwrap.dedent(
     """
     import json, sys
     from vidagent.evals.benchmarks import peak_rss_mb
-    from vidagent.video import Video
+    from vidagent.media.video import Video
     n = 0
     with Video.open(sys.argv[1], backend=sys.argv[2]) as video:
         for chunk in video.iter_chunks(fps=1.0, short_side=224, chunk_size=32):

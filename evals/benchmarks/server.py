@@ -44,7 +44,7 @@ def serving(folder: Path, profile: str = "tiny", timeout: float = 180.0) -> Iter
     folder.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     log = folder / "serve.log"
-    command = [sys.executable, "-m", "vidagent.cli", "serve", "--profile", profile, "--port", str(port),
+    command = [sys.executable, "-m", "vidagent.app.cli", "serve", "--profile", profile, "--port", str(port),
                "--store", str(folder / "store.sqlite"), "--upload-dir", str(folder / "uploads")]
     with log.open("w") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT,
@@ -95,7 +95,7 @@ def _chat(client: object, video: str, rounds: int) -> list[tuple[float, bool]]:
 def run(settings: Settings) -> list[Measurement]:
     import httpx
 
-    from vidagent.sample_videos import sample_video
+    from vidagent.media.sample_videos import sample_video
 
     rows: list[Measurement] = []
     with serving(Path(settings.workdir) / "serve") as url, httpx.Client(base_url=url, timeout=600) as client:

@@ -48,7 +48,7 @@ def test_a_run_averages_wups_over_every_question() -> None:
 def test_eval_takes_another_stop_word_list(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from vidagent.cli import app
+    from vidagent.app.cli import app
 
     data = Path(__file__).parent / "fixtures" / "nextqa_oe"
     missing = CliRunner().invoke(app, ["eval", "nextqa-oe", "--data", str(data), "--stopwords", str(tmp_path / "x.txt")])

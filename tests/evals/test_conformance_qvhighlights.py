@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from vidagent.evals.grounding import load_qvhighlights, score
+from vidagent.evals.grounding import score
+from vidagent.grounding.data import load_qvhighlights
 
 FIXTURES = Path(__file__).parent / "fixtures" / "conformance" / "qvhighlights"
 

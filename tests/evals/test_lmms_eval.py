@@ -9,7 +9,7 @@ from lmms_eval.api.instance import Instance
 from lmms_eval.models.registry_v2 import ModelRegistryV2
 
 from vidagent.evals.lmms_eval_model import Prompt, VidagentLMM, split_options, truncate
-from vidagent.sample_videos import sample_video
+from vidagent.media.sample_videos import sample_video
 
 TASK, SPLIT = "videomme_probe", "test"
 # lmms-eval's videomme doc_to_text with its default post_prompt.

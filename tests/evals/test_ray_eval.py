@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from synth import write_video
 from typer.testing import CliRunner
 
-from vidagent.cli import app
+from tests.synth import write_video
+from vidagent.app.cli import app
 from vidagent.evals.runner import Runner, RunSettings, make_method, read_run, run_task
 from vidagent.evals.tasks import Sample, Task
-from vidagent.store import Store
+from vidagent.media.store import Store
 
 pytest.importorskip("ray", reason="the ray extra is not installed")
 pytestmark = pytest.mark.timeout(600)
@@ -70,8 +70,8 @@ def test_the_driver_pre_indexes_each_file_that_opens_once(task: Task, tmp_path: 
 
 def test_ray_eval_writes_the_run_file_the_local_engine_writes(task: Task, tmp_path: Path, tiny_hub, local_ray,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from vidagent import ray_engine
     from vidagent.evals.ray_eval import RayEngine
+    from vidagent.media import ray_engine
 
     indexed: list[list[str]] = []
     real_index = ray_engine.index_with_ray

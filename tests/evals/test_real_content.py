@@ -36,7 +36,7 @@ from vidagent.evals.real_content import (
 from vidagent.evals.runner import Prediction
 from vidagent.evals.tasks import TaskError, load_task
 
-COMMITTED_DEMO = Path(__file__).resolve().parents[2] / "agent" / "data" / "announcement.mp4"
+COMMITTED_DEMO = Path(__file__).resolve().parents[2] / "agent" / "media" / "data" / "announcement.mp4"
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
                                   reason="espeak-ng is not installed (make test installs Debian's espeak-ng)")

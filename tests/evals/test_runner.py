@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from synth import write_video
 from typer.testing import CliRunner
 
-from vidagent.cli import app
+from tests.synth import write_video
+from vidagent.app.cli import app
 from vidagent.evals.runner import (
     Method,
     Prediction,
@@ -127,7 +127,7 @@ def test_a_broken_video_is_an_error_row_not_a_crash(clip: Path, tmp_path: Path) 
 
     class Opens(Fixed):
         def answer(self, sample: Sample, video: Path) -> Prediction:
-            from vidagent.video import Video
+            from vidagent.media.video import Video
 
             Video.open(video).close()
             return super().answer(sample, video)
@@ -194,7 +194,7 @@ def test_each_method_runs_on_the_tiny_profile(method: str, clip: Path, tmp_path:
 @pytest.mark.parametrize("method", ["agent", "blind"])
 def test_a_planner_that_cannot_load_stops_the_run_before_the_first_sample(method: str, clip: Path,
                                                                           tmp_path: Path) -> None:
-    from vidagent.errors import ModelNotAvailable
+    from vidagent.core.errors import ModelNotAvailable
 
     profile = tmp_path / "broken.yaml"
     profile.write_text(f"name: broken\nroles:\n  planner: {{id: {tmp_path / 'no-such-checkpoint'}}}\n")
@@ -222,7 +222,7 @@ def test_cli_eval_jsonl_then_report(clip: Path, tmp_path: Path, tiny_hub) -> Non
 
 
 def test_cli_eval_bad_input_is_a_clear_error(tmp_path: Path) -> None:
-    from vidagent.cli import main
+    from vidagent.app.cli import main
 
     no_data = CliRunner().invoke(app, ["eval", "nextqa"])
     assert no_data.exit_code == 2 and "--data is required" in no_data.output

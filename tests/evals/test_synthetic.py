@@ -19,7 +19,7 @@ from scipy import ndimage
 
 from vidagent.evals.synthetic import FPS, KINDS, write_synthetic
 from vidagent.evals.tasks import Sample, load_task
-from vidagent.video import Video
+from vidagent.media.video import Video
 
 HUES = {"red": (340, 20), "yellow": (40, 70), "green": (90, 160), "blue": (200, 250), "purple": (260, 310)}
 

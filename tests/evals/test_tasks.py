@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from synth import write_video
 
+from tests.synth import write_video
 from vidagent.evals.tasks import (
     LETTERS,
     Sample,

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from vidagent.store import Store
-from vidagent.tooling import ToolContext
+from vidagent.media.store import Store
+from vidagent.tools.base import ToolContext
 
 
 @pytest.fixture

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 from pydantic import ValidationError
-from synth import moving_square, write_video
 from transformers import AutoProcessor, GroundingDinoForObjectDetection
 from typer.testing import CliRunner
 
-from vidagent.cli import app
-from vidagent.errors import VidagentError
-from vidagent.tooling import ToolContext
+from tests.synth import moving_square, write_video
+from vidagent.app.cli import app
+from vidagent.core.errors import VidagentError
+from vidagent.media.video import Video
+from vidagent.tools.base import ToolContext
 from vidagent.tools.detect_track import (
     BATCH_SIZE,
     TOOL,
@@ -30,7 +31,6 @@ from vidagent.tools.detect_track import (
     render,
     tracks_for,
 )
-from vidagent.video import Video
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def test_over_long_prompt_is_truncated_with_a_warning(ctx: ToolContext, clip: Pa
 
 
 def test_phrases_map_to_labels() -> None:
-    from vidagent.tiny import bert_tokenizer
+    from vidagent.models.tiny import bert_tokenizer
 
     tokenizer = bert_tokenizer()
     ids = tokenizer("person. red car.")["input_ids"]  # [CLS] person . red car . [SEP]
@@ -222,7 +222,7 @@ def test_render_and_cli(ctx: ToolContext, clip: Path, tmp_path: Path) -> None:
 def test_extreme_and_odd_sizes_detect(tmp_path: Path, tiny_hub, size: tuple[int, int]) -> None:
     """A 2000x100 video used to fail in the processor (a 4-pixel frame read as channels first), a
     16x2000 one with "short_side must be a positive integer, got 0"."""
-    from vidagent.store import Store
+    from vidagent.media.store import Store
 
     video = write_video(tmp_path / "v.mp4", fps=5, seconds=1, size=size)
     ctx = ToolContext(hub=tiny_hub, store=Store(tmp_path / "s.sqlite"))

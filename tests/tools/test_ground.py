@@ -9,25 +9,25 @@ import numpy as np
 import pytest
 import torch
 
-import vidagent.ground_head as ground_head
-from vidagent.errors import SpanOutOfRange
-from vidagent.evals.grounding_synth import Event, SynthSpec, write_video
-from vidagent.ground_head import GroundConfig, GroundHead, HeadMismatch
-from vidagent.hub import ModelHub
-from vidagent.profile import parse_profile
-from vidagent.registry import ToolRegistry, discover_tools
-from vidagent.store import Store
-from vidagent.tiny import ensure_tiny
-from vidagent.tooling import ToolContext
+import vidagent.grounding.head as ground_head
+from vidagent.agent.registry import ToolRegistry, discover_tools
+from vidagent.core.errors import SpanOutOfRange
+from vidagent.grounding.features import ClipFeatureMemory
+from vidagent.grounding.head import GroundConfig, GroundHead, HeadMismatch
+from vidagent.grounding.synthetic import Event, SynthSpec, write_video
+from vidagent.media.store import Store
+from vidagent.models.hub import ModelHub
+from vidagent.models.profile import parse_profile
+from vidagent.models.tiny import ensure_tiny
 from vidagent.tools import ground as ground_tool
-from vidagent.tools.ground import CURVE_POINTS, FEATURES, TOOL
+from vidagent.tools.base import ToolContext
+from vidagent.tools.ground import CURVE_POINTS, TOOL
 
 
 @pytest.fixture(autouse=True)
 def one_thread() -> Iterator[None]:
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    FEATURES.clear()
     yield
     torch.set_num_threads(before)
 
@@ -107,7 +107,7 @@ def test_head_grounds_with_features_computed_once_per_video(
     TOOL(ctx, video, query="a blue square")  # another query: features reused
     TOOL(ctx, video, query="a red circle", k=4)  # same call: the stored result
     assert calls == [10]
-    FEATURES.clear()
+    ctx.shared("ground.clip_features", ClipFeatureMemory).clear()
     inside = TOOL(ctx, video, query="a blue square", span=(11.0, 17.0))
     assert calls == [10, 4]  # clips 5..8 (10-18 s) only
     assert (inside.start >= 11.0).all() and (inside.end <= 17.0).all()

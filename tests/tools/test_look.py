@@ -6,20 +6,20 @@ from pathlib import Path
 
 import pytest
 import torch
-from synth import write_video
 from transformers import LlavaOnevisionForConditionalGeneration, LlavaOnevisionProcessor
 
-from vidagent.cli import main
-from vidagent.errors import SpanOutOfRange
-from vidagent.hub import image_only_processor
-from vidagent.store import Store
-from vidagent.tooling import ToolContext
+from tests.synth import write_video
+from vidagent.app.cli import main
+from vidagent.core.errors import SpanOutOfRange
+from vidagent.media.store import Store
+from vidagent.media.video import Video
+from vidagent.models.hub import image_only_processor
 from vidagent.tools import caption as caption_module
+from vidagent.tools.base import ToolContext
 from vidagent.tools.caption import TOOL as CAPTION
 from vidagent.tools.caption import caption_prompt, caption_video, caption_windows
 from vidagent.tools.look import TOOL as LOOK
 from vidagent.tools.look import LookInput, VlmOutput, frame_short_side, look_prompt, vlm_generate
-from vidagent.video import Video
 
 
 @pytest.fixture(scope="module")

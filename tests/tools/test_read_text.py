@@ -9,18 +9,18 @@ from typing import Any
 
 import numpy as np
 import pytest
-from ocr_renders import DV, LB, Render, font_available, render
 from PIL import Image, ImageDraw, ImageFont
-from synth import write_video
 
-from vidagent.api import VideoAgent
-from vidagent.errors import SpanOutOfRange
-from vidagent.graph import Budget
-from vidagent.llm import ScriptedChat
-from vidagent.registry import ToolRegistry, discover_tools
-from vidagent.store import Store
-from vidagent.tooling import ToolContext
+from tests.synth import write_video
+from tests.tools.ocr_renders import DV, LB, Render, font_available, render
+from vidagent.agent.api import VideoAgent
+from vidagent.agent.graph import Budget
+from vidagent.agent.registry import ToolRegistry, discover_tools
+from vidagent.core.errors import SpanOutOfRange
+from vidagent.media.store import Store
+from vidagent.models.llm import ScriptedChat
 from vidagent.tools import read_text as read_text_module
+from vidagent.tools.base import ToolContext
 from vidagent.tools.read_text import (
     GAP,
     MAX_FRAMES,

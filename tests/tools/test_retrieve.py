@@ -5,14 +5,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from synth import write_video
 from transformers import CLIPModel, CLIPProcessor
 
-from vidagent.errors import SpanOutOfRange
-from vidagent.store import Store
-from vidagent.tooling import ToolContext
+from tests.synth import write_video
+from vidagent.core.errors import SpanOutOfRange
+from vidagent.media.store import Store
+from vidagent.media.video import Video
+from vidagent.tools.base import ToolContext
 from vidagent.tools.retrieve import TOOL, peaks_to_spans, search_library, smooth
-from vidagent.video import Video
 
 
 def two_colour_video(path: Path) -> Path:

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import torch
 from pydantic import ValidationError
-from synth import moving_square, write_video
 from transformers import SamModel, SamProcessor
 
-from vidagent.errors import SpanOutOfRange
-from vidagent.sam2_processor import TorchSam2VideoProcessor
-from vidagent.tooling import ToolContext
+from tests.synth import moving_square, write_video
+from vidagent.core.errors import SpanOutOfRange
+from vidagent.media.video import Video
+from vidagent.models.sam2_processor import TorchSam2VideoProcessor
 from vidagent.tools import segment as seg
+from vidagent.tools.base import ToolContext
 from vidagent.tools.detect_track import DetectInput, tracks_for
-from vidagent.video import Video
 
 
 @pytest.fixture(scope="module")

