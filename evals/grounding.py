@@ -44,15 +44,26 @@ def score(predictions: list[dict[str, Any]], samples: list[GroundingSample], fmt
     metrics = moment_metrics(moments, truth)
     labelled = [s for s in samples if s.has_saliency]
     if labelled:
-        saliency = {str(p["qid"]): p["pred_saliency_scores"] for p in predictions if "pred_saliency_scores" in p}
-        gt = {s.qid: saliency_matrix(max(int(s.duration / QVH_CLIP_SECONDS), 1), s.relevant_clip_ids,
-                                     s.saliency_scores) for s in labelled}
+        saliency = {
+            str(p["qid"]): p["pred_saliency_scores"] for p in predictions if "pred_saliency_scores" in p
+        }
+        gt = {
+            s.qid: saliency_matrix(
+                max(int(s.duration / QVH_CLIP_SECONDS), 1), s.relevant_clip_ids, s.saliency_scores
+            )
+            for s in labelled
+        }
         metrics.update(highlight_metrics(saliency, gt))
     return metrics
 
 
-def random_predictions(samples: list[GroundingSample], *, seed: int = 0, lengths: Sequence[float] | None = None,
-                       windows: int = 10) -> list[dict[str, Any]]:
+def random_predictions(
+    samples: list[GroundingSample],
+    *,
+    seed: int = 0,
+    lengths: Sequence[float] | None = None,
+    windows: int = 10,
+) -> list[dict[str, Any]]:
     """A random baseline: ``windows`` random spans per query (random scores) and random saliency.
 
     Spans are uniform (start and end two uniform points of the video) or, with ``lengths``, a
@@ -73,13 +84,21 @@ def random_predictions(samples: list[GroundingSample], *, seed: int = 0, lengths
                 spans.append([a, b, float(rng.random())])
         spans.sort(key=lambda w: -w[2])
         clips = max(int(duration / QVH_CLIP_SECONDS), 1)
-        out.append({"qid": s.qid, "query": s.query, "vid": s.vid, "pred_relevant_windows": spans,
-                    "pred_saliency_scores": rng.random(clips).tolist()})
+        out.append(
+            {
+                "qid": s.qid,
+                "query": s.query,
+                "vid": s.vid,
+                "pred_relevant_windows": spans,
+                "pred_saliency_scores": rng.random(clips).tolist(),
+            }
+        )
     return out
 
 
-def random_baseline(samples: list[GroundingSample], fmt: str, *, lengths: Sequence[float] | None = None,
-                    seeds: int = 20) -> dict[str, float]:
+def random_baseline(
+    samples: list[GroundingSample], fmt: str, *, lengths: Sequence[float] | None = None, seeds: int = 20
+) -> dict[str, float]:
     """Metrics of :func:`random_predictions`, averaged over ``seeds`` draws."""
     runs = [score(random_predictions(samples, seed=k, lengths=lengths), samples, fmt) for k in range(seeds)]
     return {key: float(np.mean([r[key] for r in runs])) for key in runs[0]} if runs else {}
@@ -92,7 +111,9 @@ def format_metrics(table: dict[str, dict[str, float]]) -> str:
         keys += [k for k in metrics if k not in keys]
     lines = ["| run | " + " | ".join(keys) + " |", "| --- |" + " ---: |" * len(keys)]
     for name, metrics in table.items():
-        lines.append(f"| {name} | " + " | ".join(f"{metrics[k]:.2f}" if k in metrics else "" for k in keys) + " |")
+        lines.append(
+            f"| {name} | " + " | ".join(f"{metrics[k]:.2f}" if k in metrics else "" for k in keys) + " |"
+        )
     return "\n".join(lines)
 
 
@@ -104,9 +125,17 @@ class EvalResult:
     samples: list[GroundingSample]
 
 
-def evaluate_checkpoint(ckpt: str | Path, data: str | Path, videos: str | Path, *, fmt: str = "qvhighlights",
-                        profile: str = "auto", cache: Path | None = None, batch_size: int = 32,
-                        progress: bool = True) -> EvalResult:
+def evaluate_checkpoint(
+    ckpt: str | Path,
+    data: str | Path,
+    videos: str | Path,
+    *,
+    fmt: str = "qvhighlights",
+    profile: str = "auto",
+    cache: Path | None = None,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> EvalResult:
     """Load a head from ``ckpt`` and score it on ``data`` (features from the cache or computed)."""
     encoder = load_encoder(profile)
     head = GroundHead.from_pretrained(ckpt, device=encoder.device)
@@ -125,9 +154,18 @@ QUICK_SPEC = {"train_videos": 32, "val_videos": 12, "seconds": 24.0, "fps": 2.0,
 SYNTH_HEAD = {"hidden": 64, "heads": 4, "dropout": 0.0, "pyramid_levels": 3}
 
 
-def run_synthetic(out: str | Path, *, quick: bool = False, epochs: int | None = None, seed: int = 0,
-                  batch_size: int = 16, lr: float = 2e-3, progress: bool = True, threads: int | None = 1,
-                  spec: Any = None) -> dict[str, Any]:
+def run_synthetic(
+    out: str | Path,
+    *,
+    quick: bool = False,
+    epochs: int | None = None,
+    seed: int = 0,
+    batch_size: int = 16,
+    lr: float = 2e-3,
+    progress: bool = True,
+    threads: int | None = 1,
+    spec: Any = None,
+) -> dict[str, Any]:
     """Generate the synthetic set, train on it with the TINY random-weight CLIP, score held-out videos.
 
     Returns the held-out metrics of the trained head after the last epoch (no checkpoint
@@ -145,12 +183,27 @@ def run_synthetic(out: str | Path, *, quick: bool = False, epochs: int | None = 
     if threads:
         torch.set_num_threads(threads)
     try:
-        result = train(TrainSettings(
-            train=data.train, val=data.val, videos=data.videos, format="qvhighlights", out=out / "run",
-            epochs=epochs or (30 if quick else 60), batch_size=batch_size, lr=lr, seed=seed, profile="tiny",
-            cpu=True, cache=out / "features", head=dict(SYNTH_HEAD), select="MR-R1@0.5", progress=progress,
-            warmup=0.1,
-        ), score=score)
+        result = train(
+            TrainSettings(
+                train=data.train,
+                val=data.val,
+                videos=data.videos,
+                format="qvhighlights",
+                out=out / "run",
+                epochs=epochs or (30 if quick else 60),
+                batch_size=batch_size,
+                lr=lr,
+                seed=seed,
+                profile="tiny",
+                cpu=True,
+                cache=out / "features",
+                head=dict(SYNTH_HEAD),
+                select="MR-R1@0.5",
+                progress=progress,
+                warmup=0.1,
+            ),
+            score=score,
+        )
     finally:
         torch.set_num_threads(before)
     val = load_qvhighlights(data.val)

@@ -49,7 +49,9 @@ def temporal_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of every window in ``a`` (N, 2) with every window in ``b`` (M, 2): (N, M)."""
     a = np.asarray(a, dtype=np.float64).reshape(-1, 2)
     b = np.asarray(b, dtype=np.float64).reshape(-1, 2)
-    inter = np.clip(np.minimum(a[:, None, 1], b[None, :, 1]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    inter = np.clip(
+        np.minimum(a[:, None, 1], b[None, :, 1]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None
+    )
     # the official arithmetic (sum of lengths minus the intersection, not the hull): the same number,
     # but a window at exactly IoU 0.7 must land on the same side of 0.7 as in the official script
     union = (a[:, None, 1] - a[:, None, 0]) + (b[None, :, 1] - b[None, :, 0]) - inter
@@ -82,7 +84,8 @@ def interpolated_ap(precision: np.ndarray, recall: np.ndarray) -> float:
 
 
 def detection_ap(
-    pred_windows: Sequence[Sequence[float]], gt_windows: Sequence[Sequence[float]],
+    pred_windows: Sequence[Sequence[float]],
+    gt_windows: Sequence[Sequence[float]],
     thresholds: Iterable[float] = MR_THRESHOLDS,
 ) -> np.ndarray:
     """Per-threshold AP of one query's ranked windows against its ground truth (see module doc)."""
@@ -118,8 +121,10 @@ def detection_ap(
 
 
 def moment_metrics(
-    predictions: dict[Any, Sequence[Sequence[float]]], ground_truth: dict[Any, Sequence[Sequence[float]]],
-    *, max_windows: int = MAX_PRED_WINDOWS,
+    predictions: dict[Any, Sequence[Sequence[float]]],
+    ground_truth: dict[Any, Sequence[Sequence[float]]],
+    *,
+    max_windows: int = MAX_PRED_WINDOWS,
 ) -> dict[str, float]:
     """QVHighlights moment retrieval: MR-R1@0.5/0.7, MR-mAP@0.5/0.75 and MR-mAP (avg 0.5:0.95).
 
@@ -131,9 +136,9 @@ def moment_metrics(
     if not qids:
         return {}
     top1 = np.array([top1_iou(predictions.get(q, []), ground_truth[q]) for q in qids])
-    aps = np.stack([
-        detection_ap(list(predictions.get(q, []))[:max_windows], ground_truth[q]) for q in qids
-    ])  # (Q, thresholds): the first ``max_windows`` listed, then ranked by score
+    aps = np.stack(
+        [detection_ap(list(predictions.get(q, []))[:max_windows], ground_truth[q]) for q in qids]
+    )  # (Q, thresholds): the first ``max_windows`` listed, then ranked by score
     per_threshold = aps.mean(axis=0)
     at = {round(float(t), 2): float(v) for t, v in zip(MR_THRESHOLDS, per_threshold, strict=True)}
     return {
@@ -169,7 +174,9 @@ def saliency_ap(y_true: np.ndarray, y_score: np.ndarray) -> float:
     return float(np.mean(precision[changes]))
 
 
-def saliency_matrix(num_clips: int, relevant_clip_ids: Sequence[int], saliency_scores: Sequence[Sequence[float]]) -> np.ndarray:
+def saliency_matrix(
+    num_clips: int, relevant_clip_ids: Sequence[int], saliency_scores: Sequence[Sequence[float]]
+) -> np.ndarray:
     """(num_clips, annotators) scores: the relevant clips' scores, 0 elsewhere."""
     scores = np.asarray(saliency_scores, dtype=np.float64)
     annotators = scores.shape[1] if scores.ndim == 2 and scores.size else 3
@@ -182,8 +189,10 @@ def saliency_matrix(num_clips: int, relevant_clip_ids: Sequence[int], saliency_s
 
 
 def highlight_metrics(
-    predictions: dict[Any, Sequence[float]], ground_truth: dict[Any, np.ndarray],
-    *, levels: Sequence[int] = SALIENCY_LEVELS,
+    predictions: dict[Any, Sequence[float]],
+    ground_truth: dict[Any, np.ndarray],
+    *,
+    levels: Sequence[int] = SALIENCY_LEVELS,
 ) -> dict[str, float]:
     """QVHighlights highlight detection: ``HL-mAP@k`` and ``HL-HIT@1@k`` at saliency ``>= k`` for
     each level, and the VeryGood pair under the plain names ``HL-mAP`` and ``HL-HIT@1``.
@@ -215,7 +224,8 @@ def highlight_metrics(
 
 
 def charades_metrics(
-    predictions: dict[Any, Sequence[Sequence[float]]], ground_truth: dict[Any, Sequence[Sequence[float]]],
+    predictions: dict[Any, Sequence[Sequence[float]]],
+    ground_truth: dict[Any, Sequence[Sequence[float]]],
     thresholds: Sequence[float] = (0.3, 0.5, 0.7),
 ) -> dict[str, float]:
     """Charades-STA: R1@t (top-1 IoU >= t) and mIoU (mean top-1 IoU), in percent."""
@@ -229,6 +239,16 @@ def charades_metrics(
 
 
 __all__ = [
-    "MR_THRESHOLDS", "SALIENCY_LEVELS", "VERY_GOOD", "charades_metrics", "detection_ap", "highlight_metrics", "interpolated_ap",
-    "moment_metrics", "saliency_ap", "saliency_matrix", "temporal_iou", "top1_iou",
+    "MR_THRESHOLDS",
+    "SALIENCY_LEVELS",
+    "VERY_GOOD",
+    "charades_metrics",
+    "detection_ap",
+    "highlight_metrics",
+    "interpolated_ap",
+    "moment_metrics",
+    "saliency_ap",
+    "saliency_matrix",
+    "temporal_iou",
+    "top1_iou",
 ]

@@ -110,8 +110,9 @@ class VidagentLMM(lmms):
                 f"unknown --model_args for vidagent: {', '.join(sorted(kwargs))} (known: profile, store, fps, "
                 f"options, {', '.join(_BUDGET_ARGS)})"
             )
-        limits = dict(zip(_BUDGET_ARGS, (max_steps, max_seconds, max_tool_calls, max_frames, max_tokens),
-                          strict=True))
+        limits = dict(
+            zip(_BUDGET_ARGS, (max_steps, max_seconds, max_tool_calls, max_frames, max_tokens), strict=True)
+        )
         budget = Budget(**{k: v for k, v in limits.items() if v is not None})
         self.use_options = bool(options)
         self.agent = VideoAgent.from_profile(str(profile), store=store, budget=budget, fps=float(fps))
@@ -161,7 +162,11 @@ class VidagentLMM(lmms):
             )
         path = Path(first)
         if path.is_dir():
-            raise VidagentError(f"{task} doc {doc_id}: {path} is a folder of frames; vidagent needs a video file")
+            raise VidagentError(
+                f"{task} doc {doc_id}: {path} is a folder of frames; vidagent needs a video file"
+            )
         if len(items) > 1:
-            log.warning("%s doc %s: %d visuals, vidagent answers about the first (%s)", task, doc_id, len(items), path)
+            log.warning(
+                "%s doc %s: %d visuals, vidagent answers about the first (%s)", task, doc_id, len(items), path
+            )
         return path

@@ -41,14 +41,18 @@ log = logging.getLogger(__name__)
 class AnswerSamples:
     """The Ray Data model actor: the run's method and judge, answering one sample per call."""
 
-    def __init__(self, task: Task, settings: RunSettings, store: str | None, out: str, clips_dir: str) -> None:
+    def __init__(
+        self, task: Task, settings: RunSettings, store: str | None, out: str, clips_dir: str
+    ) -> None:
         method = make_method(settings, store)
         judge = make_judge(settings.judge) if settings.judge and task.open_ended else None
         self.runner = Runner(task, settings, method, out, judge=judge, clips_dir=clips_dir)
         self.samples = {sample.id: sample for sample in task.samples}
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        rows = [json.dumps(self.runner.answer_row(self.samples[str(id_)]), default=str) for id_ in batch["id"]]
+        rows = [
+            json.dumps(self.runner.answer_row(self.samples[str(id_)]), default=str) for id_ in batch["id"]
+        ]
         return {"row": np.array(rows, dtype=object)}
 
 
@@ -95,12 +99,17 @@ class RayEngine:
         task = runner.task
         dataset = ray.data.from_items([{"id": sample.id} for sample in todo], override_num_blocks=len(todo))
         dataset = dataset.map_batches(
-            AnswerSamples, batch_size=1, compute=ray.data.ActorPoolStrategy(size=actors),
-            num_gpus=1 if self.gpus else 0, num_cpus=0 if self.gpus else 1,
+            AnswerSamples,
+            batch_size=1,
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            num_gpus=1 if self.gpus else 0,
+            num_cpus=0 if self.gpus else 1,
             fn_constructor_kwargs={
                 "task": replace(task, samples=todo),  # its scorers too (real, routing)
-                "settings": runner.settings, "store": str(self.store) if self.store else None,
-                "out": str(runner.out), "clips_dir": str(runner.clips_dir),
+                "settings": runner.settings,
+                "store": str(self.store) if self.store else None,
+                "out": str(runner.out),
+                "clips_dir": str(runner.clips_dir),
             },
         )
         for row in dataset.iter_rows():  # one sample per block: each line lands as it is answered
@@ -114,7 +123,16 @@ class RayEngine:
         if not videos:
             return
         try:
-            index_with_ray(videos, profile=runner.settings.profile, store=Store(self.store), fps=runner.settings.fps,
-                           workers=self.workers, gpus=self.gpus, address=self.address)
+            index_with_ray(
+                videos,
+                profile=runner.settings.profile,
+                store=Store(self.store),
+                fps=runner.settings.fps,
+                workers=self.workers,
+                gpus=self.gpus,
+                address=self.address,
+            )
         except Exception as exc:  # Ray re-raises a worker's error wrapped in its own types
-            log.warning("indexing on Ray failed (%s: %s); the actors will index as they go", type(exc).__name__, exc)
+            log.warning(
+                "indexing on Ray failed (%s: %s); the actors will index as they go", type(exc).__name__, exc
+            )

@@ -83,7 +83,9 @@ KINDS = ("said", "shown", "when_said", "when_shown", "both")
 JSONL_NAME = "real_content.jsonl"
 RENDER_VERSION = 1  # bump when the rendering changes, so old clips are not reused
 SOURCES: dict[str, tuple[int, int]] = {  # sample video -> output (width, height)
-    "bikes": (416, 176), "bigbuckbunny": (320, 176), "carphone": (256, 208),
+    "bikes": (416, 176),
+    "bigbuckbunny": (320, 176),
+    "carphone": (256, 208),
 }
 SPEECH_TOOLS = ("transcribe", "find_text")
 TEXT_TOOLS = ("read_text", "find_text")
@@ -93,15 +95,28 @@ TEXT_TOOLS = ("read_text", "find_text")
 # Oxford, Leeds, Glasgow, Vienna, Prague, Denver, Lisbon, Cardiff, Anna, Emma, Daniel, James, Sophie, "suitcase", and
 # numbers with a three, seven or nine in them ("free", "server", "seventy", "20 iron"), or forty ("for the") were
 # often misheard.
-CITIES = ("York", "Bristol", "Dublin", "Paris", "Berlin", "Madrid", "Boston", "Chicago", "Seattle",
-          "Toronto")
+CITIES = ("York", "Bristol", "Dublin", "Paris", "Berlin", "Madrid", "Boston", "Chicago", "Seattle", "Toronto")
 NAMES = ("David", "Maria", "Peter", "Thomas", "Laura", "Oliver", "Hannah")
 OBJECTS = ("umbrella", "bicycle", "camera", "guitar", "backpack", "laptop", "wallet", "jacket", "helmet")
 NUMBERS = tuple(n for n in range(10, 70) if not {"3", "7", "9"} & set(str(n)) and not 40 <= n < 50)
 PLATFORMS = (2, 4, 5, 6, 8, 10, 11, 12)
 COLOUR_WORDS = ("red", "blue", "green", "yellow", "black", "white", "orange", "purple")
-SIGN_WORDS = ("EXIT", "TICKETS", "TOILETS", "INFORMATION", "LUGGAGE", "PARKING", "ARRIVALS", "DEPARTURES", "PHARMACY",
-              "LIBRARY", "MUSEUM", "TAXI", "HOTEL", "BAKERY")
+SIGN_WORDS = (
+    "EXIT",
+    "TICKETS",
+    "TOILETS",
+    "INFORMATION",
+    "LUGGAGE",
+    "PARKING",
+    "ARRIVALS",
+    "DEPARTURES",
+    "PHARMACY",
+    "LIBRARY",
+    "MUSEUM",
+    "TAXI",
+    "HOTEL",
+    "BAKERY",
+)
 FILLER_LINES = (
     "Please keep your belongings with you at all times.",
     "Mind the gap between the train and the platform.",
@@ -111,15 +126,32 @@ FILLER_LINES = (
     "Please stand behind the yellow line.",
     "Refreshments are available in the waiting room.",
 )
-CITY_LINES = ("The next train for {city} leaves in a few minutes.", "This train terminates at {city}.",
-              "We will shortly be arriving in {city}.", "Please change here for {city}.")
-GATE_LINES = ("Please proceed to gate {n}.", "Boarding is now taking place at gate {n}.", "Gate {n} is now closed.")
-NUMBER_LINES = (*GATE_LINES, "Platform {n} is now closed.", "The service is running {n} minutes late.",
-                "Room {n} is ready for you.")
-NAME_LINES = ("Would {name} please come to the information desk.", "Calling passenger {name}, your taxi is waiting.",
-              "{name}, please return to the front office.")
-OBJECT_LINES = ("A {colour} {object} has been found near the exit.",
-                "Has anyone lost a {colour} {object}? It is waiting at the desk.")
+CITY_LINES = (
+    "The next train for {city} leaves in a few minutes.",
+    "This train terminates at {city}.",
+    "We will shortly be arriving in {city}.",
+    "Please change here for {city}.",
+)
+GATE_LINES = (
+    "Please proceed to gate {n}.",
+    "Boarding is now taking place at gate {n}.",
+    "Gate {n} is now closed.",
+)
+NUMBER_LINES = (
+    *GATE_LINES,
+    "Platform {n} is now closed.",
+    "The service is running {n} minutes late.",
+    "Room {n} is ready for you.",
+)
+NAME_LINES = (
+    "Would {name} please come to the information desk.",
+    "Calling passenger {name}, your taxi is waiting.",
+    "{name}, please return to the front office.",
+)
+OBJECT_LINES = (
+    "A {colour} {object} has been found near the exit.",
+    "Has anyone lost a {colour} {object}? It is waiting at the desk.",
+)
 WORD_LINES = ("Please follow the signs for {word}.", "The {word} is on your left.")
 PLATFORM_LINES = ("The train on platform {n} is delayed.", "Passengers on platform {n}, please board now.")
 TO_CITY_LINES = ("The train to {city} is now ready to board.", "The service to {city} is cancelled today.")
@@ -127,61 +159,113 @@ TO_CITY_LINES = ("The train to {city} is now ready to board.", "The service to {
 # the questions: kind -> topic -> phrasings
 TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
     "said": {
-        "city": ("Which city does the speaker mention?", "What city is named in the announcement?",
-                 "Which place name can be heard in the audio?", "The announcer names a city. Which one?"),
-        "number": ("What number does the announcer say?", "Which number is spoken in the clip?",
-                   "What number can you hear?"),
-        "name": ("Whose name is called out?", "Which person does the announcement call for?",
-                 "What name does the speaker say?"),
-        "object": ("What lost item is mentioned in the announcement?", "What object does the speaker say was found?",
-                   "What colour is the lost {object}, according to the speaker?"),
+        "city": (
+            "Which city does the speaker mention?",
+            "What city is named in the announcement?",
+            "Which place name can be heard in the audio?",
+            "The announcer names a city. Which one?",
+        ),
+        "number": (
+            "What number does the announcer say?",
+            "Which number is spoken in the clip?",
+            "What number can you hear?",
+        ),
+        "name": (
+            "Whose name is called out?",
+            "Which person does the announcement call for?",
+            "What name does the speaker say?",
+        ),
+        "object": (
+            "What lost item is mentioned in the announcement?",
+            "What object does the speaker say was found?",
+            "What colour is the lost {object}, according to the speaker?",
+        ),
     },
     "shown": {
-        "gate": ("Which gate number is shown on screen?", "What gate does the sign on screen show?",
-                 "What number is on the gate sign?"),
-        "city": ("Which destination is written on screen?", "Where is the next train going, according to the sign?",
-                 "What city does the sign on screen show?"),
-        "word": ("What word is written on the sign?", "What does the sign on screen say?",
-                 "Which word appears on screen?"),
+        "gate": (
+            "Which gate number is shown on screen?",
+            "What gate does the sign on screen show?",
+            "What number is on the gate sign?",
+        ),
+        "city": (
+            "Which destination is written on screen?",
+            "Where is the next train going, according to the sign?",
+            "What city does the sign on screen show?",
+        ),
+        "word": (
+            "What word is written on the sign?",
+            "What does the sign on screen say?",
+            "Which word appears on screen?",
+        ),
         "colour": ("What word is written in {colour} letters?", "Which word appears in {colour} on screen?"),
     },
     "when_said": {
-        "city": ("When does the speaker mention {city}?", "At what time is {city} mentioned in the audio?",
-                 "When can you hear the word {city}?"),
-        "number": ("When is gate {n} announced?", "When does the speaker say the number {n}?",
-                   "At what time do you hear gate {n} mentioned?"),
+        "city": (
+            "When does the speaker mention {city}?",
+            "At what time is {city} mentioned in the audio?",
+            "When can you hear the word {city}?",
+        ),
+        "number": (
+            "When is gate {n} announced?",
+            "When does the speaker say the number {n}?",
+            "At what time do you hear gate {n} mentioned?",
+        ),
         "name": ("When is {name} called?", "At what time does the speaker say the name {name}?"),
-        "object": ("When does the speaker mention the lost {object}?",
-                   "At what point in the clip is the {object} mentioned?"),
+        "object": (
+            "When does the speaker mention the lost {object}?",
+            "At what point in the clip is the {object} mentioned?",
+        ),
     },
     "when_shown": {
-        "word": ("When is the word {word} shown?", "At what time does the sign saying {word} appear?",
-                 "When can you read {word} on screen?", "During which seconds is {word} written on screen?"),
+        "word": (
+            "When is the word {word} shown?",
+            "At what time does the sign saying {word} appear?",
+            "When can you read {word} on screen?",
+            "During which seconds is {word} written on screen?",
+        ),
         "gate": ("When does the sign for gate {n} appear on screen?", "When is GATE {n} shown?"),
         "city": ("When is {city} written on screen?", "At what time does the screen show {city}?"),
     },
     "both": {
-        "board_city": ("The speaker names a platform; which destination is shown on screen for it?",
-                       "Which city does the board list next to the platform the announcer mentions?",
-                       "The announcement gives a platform number. Where does that train go, according to the "
-                       "screen?"),
-        "board_platform": ("Which platform does the board show for the city the speaker mentions?",
-                           "The speaker names a destination; what platform number does the screen give for it?"),
-        "common": ("Which city is both spoken aloud and shown on screen?",
-                   "One city is named by the speaker and also written on screen. Which is it?"),
-        "same": ("Is the city shown on screen the same one the speaker names?",
-                 "Does the sign show the same city that the announcer mentions?"),
+        "board_city": (
+            "The speaker names a platform; which destination is shown on screen for it?",
+            "Which city does the board list next to the platform the announcer mentions?",
+            "The announcement gives a platform number. Where does that train go, according to the screen?",
+        ),
+        "board_platform": (
+            "Which platform does the board show for the city the speaker mentions?",
+            "The speaker names a destination; what platform number does the screen give for it?",
+        ),
+        "common": (
+            "Which city is both spoken aloud and shown on screen?",
+            "One city is named by the speaker and also written on screen. Which is it?",
+        ),
+        "same": (
+            "Is the city shown on screen the same one the speaker names?",
+            "Does the sign show the same city that the announcer mentions?",
+        ),
     },
 }
 
 VOICES = ("en-us", "en-us+f3", "en-us+m3", "en-us+f2", "en", "en-gb-x-rp", "en-gb-x-rp+m3")
 SPEEDS = (130, 175)  # words a minute, inclusive
-FONTS = ("DejaVuSans-Bold.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSansMono-Bold.ttf", "DejaVuSansCondensed-Bold.ttf",
-         "LiberationSans-Bold.ttf", "LiberationSerif-Bold.ttf")
+FONTS = (
+    "DejaVuSans-Bold.ttf",
+    "DejaVuSerif-Bold.ttf",
+    "DejaVuSansMono-Bold.ttf",
+    "DejaVuSansCondensed-Bold.ttf",
+    "LiberationSans-Bold.ttf",
+    "LiberationSerif-Bold.ttf",
+)
 FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"))
 TEXT_COLOURS: dict[str, tuple[int, int, int]] = {
-    "white": (255, 255, 255), "yellow": (255, 220, 0), "orange": (255, 140, 0), "green": (40, 200, 80),
-    "black": (15, 15, 15), "red": (210, 20, 20), "blue": (30, 70, 220),
+    "white": (255, 255, 255),
+    "yellow": (255, 220, 0),
+    "orange": (255, 140, 0),
+    "green": (40, 200, 80),
+    "black": (15, 15, 15),
+    "red": (210, 20, 20),
+    "blue": (30, 70, 220),
 }
 LIGHT = ("white", "yellow", "orange", "green")
 DARK_BACKINGS = ((15, 25, 70), (10, 10, 10), (50, 50, 50))
@@ -250,28 +334,72 @@ class Clip:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "source": self.source, "width": self.width, "height": self.height, "seconds": self.seconds, "fps": FPS,
+            "source": self.source,
+            "width": self.width,
+            "height": self.height,
+            "seconds": self.seconds,
+            "fps": FPS,
             "offset": self.offset,
             "speech": [{k: v for k, v in asdict(s).items() if k != "level"} for s in self.speech],
-            "signs": [{"text": s.text, "start": s.start, "end": s.end, "bbox": list(s.bbox), "font": s.font,
-                       "size": s.size, "colour": s.colour, "backing": list(s.backing) if s.backing else None,
-                       "role": s.role} for s in self.signs],
+            "signs": [
+                {
+                    "text": s.text,
+                    "start": s.start,
+                    "end": s.end,
+                    "bbox": list(s.bbox),
+                    "font": s.font,
+                    "size": s.size,
+                    "colour": s.colour,
+                    "backing": list(s.backing) if s.backing else None,
+                    "role": s.role,
+                }
+                for s in self.signs
+            ],
         }
 
     @classmethod
     def from_dict(cls, row: dict[str, Any]) -> Clip:
         """The clip a JSONL row's ``clip`` describes (speech levels are not stored: 0.6)."""
-        speech = tuple(Speech(str(s["text"]), str(s["voice"]), int(s["speed"]), float(s["start"]), float(s["end"]),
-                              str(s.get("role", "target"))) for s in row.get("speech") or [])
+        speech = tuple(
+            Speech(
+                str(s["text"]),
+                str(s["voice"]),
+                int(s["speed"]),
+                float(s["start"]),
+                float(s["end"]),
+                str(s.get("role", "target")),
+            )
+            for s in row.get("speech") or []
+        )
         signs = []
         for s in row.get("signs") or []:
             x0, y0, x1, y1 = (int(v) for v in s["bbox"])
             r, g, b = (int(v) for v in s["backing"]) if s.get("backing") else (-1, -1, -1)
-            signs.append(Sign(str(s["text"]), float(s["start"]), float(s["end"]), str(s["font"]), int(s["size"]),
-                              str(s["colour"]), (r, g, b) if r >= 0 else None, x0, y0, x1 - x0, y1 - y0,
-                              str(s.get("role", "target"))))
-        return cls(str(row["source"]), int(row["width"]), int(row["height"]), int(row["seconds"]),
-                   float(row["offset"]), speech, tuple(signs))
+            signs.append(
+                Sign(
+                    str(s["text"]),
+                    float(s["start"]),
+                    float(s["end"]),
+                    str(s["font"]),
+                    int(s["size"]),
+                    str(s["colour"]),
+                    (r, g, b) if r >= 0 else None,
+                    x0,
+                    y0,
+                    x1 - x0,
+                    y1 - y0,
+                    str(s.get("role", "target")),
+                )
+            )
+        return cls(
+            str(row["source"]),
+            int(row["width"]),
+            int(row["height"]),
+            int(row["seconds"]),
+            float(row["offset"]),
+            speech,
+            tuple(signs),
+        )
 
 
 @dataclass(frozen=True)
@@ -286,9 +414,14 @@ class Truth:
     distractors: tuple[str, ...] = ()  # values of the same sort the clip also holds
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "words": list(self.words), "polar": self.polar,
-                "spans": [list(s) for s in self.spans], "tools": list(self.tools),
-                "distractors": list(self.distractors)}
+        return {
+            "kind": self.kind,
+            "words": list(self.words),
+            "polar": self.polar,
+            "spans": [list(s) for s in self.spans],
+            "tools": list(self.tools),
+            "distractors": list(self.distractors),
+        }
 
     @classmethod
     def from_dict(cls, row: dict[str, Any]) -> Truth:
@@ -298,8 +431,14 @@ class Truth:
         spans = tuple((float(a), float(b)) for a, b in row.get("spans") or [])
         if kind.startswith("when_") and len(spans) != 1:
             raise ValueError(f"a {kind} question needs one true span")
-        return cls(kind, tuple(str(w) for w in row.get("words") or []), row.get("polar"), spans,
-                   tuple(str(t) for t in row.get("tools") or []), tuple(str(d) for d in row.get("distractors") or []))
+        return cls(
+            kind,
+            tuple(str(w) for w in row.get("words") or []),
+            row.get("polar"),
+            spans,
+            tuple(str(t) for t in row.get("tools") or []),
+            tuple(str(d) for d in row.get("distractors") or []),
+        )
 
 
 @dataclass(frozen=True)
@@ -314,10 +453,18 @@ class Question:
     template: int = 0
 
     def row(self, video: str) -> dict[str, Any]:
-        return {"id": self.id, "video": video, "question": self.question, "options": None, "answer": self.answer,
-                "category": self.category, "sub": {"topic": self.topic, "source": self.clip.source},
-                "template": f"{self.category}.{self.topic}.{self.template}", "truth": self.truth.to_dict(),
-                "clip": self.clip.to_dict()}
+        return {
+            "id": self.id,
+            "video": video,
+            "question": self.question,
+            "options": None,
+            "answer": self.answer,
+            "category": self.category,
+            "sub": {"topic": self.topic, "source": self.clip.source},
+            "template": f"{self.category}.{self.topic}.{self.template}",
+            "truth": self.truth.to_dict(),
+            "clip": self.clip.to_dict(),
+        }
 
 
 # --- speech --------------------------------------------------------------------------------------
@@ -328,19 +475,30 @@ def spoken(text: str, voice: str, speed: int) -> np.ndarray:
         raise RealContentError("the real-content benchmark speaks with espeak-ng: apt-get install espeak-ng")
     with tempfile.TemporaryDirectory(prefix="vidagent-espeak-") as folder:
         wav = Path(folder) / "speech.wav"
-        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(wav), text], check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(wav), text],
+            check=True,
+            capture_output=True,
+        )
         with wave.open(str(wav)) as reader:
-            if reader.getframerate() != SAMPLE_RATE or reader.getsampwidth() != 2 or reader.getnchannels() != 1:
-                raise RealContentError(f"espeak-ng wrote {reader.getframerate()} Hz, {reader.getnchannels()} channels")
-            samples = np.frombuffer(reader.readframes(reader.getnframes()), np.int16).astype(np.float32) / 32768
+            if (
+                reader.getframerate() != SAMPLE_RATE
+                or reader.getsampwidth() != 2
+                or reader.getnchannels() != 1
+            ):
+                raise RealContentError(
+                    f"espeak-ng wrote {reader.getframerate()} Hz, {reader.getnchannels()} channels"
+                )
+            samples = (
+                np.frombuffer(reader.readframes(reader.getnframes()), np.int16).astype(np.float32) / 32768
+            )
     loud = np.nonzero(np.abs(samples) > 0.01)[0]
     if not len(loud):
         raise RealContentError(f"espeak-ng said nothing for {text!r}")
-    samples = samples[loud[0]: loud[-1] + 1] / np.abs(samples).max()
+    samples = samples[loud[0] : loud[-1] + 1] / np.abs(samples).max()
     fade = min(len(samples) // 2, SAMPLE_RATE // 200)  # 5 ms
     samples[:fade] *= np.linspace(0, 1, fade, dtype=np.float32)
-    samples[len(samples) - fade:] *= np.linspace(1, 0, fade, dtype=np.float32)
+    samples[len(samples) - fade :] *= np.linspace(1, 0, fade, dtype=np.float32)
     samples.setflags(write=False)
     return samples
 
@@ -351,7 +509,7 @@ def clip_audio(clip: Clip) -> np.ndarray:
     for line in clip.speech:
         samples = spoken(line.text, line.voice, line.speed) * line.level
         at = round(line.start * SAMPLE_RATE)
-        audio[at: at + len(samples)] += samples[: max(0, len(audio) - at)]
+        audio[at : at + len(samples)] += samples[: max(0, len(audio) - at)]
     return audio
 
 
@@ -374,7 +532,9 @@ def _font(name: str, size: int) -> Any:
 
 
 @functools.cache
-def render_sign(text: str, font: str, size: int, colour: str, backing: tuple[int, int, int] | None) -> np.ndarray:
+def render_sign(
+    text: str, font: str, size: int, colour: str, backing: tuple[int, int, int] | None
+) -> np.ndarray:
     """The sign as an RGBA array (height, width, 4), both even: a box behind the text, or outlined text."""
     from PIL import Image, ImageDraw
 
@@ -383,13 +543,22 @@ def render_sign(text: str, font: str, size: int, colour: str, backing: tuple[int
     stroke = 0 if backing else max(1, round(size / 10))
     outline = (0, 0, 0) if colour in LIGHT else (255, 255, 255)
     probe = ImageDraw.Draw(Image.new("RGBA", (1, 1)))
-    left, top, right, bottom = probe.multiline_textbbox((0, 0), text, font=face, spacing=spacing, stroke_width=stroke)
+    left, top, right, bottom = probe.multiline_textbbox(
+        (0, 0), text, font=face, spacing=spacing, stroke_width=stroke
+    )
     pad = max(3, size // 4) if backing else 2
     width, height = right - left + 2 * pad, bottom - top + 2 * pad
     width, height = width + width % 2, height + height % 2
     image = Image.new("RGBA", (width, height), (*backing, 255) if backing else (0, 0, 0, 0))
-    ImageDraw.Draw(image).multiline_text((pad - left, pad - top), text, font=face, fill=(*TEXT_COLOURS[colour], 255),
-                                         spacing=spacing, stroke_width=stroke, stroke_fill=(*outline, 255))
+    ImageDraw.Draw(image).multiline_text(
+        (pad - left, pad - top),
+        text,
+        font=face,
+        fill=(*TEXT_COLOURS[colour], 255),
+        spacing=spacing,
+        stroke_width=stroke,
+        stroke_fill=(*outline, 255),
+    )
     array = np.asarray(image).copy()
     array.setflags(write=False)
     return array
@@ -408,8 +577,10 @@ def _source_frames(name: str, width: int, height: int) -> tuple[np.ndarray, floa
     with av.open(str(sample_video(name))) as container:
         stream = container.streams.video[0]
         rate = float(stream.average_rate or 25)
-        frames = [frame.reformat(width=width, height=height, format="rgb24", interpolation="AREA").to_ndarray()
-                  for frame in container.decode(stream)]
+        frames = [
+            frame.reformat(width=width, height=height, format="rgb24", interpolation="AREA").to_ndarray()
+            for frame in container.decode(stream)
+        ]
     array = np.stack(frames)
     array.setflags(write=False)
     return array, rate
@@ -434,7 +605,7 @@ def clip_frames(clip: Clip, signs: bool = True) -> Iterator[np.ndarray]:
         t = index / FPS
         for sign, image in images:
             if sign.start <= t + 1e-6 < sign.end:
-                region = frame[sign.y: sign.y + sign.height, sign.x: sign.x + sign.width]
+                region = frame[sign.y : sign.y + sign.height, sign.x : sign.x + sign.width]
                 alpha = image[..., 3:4].astype(np.float32) / 255
                 region[:] = np.rint(region * (1 - alpha) + image[..., :3] * alpha).astype(np.uint8)
         yield frame
@@ -458,8 +629,13 @@ def write_clip(path: Path, clip: Clip, crf: int = 28) -> Path:
         video.width, video.height, video.pix_fmt = clip.width, clip.height, "yuv420p"
         # the same bytes every time: x264 on one thread, and without macroblock-tree rate control (with it,
         # the first encode of some clips in a process differed from the later ones: it reads memory it did not set)
-        video.codec_context.options = {"preset": "veryfast", "crf": str(crf), "g": str(4 * FPS), "threads": "1",
-                                       "x264-params": "threads=1:lookahead-threads=1:no-mbtree=1"}
+        video.codec_context.options = {
+            "preset": "veryfast",
+            "crf": str(crf),
+            "g": str(4 * FPS),
+            "threads": "1",
+            "x264-params": "threads=1:lookahead-threads=1:no-mbtree=1",
+        }
         sound = out.add_stream("aac", rate=SAMPLE_RATE)
         sound.codec_context.layout = "mono"
         sound.codec_context.bit_rate = 32_000
@@ -470,8 +646,10 @@ def write_clip(path: Path, clip: Clip, crf: int = 28) -> Path:
             out.mux(video.encode(frame))
             until = min(len(audio), round((index + 1) * SAMPLE_RATE / FPS))
             while written < until:  # interleave: the audio up to this frame's end, in AAC-sized frames
-                chunk = audio[written: written + 1024]
-                piece = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk[None, :]), format="fltp", layout="mono")
+                chunk = audio[written : written + 1024]
+                piece = av.AudioFrame.from_ndarray(
+                    np.ascontiguousarray(chunk[None, :]), format="fltp", layout="mono"
+                )
                 piece.sample_rate, piece.pts = SAMPLE_RATE, written
                 out.mux(sound.encode(piece))
                 written += len(chunk)
@@ -527,7 +705,9 @@ class _Draft:
         for (text, name, speed, role, length), more in zip(made, extra, strict=True):
             start = round(t + float(more), 2)
             end = round(start + length, 3)
-            placed.append(Speech(text, name, speed, start, end, role, round(float(self.rng.uniform(0.5, 0.8)), 2)))
+            placed.append(
+                Speech(text, name, speed, start, end, role, round(float(self.rng.uniform(0.5, 0.8)), 2))
+            )
             t = end + gap
         self.speech += placed
         return placed
@@ -540,8 +720,15 @@ class _Draft:
         start = self._fit(length, busy, step=0.01)
         if start is None:
             return None
-        line = Speech(text, name, speed, start, round(start + length, 3), role,
-                      round(float(self.rng.uniform(0.5, 0.8)), 2))
+        line = Speech(
+            text,
+            name,
+            speed,
+            start,
+            round(start + length, 3),
+            role,
+            round(float(self.rng.uniform(0.5, 0.8)), 2),
+        )
         self.speech.append(line)
         return line
 
@@ -558,11 +745,22 @@ class _Draft:
         if not room:
             return None
         a, b = room[int(self.rng.integers(len(room)))]
-        units = int(self.rng.integers(math.ceil(a / step), max(math.ceil(a / step), math.floor(b / step)) + 1))
+        units = int(
+            self.rng.integers(math.ceil(a / step), max(math.ceil(a / step), math.floor(b / step)) + 1)
+        )
         return round(units * step, 2)
 
-    def show(self, text: str, role: str, start: float, end: float, *, colour: str | None = None,
-             sizes: tuple[int, int] = (16, 26), font: str | None = None) -> Sign:
+    def show(
+        self,
+        text: str,
+        role: str,
+        start: float,
+        end: float,
+        *,
+        colour: str | None = None,
+        sizes: tuple[int, int] = (16, 26),
+        font: str | None = None,
+    ) -> Sign:
         """A sign shown ``start``-``end`` (rounded to frames), its look drawn at random; laid out later."""
         font = font or str(self.rng.choice(FONTS))
         colour = colour or str(self.rng.choice(list(TEXT_COLOURS)))
@@ -578,13 +776,26 @@ class _Draft:
             if (image.shape[1] <= width - 8 and image.shape[0] <= height // 2) or size <= 10:
                 break
             size -= 1
-        sign = Sign(text, _tenths(start), _tenths(end), font, size, colour, backing, 0, 0, image.shape[1],
-                    image.shape[0], role)
+        sign = Sign(
+            text,
+            _tenths(start),
+            _tenths(end),
+            font,
+            size,
+            colour,
+            backing,
+            0,
+            0,
+            image.shape[1],
+            image.shape[0],
+            role,
+        )
         self.signs.append(sign)
         return sign
 
-    def show_away(self, text: str, role: str, away: Sequence[tuple[float, float]], length: float = 2.5,
-                  **look: Any) -> Sign | None:
+    def show_away(
+        self, text: str, role: str, away: Sequence[tuple[float, float]], length: float = 2.5, **look: Any
+    ) -> Sign | None:
         """A sign of ``length`` s (down to 1.2 s) clear of the ``away`` spans (0.5 s), or None."""
         busy = [(a - 0.5, b + 0.5) for a, b in away]
         for span in (length, 1.2):
@@ -608,21 +819,48 @@ class _Draft:
         placed: list[Sign] = []
         for sign in self.signs:
             at_once = [p for p in placed if p.start < sign.end and sign.start < p.end]
-            spots = [(int(x), int(y)) for x, y in zip(
-                2 * self.rng.integers(2, max(3, (width - sign.width - 4) // 2 + 1), size=60),
-                2 * self.rng.integers(2, max(3, (height - sign.height - 4) // 2 + 1), size=60), strict=True)]
-            spots += [(x, y) for y in range(4, height - sign.height - 3, 4)
-                      for x in range(4, width - sign.width - 3, 8)]
+            spots = [
+                (int(x), int(y))
+                for x, y in zip(
+                    2 * self.rng.integers(2, max(3, (width - sign.width - 4) // 2 + 1), size=60),
+                    2 * self.rng.integers(2, max(3, (height - sign.height - 4) // 2 + 1), size=60),
+                    strict=True,
+                )
+            ]
+            spots += [
+                (x, y)
+                for y in range(4, height - sign.height - 3, 4)
+                for x in range(4, width - sign.width - 3, 8)
+            ]
             for x, y in spots:
                 if x + sign.width > width or y + sign.height > height:
                     continue
-                if all(x + sign.width + 4 <= p.x or p.x + p.width + 4 <= x or y + sign.height + 4 <= p.y
-                       or p.y + p.height + 4 <= y for p in at_once):
+                if all(
+                    x + sign.width + 4 <= p.x
+                    or p.x + p.width + 4 <= x
+                    or y + sign.height + 4 <= p.y
+                    or p.y + p.height + 4 <= y
+                    for p in at_once
+                ):
                     break
             else:
                 raise RealContentError(f"no room for sign {sign.text!r} on {self.source}")
-            placed.append(Sign(sign.text, sign.start, sign.end, sign.font, sign.size, sign.colour, sign.backing, x, y,
-                               sign.width, sign.height, sign.role))
+            placed.append(
+                Sign(
+                    sign.text,
+                    sign.start,
+                    sign.end,
+                    sign.font,
+                    sign.size,
+                    sign.colour,
+                    sign.backing,
+                    x,
+                    y,
+                    sign.width,
+                    sign.height,
+                    sign.role,
+                )
+            )
         return tuple(placed)
 
 
@@ -681,8 +919,12 @@ def _said(draft: _Draft, topic: str) -> tuple[str, int, str, Truth]:
     placed = draft.say_in_order([lines[i] for i in order])
     target = next(s for s in placed if s.role == "target")
     draft.show(sign_text, "distractor", *draft.span(0.0, draft.seconds))
-    return question, index, words[0], Truth("said", tuple(words), spans=(_span_of(target),), tools=SPEECH_TOOLS,
-                                            distractors=(distractor,))
+    return (
+        question,
+        index,
+        words[0],
+        Truth("said", tuple(words), spans=(_span_of(target),), tools=SPEECH_TOOLS, distractors=(distractor,)),
+    )
 
 
 def _shown(draft: _Draft, topic: str) -> tuple[str, int, str, Truth]:
@@ -705,7 +947,9 @@ def _shown(draft: _Draft, topic: str) -> tuple[str, int, str, Truth]:
         word, other = _pick(rng, SIGN_WORDS, 2)
         text, words, distractor = word, [word], other
         lines.append((str(rng.choice(WORD_LINES)).format(word=other.lower()), "distractor"))
-        other_sign = f"{int(rng.integers(6, 23)):02d}:{int(rng.integers(0, 12)) * 5:02d}"  # a clock: not a word
+        other_sign = (
+            f"{int(rng.integers(6, 23)):02d}:{int(rng.integers(0, 12)) * 5:02d}"  # a clock: not a word
+        )
         question, index = _phrase(rng, "shown", topic)
     else:  # colour: two words at once, in two colours
         word, other = _pick(rng, SIGN_WORDS, 2)
@@ -719,15 +963,25 @@ def _shown(draft: _Draft, topic: str) -> tuple[str, int, str, Truth]:
         start, end = draft.span(0.0, draft.seconds)
         target = draft.show(text, "target", start, end, colour=colour)
         draft.show(other, "distractor", start, end, colour=other_colour)
-        return question, index, word, Truth("shown", tuple(words), spans=(_span_of(target),), tools=TEXT_TOOLS,
-                                            distractors=(distractor,))
+        return (
+            question,
+            index,
+            word,
+            Truth(
+                "shown", tuple(words), spans=(_span_of(target),), tools=TEXT_TOOLS, distractors=(distractor,)
+            ),
+        )
     lines += _fillers(rng, int(rng.integers(0, 2)))
     order = rng.permutation(len(lines))
     draft.say_in_order([lines[i] for i in order])
     target = draft.show(text, "target", *draft.span(0.0, draft.seconds))
     draft.show(other_sign, "distractor", *draft.span(0.0, draft.seconds))
-    return question, index, words[0], Truth("shown", tuple(words), spans=(_span_of(target),), tools=TEXT_TOOLS,
-                                            distractors=(distractor,))
+    return (
+        question,
+        index,
+        words[0],
+        Truth("shown", tuple(words), spans=(_span_of(target),), tools=TEXT_TOOLS, distractors=(distractor,)),
+    )
 
 
 def _when_said(draft: _Draft, topic: str) -> tuple[str, int, str, Truth]:
@@ -763,7 +1017,12 @@ def _when_said(draft: _Draft, topic: str) -> tuple[str, int, str, Truth]:
     said = next(s for s in placed if s.role == "target")
     draft.show_away(sign_text, "distractor", [_span_of(said)], length=float(rng.uniform(1.5, 3.0)))
     span = _span_of(said)
-    return question, index, f"{span[0]:.1f}-{span[1]:.1f} s", Truth("when_said", spans=(span,), tools=SPEECH_TOOLS)
+    return (
+        question,
+        index,
+        f"{span[0]:.1f}-{span[1]:.1f} s",
+        Truth("when_said", spans=(span,), tools=SPEECH_TOOLS),
+    )
 
 
 def _when_shown(draft: _Draft, topic: str) -> tuple[str, int, str, Truth]:
@@ -804,7 +1063,12 @@ def _when_shown(draft: _Draft, topic: str) -> tuple[str, int, str, Truth]:
     draft.say_away(line, "distractor", [span])
     for filler, role in _fillers(rng, int(rng.integers(0, 2))):
         draft.say_away(filler, role, [])
-    return question, index, f"{span[0]:.1f}-{span[1]:.1f} s", Truth("when_shown", spans=(span,), tools=TEXT_TOOLS)
+    return (
+        question,
+        index,
+        f"{span[0]:.1f}-{span[1]:.1f} s",
+        Truth("when_shown", spans=(span,), tools=TEXT_TOOLS),
+    )
 
 
 def _both(draft: _Draft, topic: str) -> tuple[str, int, str, Truth]:
@@ -825,20 +1089,41 @@ def _both(draft: _Draft, topic: str) -> tuple[str, int, str, Truth]:
         placed = draft.say_in_order([lines[i] for i in rng.permutation(len(lines))])
         said = next(s for s in placed if s.role == "target")
         text = "\n".join(f"{p:>2}  {c.upper()}" for p, c in zip(platforms, cities, strict=True))
-        board = draft.show(text, "target", _tenths(float(rng.uniform(0.0, 1.0))),
-                           _tenths(draft.seconds - float(rng.uniform(0.0, 1.0))), sizes=(15, 18))
-        return question, index, answer, Truth("both", (answer,), spans=(_span_of(said), _span_of(board)),
-                                              distractors=tuple(others))
+        board = draft.show(
+            text,
+            "target",
+            _tenths(float(rng.uniform(0.0, 1.0))),
+            _tenths(draft.seconds - float(rng.uniform(0.0, 1.0))),
+            sizes=(15, 18),
+        )
+        return (
+            question,
+            index,
+            answer,
+            Truth("both", (answer,), spans=(_span_of(said), _span_of(board)), distractors=tuple(others)),
+        )
     if topic == "common":
         a, b, c = _pick(rng, CITIES, 3)
-        line = f"Trains to {a} and {b} are running late." if rng.random() < 0.5 else \
-            f"Trains to {b} and {a} are running late."
+        line = (
+            f"Trains to {a} and {b} are running late."
+            if rng.random() < 0.5
+            else f"Trains to {b} and {a} are running late."
+        )
         lines = [(line, "target"), *fillers]
         placed = draft.say_in_order([lines[i] for i in rng.permutation(len(lines))])
         said = next(s for s in placed if s.role == "target")
-        first = draft.show(a.upper() if rng.random() < 0.5 else f"To {a}", "target", *draft.span(0.0, draft.seconds))
-        draft.show(c.upper() if rng.random() < 0.5 else f"To {c}", "distractor", *draft.span(0.0, draft.seconds))
-        return question, index, a, Truth("both", (a,), spans=(_span_of(said), _span_of(first)), distractors=(b, c))
+        first = draft.show(
+            a.upper() if rng.random() < 0.5 else f"To {a}", "target", *draft.span(0.0, draft.seconds)
+        )
+        draft.show(
+            c.upper() if rng.random() < 0.5 else f"To {c}", "distractor", *draft.span(0.0, draft.seconds)
+        )
+        return (
+            question,
+            index,
+            a,
+            Truth("both", (a,), spans=(_span_of(said), _span_of(first)), distractors=(b, c)),
+        )
     # same: yes and no take turns (which comes first is drawn)
     same = draft.turn % 2 == 0
     spoken_city, other = _pick(rng, CITIES, 2)
@@ -846,10 +1131,18 @@ def _both(draft: _Draft, topic: str) -> tuple[str, int, str, Truth]:
     lines = [(str(rng.choice(CITY_LINES)).format(city=spoken_city), "target"), *fillers]
     placed = draft.say_in_order([lines[i] for i in rng.permutation(len(lines))])
     said = next(s for s in placed if s.role == "target")
-    sign = draft.show(str(rng.choice([shown_city.upper(), f"Next train to {shown_city}"])), "target",
-                      *draft.span(0.0, draft.seconds))
+    sign = draft.show(
+        str(rng.choice([shown_city.upper(), f"Next train to {shown_city}"])),
+        "target",
+        *draft.span(0.0, draft.seconds),
+    )
     answer = "yes" if same else "no"
-    return question, index, answer, Truth("both", (answer,), polar=answer, spans=(_span_of(said), _span_of(sign)))
+    return (
+        question,
+        index,
+        answer,
+        Truth("both", (answer,), polar=answer, spans=(_span_of(said), _span_of(sign))),
+    )
 
 
 BUILDERS = {"said": _said, "shown": _shown, "when_said": _when_said, "when_shown": _when_shown, "both": _both}
@@ -868,10 +1161,17 @@ def plan(per_kind: int = 2, seed: int = 0) -> list[Question]:
             rng = np.random.default_rng([seed, number, k])
             topic = topics[(k + phase) % len(topics)]
             source = list(SOURCES)[int(rng.integers(len(SOURCES)))]
-            draft = _Draft(rng, source, int(rng.integers(8, 13)), _tenths(float(rng.uniform(0.0, 4.0))),
-                           turn=k // len(topics) + flip)
+            draft = _Draft(
+                rng,
+                source,
+                int(rng.integers(8, 13)),
+                _tenths(float(rng.uniform(0.0, 4.0))),
+                turn=k // len(topics) + flip,
+            )
             question, template, answer, truth = BUILDERS[kind](draft, topic)
-            questions.append(Question(f"{kind}-{k}", kind, topic, question, answer, truth, draft.clip(), template))
+            questions.append(
+                Question(f"{kind}-{k}", kind, topic, question, answer, truth, draft.clip(), template)
+            )
     return questions
 
 
@@ -905,18 +1205,28 @@ def load_real_content(folder: str | Path) -> Task:
             row = json.loads(line)
             truth = Truth.from_dict(row["truth"])
             video = Path(row["video"])
-            sample = Sample(id=str(row["id"]), video=video if video.is_absolute() else path.parent / video,
-                            question=str(row["question"]), answer=str(row["answer"]), category=truth.kind,
-                            sub={str(k): str(v) for k, v in (row.get("sub") or {}).items()},
-                            references=list(truth.words))
+            sample = Sample(
+                id=str(row["id"]),
+                video=video if video.is_absolute() else path.parent / video,
+                question=str(row["question"]),
+                answer=str(row["answer"]),
+                category=truth.kind,
+                sub={str(k): str(v) for k, v in (row.get("sub") or {}).items()},
+                references=list(truth.words),
+            )
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise TaskError(f"{path}:{number}: {type(exc).__name__}: {exc}") from None
         samples.append(sample)
         truths[sample.id] = truth
     if not samples:
         raise TaskError(f"{path}: no questions")
-    return Task("real", samples, open_ended=True, settings={"file": path.name},
-                score_prediction=RealContentScorer(truths))
+    return Task(
+        "real",
+        samples,
+        open_ended=True,
+        settings={"file": path.name},
+        score_prediction=RealContentScorer(truths),
+    )
 
 
 class RealContentScorer:
@@ -926,15 +1236,39 @@ class RealContentScorer:
         self.truths = truths
 
     def __call__(self, sample: Sample, prediction: Any) -> dict[str, Any]:
-        return score_real_content(self.truths[sample.id], getattr(prediction, "text", "") or "",
-                                  getattr(prediction, "cited", None) or [])
+        return score_real_content(
+            self.truths[sample.id],
+            getattr(prediction, "text", "") or "",
+            getattr(prediction, "cited", None) or [],
+        )
 
 
-_SMALL = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
-          "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen")
+_SMALL = (
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+)
 _TENS = ("twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
 _NUMBER_WORDS = re.compile(
-    rf"\b(?:({'|'.join(_TENS)})(?:[\s-]+({'|'.join(_SMALL[1:10])}))?|({'|'.join(_SMALL)}))\b", re.IGNORECASE)
+    rf"\b(?:({'|'.join(_TENS)})(?:[\s-]+({'|'.join(_SMALL[1:10])}))?|({'|'.join(_SMALL)}))\b", re.IGNORECASE
+)
 
 
 def _digits(text: str) -> str:
@@ -967,7 +1301,9 @@ _TIME = re.compile(
     rf"(?P<a>{_NUMBER})\s*(?:{_SECONDS})?\s*(?:-|–|—|to|and|until|through)\s*(?P<b>{_NUMBER})\s*{_SECONDS}"
     rf"|(?P<m>\d{{1,2}}):(?P<s>[0-5]\d(?:\.\d+)?)"
     rf"(?:\s*(?:-|–|—|to|and|until)\s*(?P<m2>\d{{1,2}}):(?P<s2>[0-5]\d(?:\.\d+)?))?"
-    rf"|(?P<one>{_NUMBER})\s*{_SECONDS}", re.IGNORECASE)
+    rf"|(?P<one>{_NUMBER})\s*{_SECONDS}",
+    re.IGNORECASE,
+)
 
 
 def named_times(text: str) -> list[float]:
@@ -1022,7 +1358,9 @@ def demo_clip() -> Clip:
     length = len(spoken(DEMO_LINE, voice, speed)) / SAMPLE_RATE
     image = render_sign("PLATFORM 4", "DejaVuSans-Bold.ttf", 34, "white", (15, 25, 70))
     height, width = image.shape[:2]
-    sign = Sign("PLATFORM 4", 2.0, 7.0, "DejaVuSans-Bold.ttf", 34, "white", (15, 25, 70), 24, 20, width, height)
+    sign = Sign(
+        "PLATFORM 4", 2.0, 7.0, "DejaVuSans-Bold.ttf", 34, "white", (15, 25, 70), 24, 20, width, height
+    )
     speech = Speech(DEMO_LINE, voice, speed, 1.0, round(1.0 + length, 3), "target", 0.7)
     return Clip("bikes", 640, 272, 9, 0.0, (speech,), (sign,))  # bikes at its own size
 
@@ -1033,8 +1371,31 @@ def write_demo_clip(path: str | Path) -> Path:
 
 
 __all__ = [
-    "FPS", "JSONL_NAME", "KINDS", "SAMPLE_RATE", "SOURCES", "TEMPLATES", "Clip", "Question", "RealContentError",
-    "RealContentScorer", "Sign", "Speech", "Truth", "clip_audio", "clip_frames", "demo_clip", "load_real_content",
-    "named_times", "names", "plan", "render_sign", "score_real_content", "spoken", "visible_frames", "write_clip",
-    "write_demo_clip", "write_real_content",
+    "FPS",
+    "JSONL_NAME",
+    "KINDS",
+    "SAMPLE_RATE",
+    "SOURCES",
+    "TEMPLATES",
+    "Clip",
+    "Question",
+    "RealContentError",
+    "RealContentScorer",
+    "Sign",
+    "Speech",
+    "Truth",
+    "clip_audio",
+    "clip_frames",
+    "demo_clip",
+    "load_real_content",
+    "named_times",
+    "names",
+    "plan",
+    "render_sign",
+    "score_real_content",
+    "spoken",
+    "visible_frames",
+    "write_clip",
+    "write_demo_clip",
+    "write_real_content",
 ]

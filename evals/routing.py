@@ -61,10 +61,16 @@ def load_routing(data: str | Path | None = None) -> Task:
             accepted = row.get("accepted", row.get("tools"))
             if isinstance(accepted, str):
                 accepted = [accepted]
-            if not isinstance(accepted, list) or not accepted or not all(isinstance(t, str) for t in accepted):
+            if (
+                not isinstance(accepted, list)
+                or not accepted
+                or not all(isinstance(t, str) for t in accepted)
+            ):
                 raise ValueError("'accepted' must be a non-empty list of tool names")
             history = row.get("history") or []
-            if not isinstance(history, list) or not all(isinstance(t, dict) and "content" in t for t in history):
+            if not isinstance(history, list) or not all(
+                isinstance(t, dict) and "content" in t for t in history
+            ):
                 raise ValueError("'history' must be a list of {role, content} turns")
             if row.get("video"):
                 video = Path(row["video"])
@@ -72,18 +78,27 @@ def load_routing(data: str | Path | None = None) -> Task:
             else:
                 default_video = default_video or sample_video("bikes")
                 video = default_video
-            samples.append(Sample(
-                id=str(row.get("id", f"line{number}")), video=video, question=str(row["question"]),
-                options=[str(o) for o in row["options"]] if row.get("options") else None,
-                answer=" | ".join(accepted), references=list(accepted),
-                category=str(row.get("kind") or row.get("category") or "all"),
-                history=[{"role": str(t.get("role", "user")), "content": str(t["content"])} for t in history],
-            ))
+            samples.append(
+                Sample(
+                    id=str(row.get("id", f"line{number}")),
+                    video=video,
+                    question=str(row["question"]),
+                    options=[str(o) for o in row["options"]] if row.get("options") else None,
+                    answer=" | ".join(accepted),
+                    references=list(accepted),
+                    category=str(row.get("kind") or row.get("category") or "all"),
+                    history=[
+                        {"role": str(t.get("role", "user")), "content": str(t["content"])} for t in history
+                    ],
+                )
+            )
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise TaskError(f"{path}:{number}: {type(exc).__name__}: {exc}") from None
     if not samples:
         raise TaskError(f"{path}: no questions")
-    return Task("routing", samples, open_ended=True, settings={"file": path.name}, score_prediction=score_routing)
+    return Task(
+        "routing", samples, open_ended=True, settings={"file": path.name}, score_prediction=score_routing
+    )
 
 
 def first_step_calls(trajectory: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -110,8 +125,12 @@ def score_routing(sample: Sample, prediction: Any) -> dict[str, Any]:
                 foreign += vocabulary.foreign(value)
     words_ok = bool(calls) and not foreign
     some_ok = any(call.get("tool") in sample.references for call in calls)
-    scores = {"tool": float(tool_ok), "tool_any": float(some_ok), "words": float(words_ok),
-              "routed": float(tool_ok and words_ok)}
+    scores = {
+        "tool": float(tool_ok),
+        "tool_any": float(some_ok),
+        "words": float(words_ok),
+        "routed": float(tool_ok and words_ok),
+    }
     extra = {"first_tools": [call.get("tool") for call in calls]}
     if foreign:
         extra["foreign_words"] = sorted(set(foreign))
@@ -147,11 +166,20 @@ class RoutingMethod(Method):
             return self._durations[video]
 
     def answer(self, sample: Sample, video: Path) -> Prediction:
-        entry = self.graph.first_plan(sample.question, video_name=video.name, duration=self._duration(video),
-                                      options=sample.options, history=sample.history)
+        entry = self.graph.first_plan(
+            sample.question,
+            video_name=video.name,
+            duration=self._duration(video),
+            options=sample.options,
+            history=sample.history,
+        )
         calls = entry.get("calls") or []
-        return Prediction(text=json.dumps(calls, ensure_ascii=False), tool_calls=len(calls),
-                          tokens=int(entry.get("tokens", 0)), trajectory=[{"type": "plan", **entry}])
+        return Prediction(
+            text=json.dumps(calls, ensure_ascii=False),
+            tool_calls=len(calls),
+            tokens=int(entry.get("tokens", 0)),
+            trajectory=[{"type": "plan", **entry}],
+        )
 
 
 def make_routing_method(profile: str, *, lazy: bool = False) -> RoutingMethod:
@@ -168,6 +196,11 @@ def make_routing_method(profile: str, *, lazy: bool = False) -> RoutingMethod:
     planner = LazyChat(hub)
     if not lazy:
         planner.load()
-    graph = AgentGraph(ctx=None, registry=ToolRegistry.for_roles(set(hub.profile.roles)),  # type: ignore[arg-type]
-                       llm=planner, exemplars=exemplar_selector_for(hub), planner=planner_settings(hub))
+    graph = AgentGraph(
+        ctx=None,
+        registry=ToolRegistry.for_roles(set(hub.profile.roles)),  # type: ignore[arg-type]
+        llm=planner,
+        exemplars=exemplar_selector_for(hub),
+        planner=planner_settings(hub),
+    )
     return RoutingMethod(graph, hub)

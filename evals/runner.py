@@ -76,12 +76,24 @@ class RunSettings:
     max_steps: int | None = None  # agent: planner steps (None: the default budget)
     judge: str | None = None  # open-ended: a profile whose planner judges answers
 
-    def header(self, models: dict[str, str], prompts: Sequence[str], exemplars: str | None = None,
-               substitutes: dict[str, str] | None = None) -> dict[str, Any]:
+    def header(
+        self,
+        models: dict[str, str],
+        prompts: Sequence[str],
+        exemplars: str | None = None,
+        substitutes: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         # models: as the profile names them (compared on resume); substitutes: what loaded instead, where
         # a role fell back (informational: a lazy Ray driver has loaded nothing)
-        return {"type": "run", "format": RUN_FORMAT, **self.__dict__, "models": models, "prompts": list(prompts),
-                "exemplars": exemplars, "substitutes": substitutes or {}}
+        return {
+            "type": "run",
+            "format": RUN_FORMAT,
+            **self.__dict__,
+            "models": models,
+            "prompts": list(prompts),
+            "exemplars": exemplars,
+            "substitutes": substitutes or {},
+        }
 
 
 def lettered(options: Sequence[str]) -> list[str]:
@@ -125,8 +137,11 @@ class Method(ABC):
 
 def loaded_instead(hub: Any) -> dict[str, str]:
     """The roles of ``hub`` that run on another checkpoint than the profile names (so far)."""
-    return {role: hub.loaded_id(role) for role in sorted(hub.profile.roles)
-            if hub.loaded_id(role) != hub.profile.roles[role].id}
+    return {
+        role: hub.loaded_id(role)
+        for role in sorted(hub.profile.roles)
+        if hub.loaded_id(role) != hub.profile.roles[role].id
+    }
 
 
 class AgentMethod(Method):
@@ -146,9 +161,15 @@ class AgentMethod(Method):
     def answer(self, sample: Sample, video: Path) -> Prediction:
         answer = self.agent.ask(video, sample.prompt, options=sample.options)
         trajectory = [_compact(event) for event in answer.trace if event.get("type") != "answer"]
-        return Prediction(text=answer.text, choice=answer.choice, tool_calls=answer.tool_calls, tokens=answer.tokens,
-                          trajectory=trajectory, stop_reason=answer.stop_reason,
-                          cited=[_cited_row(row) for row in answer.evidence])
+        return Prediction(
+            text=answer.text,
+            choice=answer.choice,
+            tool_calls=answer.tool_calls,
+            tokens=answer.tokens,
+            trajectory=trajectory,
+            stop_reason=answer.stop_reason,
+            cited=[_cited_row(row) for row in answer.evidence],
+        )
 
 
 def _cited_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -178,8 +199,9 @@ class UniformVlmMethod(Method):
             frames = opened.sample_uniform(self.frames, short_side=frame_short_side(loaded, opened))
             duration = opened.duration
         options = lettered(sample.options) if sample.options else None
-        prompt = load_prompt("baseline_vlm").messages(n_frames=len(frames), duration=duration,
-                                                      question=sample.prompt, options=options)[0]["content"]
+        prompt = load_prompt("baseline_vlm").messages(
+            n_frames=len(frames), duration=duration, question=sample.prompt, options=options
+        )[0]["content"]
         output = vlm_generate(loaded, [list(frames.frames)], [prompt])
         text = output.texts[0]
         tokens = len(output.sequences[0])
@@ -211,7 +233,9 @@ class BlindMethod(Method):
             choice = scores.best
             return Prediction(text=lettered(sample.options)[choice], choice=choice, tokens=scores.tokens)
         generation = self.llm.generate(messages, max_new_tokens=32)
-        return Prediction(text=generation.text.strip(), tokens=generation.prompt_tokens + generation.completion_tokens)
+        return Prediction(
+            text=generation.text.strip(), tokens=generation.prompt_tokens + generation.completion_tokens
+        )
 
 
 def make_method(settings: RunSettings, store: str | Path | None = None, *, lazy: bool = False) -> Method:
@@ -237,7 +261,9 @@ def make_method(settings: RunSettings, store: str | Path | None = None, *, lazy:
     hub = ModelHub(load_profile(settings.profile))
     if settings.method == "vlm-uniform":
         if "vlm" not in hub.profile.roles:
-            raise VidagentError(f"profile {hub.profile.name!r} has no 'vlm' role for the vlm-uniform baseline")
+            raise VidagentError(
+                f"profile {hub.profile.name!r} has no 'vlm' role for the vlm-uniform baseline"
+            )
         if not lazy:
             hub.get("vlm")
         return UniformVlmMethod(hub, settings.frames)
@@ -247,7 +273,9 @@ def make_method(settings: RunSettings, store: str | Path | None = None, *, lazy:
     if settings.method == "blind":
         return BlindMethod(planner)
     budget = Budget(max_steps=settings.max_steps) if settings.max_steps else None
-    return AgentMethod(VideoAgent(ToolContext(hub=hub, store=Store(store), fps=settings.fps), planner, budget=budget))
+    return AgentMethod(
+        VideoAgent(ToolContext(hub=hub, store=Store(store), fps=settings.fps), planner, budget=budget)
+    )
 
 
 def make_judge(profile: str, *, lazy: bool = False) -> LLMJudge:
@@ -265,8 +293,19 @@ def make_judge(profile: str, *, lazy: bool = False) -> LLMJudge:
 # --- the run ------------------------------------------------------------------------------------
 def _compact(event: dict[str, Any]) -> dict[str, Any]:
     """A trace event without bulky fields, for the run file."""
-    keep = ("type", "node", "tool", "args", "calls", "fallback", "error", "seconds", "evidence_ids", "thought",
-            "candidates")
+    keep = (
+        "type",
+        "node",
+        "tool",
+        "args",
+        "calls",
+        "fallback",
+        "error",
+        "seconds",
+        "evidence_ids",
+        "thought",
+        "candidates",
+    )
     return {k: event[k] for k in keep if k in event}
 
 
@@ -297,15 +336,38 @@ def read_run(path: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
 
 def _comparable(header: dict[str, Any]) -> dict[str, Any]:
-    return {k: header.get(k) for k in ("format", "task", "method", "profile", "split", "frames", "fps", "max_steps",
-                                       "judge", "models", "prompts", "exemplars")}
+    return {
+        k: header.get(k)
+        for k in (
+            "format",
+            "task",
+            "method",
+            "profile",
+            "split",
+            "frames",
+            "fps",
+            "max_steps",
+            "judge",
+            "models",
+            "prompts",
+            "exemplars",
+        )
+    }
 
 
 class Runner:
     """Runs ``method`` over ``task`` into ``out`` (JSONL); see the module docstring."""
 
-    def __init__(self, task: Task, settings: RunSettings, method: Method, out: str | Path, *,
-                 judge: LLMJudge | None = None, clips_dir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        task: Task,
+        settings: RunSettings,
+        method: Method,
+        out: str | Path,
+        *,
+        judge: LLMJudge | None = None,
+        clips_dir: str | Path | None = None,
+    ) -> None:
         self.task, self.settings, self.method, self.out = task, settings, method, Path(out)
         self.judge = judge
         self.clips_dir = Path(clips_dir) if clips_dir else self.out.parent / "clips"
@@ -315,13 +377,25 @@ class Runner:
         from vidagent.agent.exemplars import load_exemplars
         from vidagent.prompts import load_prompt
 
-        prompts = [load_prompt(name).tag for name in self.method.prompts] + ([self.judge.tag] if self.judge else [])
+        prompts = [load_prompt(name).tag for name in self.method.prompts] + (
+            [self.judge.tag] if self.judge else []
+        )
         models = self.method.models() | ({"judge": self.judge.name} if self.judge else {})
-        return self.settings.header(models, prompts, load_exemplars().tag if self.method.uses_exemplars else None,
-                                    self.method.substitutes())
+        return self.settings.header(
+            models,
+            prompts,
+            load_exemplars().tag if self.method.uses_exemplars else None,
+            self.method.substitutes(),
+        )
 
-    def run(self, *, resume: bool = False, workers: int = 1, progress: Callable[[int, int], None] | None = None,
-            engine: Engine | None = None) -> list[dict[str, Any]]:
+    def run(
+        self,
+        *,
+        resume: bool = False,
+        workers: int = 1,
+        progress: Callable[[int, int], None] | None = None,
+        engine: Engine | None = None,
+    ) -> list[dict[str, Any]]:
         """Answer every sample not yet in the run file; returns every sample line, sorted by id.
 
         ``engine`` (e.g. :class:`~vidagent.evals.ray_eval.RayEngine`) answers the missing samples
@@ -332,9 +406,13 @@ class Runner:
         if resume and self.out.exists():
             old_header, rows = read_run(self.out)
             if _comparable(old_header) != _comparable(header):
-                changed = sorted(k for k, v in _comparable(header).items() if _comparable(old_header).get(k) != v)
-                raise RunError(f"{self.out}: was made with different settings ({', '.join(changed)}); "
-                               "use another --out or drop --resume")
+                changed = sorted(
+                    k for k, v in _comparable(header).items() if _comparable(old_header).get(k) != v
+                )
+                raise RunError(
+                    f"{self.out}: was made with different settings ({', '.join(changed)}); "
+                    "use another --out or drop --resume"
+                )
             done = {row["id"]: row for row in rows}
             self._rewrite(old_header, list(done.values()))  # drops a torn last line
         elif self.out.exists() and not resume:
@@ -378,23 +456,37 @@ class Runner:
         """The run-file line for ``sample``: its prediction, score and latency (nothing is written)."""
         started = time.perf_counter()
         row: dict[str, Any] = {
-            "type": "sample", "id": sample.id, "task": self.task.name, "video": sample.video.name,
-            "question": sample.question, "options": sample.options, "answer": sample.answer,
-            "category": sample.category, "sub": sample.sub,
+            "type": "sample",
+            "id": sample.id,
+            "task": self.task.name,
+            "video": sample.video.name,
+            "question": sample.question,
+            "options": sample.options,
+            "answer": sample.answer,
+            "category": sample.category,
+            "sub": sample.sub,
         }
         try:
             video = cut_clip(sample.video, sample.span, self.clips_dir) if sample.span else sample.video
             prediction = self.method.answer(sample, video)
             by_choice = sample.options is not None and self.task.score_prediction is None
-            row.update(prediction=prediction.choice if by_choice else prediction.text,
-                       prediction_text=prediction.text, parse_failed=prediction.parse_failed,
-                       tool_calls=prediction.tool_calls, tokens=prediction.tokens,
-                       stop_reason=prediction.stop_reason, trajectory=prediction.trajectory,
-                       cited=prediction.cited)
+            row.update(
+                prediction=prediction.choice if by_choice else prediction.text,
+                prediction_text=prediction.text,
+                parse_failed=prediction.parse_failed,
+                tool_calls=prediction.tool_calls,
+                tokens=prediction.tokens,
+                stop_reason=prediction.stop_reason,
+                trajectory=prediction.trajectory,
+                cited=prediction.cited,
+            )
             row.update(self.score(sample, prediction))
         except VidagentError as exc:
-            row.update(prediction=None, error=f"{type(exc).__name__}: {exc}", correct=False if sample.answer is not None
-                       else None)
+            row.update(
+                prediction=None,
+                error=f"{type(exc).__name__}: {exc}",
+                correct=False if sample.answer is not None else None,
+            )
         row["latency"] = round(time.perf_counter() - started, 4)
         return row
 
@@ -412,9 +504,17 @@ class Runner:
         return {"scores": scores, "correct": bool(primary >= 0.5)}
 
 
-def run_task(task: Task, settings: RunSettings, out: str | Path, *, store: str | Path | None = None,
-             resume: bool = False, workers: int = 1, progress: Callable[[int, int], None] | None = None,
-             engine: Engine | None = None) -> list[dict[str, Any]]:
+def run_task(
+    task: Task,
+    settings: RunSettings,
+    out: str | Path,
+    *,
+    store: str | Path | None = None,
+    resume: bool = False,
+    workers: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+    engine: Engine | None = None,
+) -> list[dict[str, Any]]:
     """Set up the method (and judge) for ``settings`` and run ``task`` into ``out``.
 
     With an ``engine`` the models are not loaded here: the engine's workers load their own.
@@ -423,7 +523,8 @@ def run_task(task: Task, settings: RunSettings, out: str | Path, *, store: str |
     method = make_method(settings, store, lazy=lazy)
     judge = make_judge(settings.judge, lazy=lazy) if settings.judge and task.open_ended else None
     return Runner(task.head(settings.limit), settings, method, out, judge=judge).run(
-        resume=resume, workers=workers, progress=progress, engine=engine)
+        resume=resume, workers=workers, progress=progress, engine=engine
+    )
 
 
 # --- reports ------------------------------------------------------------------------------------
@@ -458,7 +559,9 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     task = next((r.get("task") for r in rows if r.get("task")), None)
     if (official := official_accuracy(str(task), rows)) is not None:  # Video-MME, MVBench
         summary_metrics["acc_official"] = official  # the benchmark's own extractor and denominator
-        summary_metrics["acc_strict"] = _rate([bool(r["correct"]) for r in scored])  # ours: no letter is wrong
+        summary_metrics["acc_strict"] = _rate(
+            [bool(r["correct"]) for r in scored]
+        )  # ours: no letter is wrong
     return {
         "samples": len(rows),
         "scored": len(scored),
@@ -483,7 +586,9 @@ def report(paths: Sequence[str | Path]) -> dict[str, Any]:
     runs = []
     for path in paths:
         header, rows = read_run(path)
-        runs.append({"file": str(path), "run": header, "summary": summarise(rows), "ids": {r["id"] for r in rows}})
+        runs.append(
+            {"file": str(path), "run": header, "summary": summarise(rows), "ids": {r["id"] for r in rows}}
+        )
     result: dict[str, Any] = {"runs": [{k: v for k, v in r.items() if k != "ids"} for r in runs]}
     if len(runs) == 2:
         first, second = runs[0]["summary"], runs[1]["summary"]
@@ -491,8 +596,13 @@ def report(paths: Sequence[str | Path]) -> dict[str, Any]:
         result["difference"] = {
             "common_samples": len(runs[0]["ids"] & runs[1]["ids"]),
             "accuracy": _minus(second["accuracy"], first["accuracy"]),
-            "categories": {c: _minus(second["categories"].get(c, {}).get("accuracy"),
-                                     first["categories"].get(c, {}).get("accuracy")) for c in categories},
+            "categories": {
+                c: _minus(
+                    second["categories"].get(c, {}).get("accuracy"),
+                    first["categories"].get(c, {}).get("accuracy"),
+                )
+                for c in categories
+            },
             "latency_p50": _minus(second["latency_p50"], first["latency_p50"]),
             "latency_p95": _minus(second["latency_p95"], first["latency_p95"]),
         }
@@ -522,12 +632,18 @@ def to_markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
 
     summaries = [r["summary"] for r in runs]
-    line("samples (scored)", [f"{s['samples']} ({s['scored']})" for s in summaries],
-         diff["common_samples"] if diff else None)
+    line(
+        "samples (scored)",
+        [f"{s['samples']} ({s['scored']})" for s in summaries],
+        diff["common_samples"] if diff else None,
+    )
     line("accuracy %", [s["accuracy"] for s in summaries], diff and diff["accuracy"])
     for category in sorted({c for s in summaries for c in s["categories"]}):
-        line(f"· {category} %", [s["categories"].get(category, {}).get("accuracy") for s in summaries],
-             diff and diff["categories"].get(category))
+        line(
+            f"· {category} %",
+            [s["categories"].get(category, {}).get("accuracy") for s in summaries],
+            diff and diff["categories"].get(category),
+        )
     for sub in sorted({c for s in summaries for c in s["sub_categories"]}):
         line(f"· {sub} %", [s["sub_categories"].get(sub, {}).get("accuracy") for s in summaries])
     for metric in sorted({m for s in summaries for m in s["metrics"]}):
@@ -540,8 +656,10 @@ def to_markdown(result: dict[str, Any]) -> str:
     line("errors", [s["errors"] for s in summaries])
     for r, name in zip(runs, names, strict=True):
         usage = ", ".join(f"{tool} {n}" for tool, n in r["summary"]["tool_usage"].items()) or "none"
-        models = ", ".join(f"{k}={v}" + (f" (ran {r['run']['substitutes'][k]})" if k in (r["run"].get("substitutes")
-                                                                                       or {}) else "")
-                           for k, v in r["run"]["models"].items())
+        models = ", ".join(
+            f"{k}={v}"
+            + (f" (ran {r['run']['substitutes'][k]})" if k in (r["run"].get("substitutes") or {}) else "")
+            for k, v in r["run"]["models"].items()
+        )
         lines += ["", f"{name}: profile {r['run']['profile']}, models {models}; tools used: {usage}"]
     return "\n".join(lines) + "\n"

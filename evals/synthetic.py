@@ -54,17 +54,35 @@ FRAMES = FPS * SECONDS
 BACKGROUND = (200, 200, 200)
 TEXT_COLOUR = (20, 20, 20)
 COLOURS: dict[str, tuple[int, int, int]] = {
-    "red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 230), "yellow": (235, 205, 40),
+    "red": (220, 40, 40),
+    "green": (40, 170, 60),
+    "blue": (40, 80, 230),
+    "yellow": (235, 205, 40),
     "purple": (150, 60, 200),
 }
-WORDS = ("APPLE", "RIVER", "CLOUD", "TIGER", "LEMON", "PIANO", "HOUSE", "CHAIR", "TRAIN", "BREAD", "PLANT", "STONE")
+WORDS = (
+    "APPLE",
+    "RIVER",
+    "CLOUD",
+    "TIGER",
+    "LEMON",
+    "PIANO",
+    "HOUSE",
+    "CHAIR",
+    "TRAIN",
+    "BREAD",
+    "PLANT",
+    "STONE",
+)
 KINDS = ("counting", "colour", "order", "when", "spatial", "reading")
 JSONL_NAME = "synthetic.jsonl"
 RENDER_VERSION = 1  # bump when the drawing changes, so old videos are not reused
 
 # 4 x 3 grid of 40 px cells: shapes are placed at cell centres, so they never touch.
 CELL = 40
-CELLS = [(CELL // 2 + CELL * c, CELL // 2 + CELL * r) for r in range(HEIGHT // CELL) for c in range(WIDTH // CELL)]
+CELLS = [
+    (CELL // 2 + CELL * c, CELL // 2 + CELL * r) for r in range(HEIGHT // CELL) for c in range(WIDTH // CELL)
+]
 
 
 @dataclass(frozen=True)
@@ -119,12 +137,21 @@ def _counting(rng: np.random.Generator, k: int) -> Question:
     chosen = [distractors[i] for i in sorted(keep.tolist())]
     cells = _cells(rng, count + len(chosen))
     starts = sorted(rng.integers(0, _frames(6), size=count).tolist())
-    items = [Item("square", "red", *_jitter(rng, cell), 18, start, FRAMES) for cell, start in zip(cells[:count], starts, strict=True)]
+    items = [
+        Item("square", "red", *_jitter(rng, cell), 18, start, FRAMES)
+        for cell, start in zip(cells[:count], starts, strict=True)
+    ]
     for (shape, colour), cell in zip(chosen, cells[count:], strict=True):
         start = int(rng.integers(0, _frames(6)))
         items.append(Item(shape, colour, *_jitter(rng, cell), 20, start, FRAMES))
-    return Question(f"counting-{k}", "counting", "How many red squares appear?", ["1", "2", "3", "4"], count - 1,
-                    tuple(items))
+    return Question(
+        f"counting-{k}",
+        "counting",
+        "How many red squares appear?",
+        ["1", "2", "3", "4"],
+        count - 1,
+        tuple(items),
+    )
 
 
 def _colour(rng: np.random.Generator, k: int) -> Question:
@@ -155,8 +182,14 @@ def _order(rng: np.random.Generator, k: int, first_is_square: bool) -> Question:
     if rng.random() < 0.5:  # an earlier shape that the question does not ask about
         items.append(Item("square", "green", *_jitter(rng, cells[2]), 20, 0, first))
     options = ["the red square", "the blue circle", "both at the same time"]
-    return Question(f"order-{k}", "order", "Which appears first, the red square or the blue circle?", options,
-                    0 if first_is_square else 1, tuple(items))
+    return Question(
+        f"order-{k}",
+        "order",
+        "Which appears first, the red square or the blue circle?",
+        options,
+        0 if first_is_square else 1,
+        tuple(items),
+    )
 
 
 QUARTER = SECONDS // 4
@@ -167,11 +200,19 @@ def _when(rng: np.random.Generator, k: int, quarter: int) -> Question:
     circle_quarter, red_quarter = (others[i] for i in rng.choice(3, size=2, replace=False))
     cells = _cells(rng, 3)
     items = []
-    for (shape, colour), q, cell in zip((("square", "green"), ("circle", "green"), ("square", "red")),
-                                        (quarter, circle_quarter, red_quarter), cells, strict=True):
+    for (shape, colour), q, cell in zip(
+        (("square", "green"), ("circle", "green"), ("square", "red")),
+        (quarter, circle_quarter, red_quarter),
+        cells,
+        strict=True,
+    ):
         start = _frames(q * QUARTER) + int(rng.integers(_frames(0.5), _frames(1) + 1))
         length = int(rng.integers(_frames(1.5), _frames(2) + 1))
-        items.append(Item(shape, colour, *_jitter(rng, cell), 20, start, min(start + length, _frames((q + 1) * QUARTER))))
+        items.append(
+            Item(
+                shape, colour, *_jitter(rng, cell), 20, start, min(start + length, _frames((q + 1) * QUARTER))
+            )
+        )
     options = [f"{q * QUARTER}-{(q + 1) * QUARTER} s" for q in range(4)]
     return Question(f"when-{k}", "when", "When does the green square appear?", options, quarter, tuple(items))
 
@@ -189,8 +230,14 @@ def _spatial(rng: np.random.Generator, k: int, square_left: bool) -> Question:
         Item("circle", "yellow", int(2 * rng.integers(10, 71)), other_row, 20, 0, FRAMES),
     )
     options = ["to the left", "to the right", "directly above"]
-    return Question(f"spatial-{k}", "spatial", "Is the red square left or right of the blue circle?", options,
-                    0 if square_left else 1, items)
+    return Question(
+        f"spatial-{k}",
+        "spatial",
+        "Is the red square left or right of the blue circle?",
+        options,
+        0 if square_left else 1,
+        items,
+    )
 
 
 def _reading(rng: np.random.Generator, k: int) -> Question:
@@ -304,8 +351,14 @@ def write_synthetic(out_dir: Path, per_kind: int = 2, seed: int = 0) -> Path:
         name = f"videos/{question.id}-{question.digest()}.mp4"
         if not (out_dir / name).is_file():
             _write_video(out_dir / name, question.items)
-        row = {"id": question.id, "video": name, "question": question.question, "options": question.options,
-               "answer": question.answer, "category": question.category}
+        row = {
+            "id": question.id,
+            "video": name,
+            "question": question.question,
+            "options": question.options,
+            "answer": question.answer,
+            "category": question.category,
+        }
         lines.append(json.dumps(row) + "\n")
     target = out_dir / JSONL_NAME
     partial = out_dir / f".{JSONL_NAME}.partial"
@@ -314,4 +367,14 @@ def write_synthetic(out_dir: Path, per_kind: int = 2, seed: int = 0) -> Path:
     return target
 
 
-__all__ = ["COLOURS", "KINDS", "WORDS", "Item", "Question", "frame_drawer", "plan", "word_mask", "write_synthetic"]
+__all__ = [
+    "COLOURS",
+    "KINDS",
+    "WORDS",
+    "Item",
+    "Question",
+    "frame_drawer",
+    "plan",
+    "word_mask",
+    "write_synthetic",
+]

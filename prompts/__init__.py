@@ -30,8 +30,11 @@ class Prompt:
 
     def messages(self, **values: Any) -> list[dict[str, str]]:
         """Render the system and user templates into chat messages."""
-        return [{"role": role, "content": self.render(role, **values)} for role in ("system", "user")
-                if role in self.templates]
+        return [
+            {"role": role, "content": self.render(role, **values)}
+            for role in ("system", "user")
+            if role in self.templates
+        ]
 
 
 @cache

@@ -194,7 +194,9 @@ def damaged_copy(src: str | Path, dst: str | Path, start: float, end: float, see
             if packet.pts is None or packet.pos is None or packet.size == 0:
                 continue
             if start <= float(packet.pts * stream.time_base) < end:
-                data[packet.pos: packet.pos + packet.size] = rng.integers(0, 256, packet.size, np.uint8).tobytes()
+                data[packet.pos : packet.pos + packet.size] = rng.integers(
+                    0, 256, packet.size, np.uint8
+                ).tobytes()
     Path(dst).write_bytes(bytes(data))
     return Path(dst)
 

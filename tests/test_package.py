@@ -15,17 +15,33 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_normal_install_maps_the_namespace_onto_the_folders(tmp_path: Path) -> None:
     target = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(ROOT)],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     probe = (
         "import vidagent, vidagent.tools, vidagent.prompts, vidagent.evals, vidagent.models.profile as p;"
         "print(vidagent.__file__); print(vidagent.tools.__file__); print(len(p.list_profiles()))"
     )
     result = subprocess.run(
-        [sys.executable, "-c", probe], cwd=tmp_path, env={"PYTHONPATH": str(target)},
-        check=True, capture_output=True, text=True,
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(target)},
+        check=True,
+        capture_output=True,
+        text=True,
     )
     package_file, tools_file, n_profiles = result.stdout.split()
     assert Path(package_file).is_relative_to(target / "vidagent")
@@ -56,17 +72,32 @@ def test_ruff_bans_imports_of_the_folder_names(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("import tools\nfrom agent import cli\n")
     result = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "--config", str(ROOT / "pyproject.toml"),
-         "--select", "TID251", str(bad)],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "ruff",
+            "check",
+            "--config",
+            str(ROOT / "pyproject.toml"),
+            "--select",
+            "TID251",
+            str(bad),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 1
     assert result.stdout.count("TID251") == 2
 
 
 LAYERS = [  # (package, folder), lowest first: the README's architecture section
-    ("core", "agent/core"), ("models", "agent/models"), ("media", "agent/media"),
-    ("grounding", "agent/grounding"), ("tools", "tools"), ("agent", "agent/agent"), ("evals", "evals"),
+    ("core", "agent/core"),
+    ("models", "agent/models"),
+    ("media", "agent/media"),
+    ("grounding", "agent/grounding"),
+    ("tools", "tools"),
+    ("agent", "agent/agent"),
+    ("evals", "evals"),
     ("app", "agent/app"),
 ]
 
@@ -74,9 +105,24 @@ LAYERS = [  # (package, folder), lowest first: the README's architecture section
 def _banned(folder: str, source: str) -> bool:
     """Whether ruff (with the folder's own config) reports TID251 on ``source`` placed in ``folder``."""
     result = subprocess.run(
-        [sys.executable, "-m", "ruff", "check", "--no-cache", "--select", "TID251", "--output-format", "concise",
-         "--stdin-filename", str(ROOT / folder / "probe.py"), "-"],
-        input=source, capture_output=True, text=True, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "ruff",
+            "check",
+            "--no-cache",
+            "--select",
+            "TID251",
+            "--output-format",
+            "concise",
+            "--stdin-filename",
+            str(ROOT / folder / "probe.py"),
+            "-",
+        ],
+        input=source,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     return "TID251" in result.stdout
 
@@ -84,11 +130,15 @@ def _banned(folder: str, source: str) -> bool:
 @pytest.mark.parametrize("level", range(len(LAYERS)))
 def test_an_import_up_the_layers_fails_lint_and_one_down_passes(level: int) -> None:
     name, folder = LAYERS[level]
-    for higher, _ in LAYERS[level + 1:]:
+    for higher, _ in LAYERS[level + 1 :]:
         assert _banned(folder, f"from vidagent.{higher} import anything\n"), f"{name} may import {higher}"
-        assert _banned(folder, f"def f():\n    import vidagent.{higher}.anything\n"), f"{name} may import {higher} lazily"
+        assert _banned(folder, f"def f():\n    import vidagent.{higher}.anything\n"), (
+            f"{name} may import {higher} lazily"
+        )
     for lower, _ in LAYERS[: level + 1]:
-        assert not _banned(folder, f"from vidagent.{lower} import anything\n"), f"{name} may not import {lower}"
+        assert not _banned(folder, f"from vidagent.{lower} import anything\n"), (
+            f"{name} may not import {lower}"
+        )
 
 
 def test_prompts_import_nothing_else_of_vidagent() -> None:

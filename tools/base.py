@@ -48,8 +48,14 @@ class ToolContext:
                 self._shared[name] = make()
             return self._shared[name]
 
-    def cached(self, tool: str, video: str | Path | None, model_id: str, args: BaseModel,
-               compute: Callable[[], Evidence]) -> Evidence:
+    def cached(
+        self,
+        tool: str,
+        video: str | Path | None,
+        model_id: str,
+        args: BaseModel,
+        compute: Callable[[], Evidence],
+    ) -> Evidence:
         """Return the stored result of ``tool`` on these inputs, computing it once."""
         video_id = self.store.content_hash(video) if video is not None else None
         key = self.store.result_key(tool, video_id, model_id, args.model_dump(mode="json"))

@@ -56,25 +56,39 @@ def caption_prompt(loaded: LoadedModel, times: list[float]) -> str:
 
 def _settings(ctx: ToolContext, loaded: LoadedModel, **shape: Any) -> str:
     """The store's settings key: what, besides the model, shaped the captions."""
-    return ctx.store.settings_key({
-        **shape,
-        "prompt": str(loaded.spec.options.get("caption_prompt", CAPTION_PROMPT)),
-        "gen": generation_kwargs(loaded, DEFAULT_MAX_NEW_TOKENS),
-        "short_side": loaded.spec.options.get("short_side", DEFAULT_SHORT_SIDE),
-        "dtype": str(loaded.dtype),
-    })
+    return ctx.store.settings_key(
+        {
+            **shape,
+            "prompt": str(loaded.spec.options.get("caption_prompt", CAPTION_PROMPT)),
+            "gen": generation_kwargs(loaded, DEFAULT_MAX_NEW_TOKENS),
+            "short_side": loaded.spec.options.get("short_side", DEFAULT_SHORT_SIDE),
+            "dtype": str(loaded.dtype),
+        }
+    )
 
 
 def _evidence(rows: list[dict[str, Any]], video_id: str) -> Evidence:
-    return Evidence.from_rows([
-        {"tool": "caption", "start": r["start"], "end": r["end"], "score": r.get("score", 1.0), "text": r["text"],
-         "video": video_id, "data": r.get("data", {})}
-        for r in rows
-    ])
+    return Evidence.from_rows(
+        [
+            {
+                "tool": "caption",
+                "start": r["start"],
+                "end": r["end"],
+                "score": r.get("score", 1.0),
+                "text": r["text"],
+                "video": video_id,
+                "data": r.get("data", {}),
+            }
+            for r in rows
+        ]
+    )
 
 
 def _caption_windows(
-    loaded: LoadedModel, video: Video, windows: list[tuple[float, float]], frames: int,
+    loaded: LoadedModel,
+    video: Video,
+    windows: list[tuple[float, float]],
+    frames: int,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[dict[str, Any]]:
     """One caption row per window, ``options.batch_size`` windows per VLM call."""
@@ -95,8 +109,15 @@ def _caption_windows(
         if batch:
             texts = vlm_generate(loaded, batch, prompts, **gen).texts
             for (start, end, times), text in zip(shown, texts, strict=True):
-                rows.append({"start": start, "end": end, "text": text, "score": 1.0,
-                             "data": {"frames": len(times), "times": [round(t, 2) for t in times]}})
+                rows.append(
+                    {
+                        "start": start,
+                        "end": end,
+                        "text": text,
+                        "score": 1.0,
+                        "data": {"frames": len(times), "times": [round(t, 2) for t in times]},
+                    }
+                )
         if progress:
             progress(min(first + batch_size, len(windows)), len(windows))
     return rows
@@ -128,7 +149,11 @@ def caption_windows(duration: float, every_s: float) -> list[tuple[float, float]
 
 
 def caption_video(
-    ctx: ToolContext, video: str | Path, every_s: float = 10.0, *, frames: int = 4,
+    ctx: ToolContext,
+    video: str | Path,
+    every_s: float = 10.0,
+    *,
+    frames: int = 4,
     progress: Callable[[int, int], None] | None = None,
 ) -> Evidence:
     """Dense captions: one per ``every_s`` seconds of the whole video, stored and searchable."""
@@ -142,7 +167,9 @@ def caption_video(
         settings = _settings(ctx, loaded, every_s=float(every_s), frames=frames)
         rows = ctx.store.texts(video_id, "caption", model_key(loaded), settings)
         if rows is None:
-            rows = _caption_windows(loaded, opened, caption_windows(opened.duration, every_s), frames, progress)
+            rows = _caption_windows(
+                loaded, opened, caption_windows(opened.duration, every_s), frames, progress
+            )
             ctx.store.put_texts(video_id, "caption", model_key(loaded), settings, rows)
     return _evidence(rows, video_id)
 

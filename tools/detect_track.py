@@ -85,17 +85,35 @@ def prompt_text(labels: Sequence[str]) -> str:
 
 
 class DetectInput(BaseModel):
-    prompt: str = Field(min_length=1, max_length=500,
-                        description="The objects to find, each ending with '.', e.g. 'person. bicycle.'.",
-                        json_schema_extra={"words": "objects"})
+    prompt: str = Field(
+        min_length=1,
+        max_length=500,
+        description="The objects to find, each ending with '.', e.g. 'person. bicycle.'.",
+        json_schema_extra={"words": "objects"},
+    )
     span: tuple[float, float] | None = Field(default=None, description="Only inside [start, end] seconds.")
     fps: float = Field(default=2.0, gt=0, le=10, description="Frames examined per second.")
-    box_threshold: float = Field(default=0.35, ge=0, le=1, description="Drop boxes scoring at most this.",
-                                 json_schema_extra={"planner": False})
-    text_threshold: float = Field(default=0.25, ge=0, le=1, json_schema_extra={"planner": False},
-                                  description="Drop boxes whose best label scores at most this.")
-    min_frames: int = Field(default=1, ge=1, le=20, description="Drop tracks seen on fewer sampled frames.",
-                            json_schema_extra={"planner": False})
+    box_threshold: float = Field(
+        default=0.35,
+        ge=0,
+        le=1,
+        description="Drop boxes scoring at most this.",
+        json_schema_extra={"planner": False},
+    )
+    text_threshold: float = Field(
+        default=0.25,
+        ge=0,
+        le=1,
+        json_schema_extra={"planner": False},
+        description="Drop boxes whose best label scores at most this.",
+    )
+    min_frames: int = Field(
+        default=1,
+        ge=1,
+        le=20,
+        description="Drop tracks seen on fewer sampled frames.",
+        json_schema_extra={"planner": False},
+    )
 
     @field_validator("prompt")
     @classmethod
@@ -132,6 +150,7 @@ def text_budget(loaded: LoadedModel) -> int:
 
 def fit_labels(labels: Sequence[str], tokenizer: Any, max_tokens: int) -> list[str]:
     """The leading labels whose prompt fits ``max_tokens``; warns naming whatever was dropped."""
+
     def length(candidate: Sequence[str]) -> int:
         return len(tokenizer(prompt_text(candidate), verbose=False)["input_ids"])
 
@@ -152,19 +171,24 @@ def fit_labels(labels: Sequence[str], tokenizer: Any, max_tokens: int) -> list[s
     if kept != list(labels):
         dropped = [label for label in labels if label not in kept]
         if kept[-1] not in labels:  # a shortened first label
-            dropped.insert(0, labels[0][len(kept[-1]):].strip())
+            dropped.insert(0, labels[0][len(kept[-1]) :].strip())
         warnings.warn(
             f"{TOOL_NAME}: the prompt is longer than the detector's text encoder takes ({max_tokens} tokens); "
             f"kept {prompt_text(kept)!r}, dropped: {', '.join(repr(d) for d in dropped)}",
-            UserWarning, stacklevel=3,
+            UserWarning,
+            stacklevel=3,
         )
     return kept
 
 
 def phrase_spans(input_ids: Sequence[int], tokenizer: Any) -> list[list[int]]:
     """Token positions of each phrase: the runs between [CLS], [SEP], padding and '.' / '?' tokens."""
-    separators = {tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id,
-                  *tokenizer.convert_tokens_to_ids([".", "?"])}
+    separators = {
+        tokenizer.cls_token_id,
+        tokenizer.sep_token_id,
+        tokenizer.pad_token_id,
+        *tokenizer.convert_tokens_to_ids([".", "?"]),
+    }
     spans: list[list[int]] = []
     current: list[int] = []
     for position, token in enumerate(input_ids):
@@ -205,8 +229,14 @@ def decode_short_side(video: Video, image_processor: Any) -> int | None:
     return short if short < side_short else None
 
 
-def detect_frames(loaded: LoadedModel, frames: np.ndarray, labels: Sequence[str], video_size: tuple[int, int],
-                  box_threshold: float, text_threshold: float) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def detect_frames(
+    loaded: LoadedModel,
+    frames: np.ndarray,
+    labels: Sequence[str],
+    video_size: tuple[int, int],
+    box_threshold: float,
+    text_threshold: float,
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """GroundingDINO on a batch of RGB frames: per frame (boxes in video pixels, scores, label ids)."""
     import torch
 
@@ -220,7 +250,10 @@ def detect_frames(loaded: LoadedModel, frames: np.ndarray, labels: Sequence[str]
     outputs.pred_boxes = outputs.pred_boxes.float()
     width, height = video_size
     results = processor.post_process_grounded_object_detection(
-        outputs, inputs["input_ids"], threshold=box_threshold, text_threshold=text_threshold,
+        outputs,
+        inputs["input_ids"],
+        threshold=box_threshold,
+        text_threshold=text_threshold,
         target_sizes=[(height, width)] * len(frames),
     )
     spans = phrase_spans(inputs["input_ids"][0].tolist(), processor.tokenizer)
@@ -238,8 +271,13 @@ def detect_frames(loaded: LoadedModel, frames: np.ndarray, labels: Sequence[str]
         scores = result["scores"].float().cpu().numpy().reshape(-1)
         boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, width)
         boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, height)
-        found.append((boxes[named].astype(np.float32), scores[named].astype(np.float32),
-                      label_ids[named].astype(np.int64)))
+        found.append(
+            (
+                boxes[named].astype(np.float32),
+                scores[named].astype(np.float32),
+                label_ids[named].astype(np.int64),
+            )
+        )
     return found
 
 
@@ -248,11 +286,16 @@ def _byte_tracker(fps: float, threshold: float) -> Any:
     try:
         from trackers import ByteTrackTracker
     except ImportError as error:  # supervision 0.30 moved ByteTrack into `trackers`
-        raise VidagentError("detect_track needs the trackers package (ByteTrack): pip install trackers") from error
+        raise VidagentError(
+            "detect_track needs the trackers package (ByteTrack): pip install trackers"
+        ) from error
     return ByteTrackTracker(
         lost_track_buffer=round(LOST_SECONDS * 30),  # counted in 30 fps frames, scaled by frame_rate
-        frame_rate=fps, track_activation_threshold=threshold, high_conf_det_threshold=threshold,
-        minimum_consecutive_frames=1, minimum_iou_threshold=MIN_IOU,
+        frame_rate=fps,
+        track_activation_threshold=threshold,
+        high_conf_det_threshold=threshold,
+        minimum_consecutive_frames=1,
+        minimum_iou_threshold=MIN_IOU,
     )
 
 
@@ -267,8 +310,11 @@ class _LabelTracks:
     def update(self, position: int, boxes: np.ndarray, scores: np.ndarray, rows: np.ndarray) -> None:
         import supervision as sv
 
-        detections = sv.Detections(xyxy=boxes.reshape(-1, 4).astype(np.float32), confidence=scores.astype(np.float32),
-                                    data={"row": rows.astype(np.int64)})
+        detections = sv.Detections(
+            xyxy=boxes.reshape(-1, 4).astype(np.float32),
+            confidence=scores.astype(np.float32),
+            data={"row": rows.astype(np.int64)},
+        )
         before = {id(t) for t in self.tracker.tracks}
         out = self.tracker.update(detections)
         untracked = [i for i in range(len(out)) if out.tracker_id[i] < 0]
@@ -300,8 +346,13 @@ class _LabelTracks:
         return found
 
 
-def build_tracks(frames: Sequence[FrameDetections], labels: Sequence[str], fps: float, box_threshold: float,
-                 min_frames: int = 1) -> list[dict[str, Any]]:
+def build_tracks(
+    frames: Sequence[FrameDetections],
+    labels: Sequence[str],
+    fps: float,
+    box_threshold: float,
+    min_frames: int = 1,
+) -> list[dict[str, Any]]:
     """Per-label ByteTrack over per-frame detections -> track records (ids 1..N by first sighting)."""
     found = []
     for label_id, label in enumerate(labels):
@@ -318,15 +369,20 @@ def build_tracks(frames: Sequence[FrameDetections], labels: Sequence[str], fps: 
         times = [float(frames[p].t) for p, _ in sightings]
         scores = [float(frames[p].scores[r]) for p, r in sightings]
         best = int(np.argmax(scores))
-        records.append({
-            "label": label, "label_id": label_id,
-            "first_seen": round(times[0], 3), "last_seen": round(times[-1], 3),
-            "t": [round(t, 3) for t in times],
-            "frame_index": [int(frames[p].frame_index) for p, _ in sightings],
-            "box": [[round(float(v), 1) for v in frames[p].boxes[r]] for p, r in sightings],
-            "score": [round(s, 4) for s in scores],
-            "best": best, "mean_score": round(float(np.mean(scores)), 4),
-        })
+        records.append(
+            {
+                "label": label,
+                "label_id": label_id,
+                "first_seen": round(times[0], 3),
+                "last_seen": round(times[-1], 3),
+                "t": [round(t, 3) for t in times],
+                "frame_index": [int(frames[p].frame_index) for p, _ in sightings],
+                "box": [[round(float(v), 1) for v in frames[p].boxes[r]] for p, r in sightings],
+                "score": [round(s, 4) for s in scores],
+                "best": best,
+                "mean_score": round(float(np.mean(scores)), 4),
+            }
+        )
     records.sort(key=lambda r: (r["first_seen"], r["label_id"], r["box"][0][0], r["box"][0][1]))
     for number, record in enumerate(records, start=1):
         record["track_id"] = number
@@ -344,25 +400,40 @@ def _span(video: Video, path: Path, span: tuple[float, float] | None) -> tuple[f
     return (max(start, 0.0), min(end, duration))
 
 
-def settings_of(args: DetectInput, labels: Sequence[str], span: tuple[float, float], fps: float) -> dict[str, Any]:
+def settings_of(
+    args: DetectInput, labels: Sequence[str], span: tuple[float, float], fps: float
+) -> dict[str, Any]:
     """What shapes the stored tracks besides the video and the model."""
     return {
-        "version": SETTINGS_VERSION, "prompt": prompt_text(labels), "span": [round(span[0], 3), round(span[1], 3)],
-        "fps": round(fps, 6), "box_threshold": args.box_threshold, "text_threshold": args.text_threshold,
-        "min_frames": args.min_frames, "tracker": f"bytetrack/lost={LOST_SECONDS}/iou={MIN_IOU}",
+        "version": SETTINGS_VERSION,
+        "prompt": prompt_text(labels),
+        "span": [round(span[0], 3), round(span[1], 3)],
+        "fps": round(fps, 6),
+        "box_threshold": args.box_threshold,
+        "text_threshold": args.text_threshold,
+        "min_frames": args.min_frames,
+        "tracker": f"bytetrack/lost={LOST_SECONDS}/iou={MIN_IOU}",
     }
 
 
-def run_detector(loaded: LoadedModel, video: Video, labels: Sequence[str], span: tuple[float, float], fps: float,
-                 args: DetectInput, progress: Progress | None = None) -> list[FrameDetections]:
+def run_detector(
+    loaded: LoadedModel,
+    video: Video,
+    labels: Sequence[str],
+    span: tuple[float, float],
+    fps: float,
+    args: DetectInput,
+    progress: Progress | None = None,
+) -> list[FrameDetections]:
     """Sample, batch and detect: the detections of every sampled frame, in time order."""
     batch = int(loaded.spec.options.get("batch_size", BATCH_SIZE))
     total = len(target_times(span, fps=fps))
     short_side = decode_short_side(video, loaded.processor.image_processor)
     frames: list[FrameDetections] = []
     for chunk in video.iter_chunks(fps=fps, span=span, short_side=short_side, chunk_size=batch):
-        found = detect_frames(loaded, chunk.frames, labels, (video.width, video.height),
-                              args.box_threshold, args.text_threshold)
+        found = detect_frames(
+            loaded, chunk.frames, labels, (video.width, video.height), args.box_threshold, args.text_threshold
+        )
         for (boxes, scores, label_ids), t, index in zip(found, chunk.timestamps, chunk.indices, strict=True):
             frames.append(FrameDetections(float(t), int(index), boxes, scores, label_ids))
         if progress is not None:
@@ -370,8 +441,9 @@ def run_detector(loaded: LoadedModel, video: Video, labels: Sequence[str], span:
     return frames
 
 
-def tracks_for(ctx: ToolContext, video: Path, args: DetectInput,
-               progress: Progress | None = None) -> tuple[str, list[dict[str, Any]], dict[str, Any]]:
+def tracks_for(
+    ctx: ToolContext, video: Path, args: DetectInput, progress: Progress | None = None
+) -> tuple[str, list[dict[str, Any]], dict[str, Any]]:
     """(video id, tracks, settings) for these inputs, from object memory or by running the detector."""
     loaded = ctx.hub.get("detector")
     video_id = ctx.store.content_hash(video)
@@ -406,24 +478,46 @@ def to_evidence(tracks: Sequence[dict[str, Any]], settings: dict[str, Any], vide
     for track in tracks:
         best = track["best"]
         start = max(lo, track["first_seen"] - step / 2)
-        rows.append({
-            "tool": TOOL_NAME, "start": start, "end": max(start, min(hi, track["last_seen"] + step / 2)),
-            "score": track["mean_score"], "frame_index": track["frame_index"][best], "box": track["box"][best],
-            "track_id": track["track_id"], "video": video_id,
-            "data": {"label": track["label"], "count": counts[track["label"]], "best": track["score"][best],
-                     "frames": len(track["t"]), "from": centre(track["box"][0]), "to": centre(track["box"][-1])},
-        })
+        rows.append(
+            {
+                "tool": TOOL_NAME,
+                "start": start,
+                "end": max(start, min(hi, track["last_seen"] + step / 2)),
+                "score": track["mean_score"],
+                "frame_index": track["frame_index"][best],
+                "box": track["box"][best],
+                "track_id": track["track_id"],
+                "video": video_id,
+                "data": {
+                    "label": track["label"],
+                    "count": counts[track["label"]],
+                    "best": track["score"][best],
+                    "frames": len(track["t"]),
+                    "from": centre(track["box"][0]),
+                    "to": centre(track["box"][-1]),
+                },
+            }
+        )
     return Evidence.from_rows(rows)
 
 
-def detect_track(ctx: ToolContext, video: Path, args: DetectInput, progress: Progress | None = None) -> Evidence:
+def detect_track(
+    ctx: ToolContext, video: Path, args: DetectInput, progress: Progress | None = None
+) -> Evidence:
     video_id, tracks, settings = tracks_for(ctx, video, args, progress)
     return to_evidence(tracks, settings, video_id)
 
 
 # --- rendering -----------------------------------------------------------------------------------
-def render(video: Path, tracks: Sequence[dict[str, Any]], out: Path, *, step: float,
-           span: tuple[float, float] | None = None, progress: Progress | None = None) -> Path:
+def render(
+    video: Path,
+    tracks: Sequence[dict[str, Any]],
+    out: Path,
+    *,
+    step: float,
+    span: tuple[float, float] | None = None,
+    progress: Progress | None = None,
+) -> Path:
     """Write ``out`` (H.264 mp4 at the video's frame rate): every frame of ``span`` with the tracks' boxes.
 
     A sampled box is shown on the frames within half a sampling period (``step``) of it; labels
@@ -467,11 +561,14 @@ def render(video: Path, tracks: Sequence[dict[str, Any]], out: Path, *, step: fl
                         )
                         canvas = boxes.annotate(canvas, detections)
                         canvas = trace.annotate(canvas, detections)
-                        canvas = labels.annotate(canvas, detections, labels=[
-                            f"#{track['track_id']} {track['label']}" for track, _ in shown
-                        ])
+                        canvas = labels.annotate(
+                            canvas,
+                            detections,
+                            labels=[f"#{track['track_id']} {track['label']}" for track, _ in shown],
+                        )
                     frame = av.VideoFrame.from_ndarray(
-                        np.ascontiguousarray(canvas[: stream.height, : stream.width, ::-1]), format="rgb24")
+                        np.ascontiguousarray(canvas[: stream.height, : stream.width, ::-1]), format="rgb24"
+                    )
                     container.mux(stream.encode(frame))
                     done += 1
                 if progress is not None:
@@ -490,7 +587,7 @@ def trackers_version() -> str:
 TOOL = ToolSpec(
     name=TOOL_NAME,
     description="Find, track and count named objects ('person. bicycle.'): one row per tracked object with "
-                "when it is seen, where (box) and how many of each label.",
+    "when it is seen, where (box) and how many of each label.",
     input_model=DetectInput,
     run=detect_track,
     roles=("detector",),

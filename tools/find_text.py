@@ -32,14 +32,23 @@ SOURCE_OF_TOOL = {"transcribe": "speech", "read_text": "screen"}
 
 
 class FindTextInput(BaseModel):
-    query: str = Field(min_length=1, max_length=200, description="The words said or shown to find.",
-                       json_schema_extra={"words": "phrase"})
+    query: str = Field(
+        min_length=1,
+        max_length=200,
+        description="The words said or shown to find.",
+        json_schema_extra={"words": "phrase"},
+    )
     source: Literal["any", "speech", "screen"] = Field(
-        default="any", description="speech (what is said), screen (text shown) or any.")
-    k: int = Field(default=5, ge=1, le=20, description="How many matches at most.", json_schema_extra={"planner": False})
+        default="any", description="speech (what is said), screen (text shown) or any."
+    )
+    k: int = Field(
+        default=5, ge=1, le=20, description="How many matches at most.", json_schema_extra={"planner": False}
+    )
 
 
-def read_video_texts(ctx: ToolContext, video: Path, sources: tuple[str, ...] = ("transcribe", "read_text")) -> dict[str, int]:
+def read_video_texts(
+    ctx: ToolContext, video: Path, sources: tuple[str, ...] = ("transcribe", "read_text")
+) -> dict[str, int]:
     """Transcribe and read the video once (default settings; stored), for search. Rows per tool."""
     from vidagent.tools.read_text import ReadTextInput, read_text
     from vidagent.tools.transcribe import TranscribeInput, transcribe
@@ -67,8 +76,11 @@ def matched_words_span(hit: TextHit, query: str) -> tuple[float, float] | None:
     """The span of a speech row's words that match the query's words (by lemma), if any."""
     words = hit.row["data"].get("_words") or []
     wanted = {lemma(w) for w in re.findall(r"\w+", query.casefold())}
-    times = [(float(start), float(end)) for word, start, end in words
-             if any(lemma(w) in wanted for w in re.findall(r"\w+", str(word).casefold()))]
+    times = [
+        (float(start), float(end))
+        for word, start, end in words
+        if any(lemma(w) in wanted for w in re.findall(r"\w+", str(word).casefold()))
+    ]
     if not times:
         return None
     return min(t[0] for t in times), max(t[1] for t in times)
@@ -77,17 +89,28 @@ def matched_words_span(hit: TextHit, query: str) -> tuple[float, float] | None:
 def hit_row(hit: TextHit, query: str) -> dict[str, Any]:
     row = hit.row
     start, end = float(row["start"]), float(row["end"])
-    data: dict[str, Any] = {"source": SOURCE_OF_TOOL.get(row["tool"], row["tool"]), "matched_by": hit.matched_by,
-                            "cosine": round(hit.cosine, 3)}
+    data: dict[str, Any] = {
+        "source": SOURCE_OF_TOOL.get(row["tool"], row["tool"]),
+        "matched_by": hit.matched_by,
+        "cosine": round(hit.cosine, 3),
+    }
     if hit.keyword_rank is not None and (words := matched_words_span(hit, query)) is not None:
         data["segment"] = [start, end]
         start, end = words
     for key in ("box", "frame_index"):
         if key in row["data"]:
             data[key] = row["data"][key]
-    return {"tool": "find_text", "start": start, "end": end, "score": round(hit.score * (RRF_K + 1) / 2, 4), "text": row["text"],
-            "video": row["video_id"], "box": data.pop("box", None), "frame_index": data.pop("frame_index", -1),
-            "data": data}
+    return {
+        "tool": "find_text",
+        "start": start,
+        "end": end,
+        "score": round(hit.score * (RRF_K + 1) / 2, 4),
+        "text": row["text"],
+        "video": row["video_id"],
+        "box": data.pop("box", None),
+        "frame_index": data.pop("frame_index", -1),
+        "data": data,
+    }
 
 
 def find_text(ctx: ToolContext, video: Path, args: FindTextInput) -> Evidence:

@@ -32,8 +32,12 @@ CURVE_POINTS = 32
 
 
 class GroundInput(BaseModel):
-    query: str = Field(min_length=1, max_length=300, description="The event or moment to find, in plain words.",
-                       json_schema_extra={"words": "phrase"})
+    query: str = Field(
+        min_length=1,
+        max_length=300,
+        description="The event or moment to find, in plain words.",
+        json_schema_extra={"words": "phrase"},
+    )
     span: tuple[float, float] | None = Field(default=None, description="Only inside [start, end] seconds.")
     k: int = Field(default=5, ge=1, le=20, description="How many moments to return.")
 
@@ -55,8 +59,11 @@ def _curve(times: np.ndarray, values: np.ndarray, start: float, end: float) -> d
     sampled = np.interp(grid, times, values) if len(times) > 1 else np.full(points, float(values[0]))
     low, high = float(sampled.min()), float(sampled.max())
     scaled = (sampled - low) / (high - low) if high > low else np.zeros_like(sampled)
-    return {"saliency": [round(float(v), 2) for v in scaled], "saliency_start": round(start, 3),
-            "saliency_step": round(step, 3)}
+    return {
+        "saliency": [round(float(v), 2) for v in scaled],
+        "saliency_start": round(start, 3),
+        "saliency_step": round(step, 3),
+    }
 
 
 def _with_curve(rows: list[dict], curve: dict[str, object]) -> Evidence:
@@ -65,15 +72,18 @@ def _with_curve(rows: list[dict], curve: dict[str, object]) -> Evidence:
     return Evidence.from_rows(rows)
 
 
-def _head_features(ctx: ToolContext, video: Path, video_id: str, head, times: np.ndarray,
-                   wanted: np.ndarray) -> np.ndarray:
+def _head_features(
+    ctx: ToolContext, video: Path, video_id: str, head, times: np.ndarray, wanted: np.ndarray
+) -> np.ndarray:
     """Features of the clips ``wanted`` (indices into ``times``), computing the missing ones once."""
     from vidagent.grounding.head import vision_features
     from vidagent.media.video import Video
 
     encoder = ctx.index.encoder
     cfg = head.config
-    memory = ctx.shared("ground.clip_features", ClipFeatureMemory).clips((video_id, encoder.model_id, cfg.clip_seconds, cfg.num_layers, cfg.pool_grid))
+    memory = ctx.shared("ground.clip_features", ClipFeatureMemory).clips(
+        (video_id, encoder.model_id, cfg.clip_seconds, cfg.num_layers, cfg.pool_grid)
+    )
     missing = [int(i) for i in wanted if int(i) not in memory]
     if missing:
         with Video.open(video) as opened:
@@ -111,8 +121,16 @@ def _ground_with_head(ctx: ToolContext, video: Path, args: GroundInput) -> Evide
         s, e = max(s + offset, start), min(e + offset, end)
         if e <= s:
             continue
-        rows.append({"tool": "ground", "start": s, "end": e, "score": float(p), "video": video_id,
-                     "data": {"method": "head"}})
+        rows.append(
+            {
+                "tool": "ground",
+                "start": s,
+                "end": e,
+                "score": float(p),
+                "video": video_id,
+                "data": {"method": "head"},
+            }
+        )
     centres = times[wanted[: len(prediction.saliency)]]
     return _with_curve(rows, _curve(centres, prediction.saliency, start, end))
 
@@ -133,10 +151,17 @@ def _ground_zero_shot(ctx: ToolContext, video: Path, args: GroundInput) -> Evide
     records = []
     for s, e, peak in peaks_to_spans(rows.timestamps, curve, args.k, step=1.0 / ctx.fps, duration=duration):
         s, e = max(s, start), min(e, end)
-        records.append({
-            "tool": "ground", "start": s, "end": max(e, s), "score": float(curve[peak]), "video": video_id,
-            "frame_index": int(rows.indices[peak]), "data": {"method": "zero_shot"},
-        })
+        records.append(
+            {
+                "tool": "ground",
+                "start": s,
+                "end": max(e, s),
+                "score": float(curve[peak]),
+                "video": video_id,
+                "frame_index": int(rows.indices[peak]),
+                "data": {"method": "zero_shot"},
+            }
+        )
     return _with_curve(records, _curve(rows.timestamps, curve, start, end))
 
 

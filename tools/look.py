@@ -38,7 +38,13 @@ from vidagent.tools.base import ToolContext, ToolSpec
 DEFAULT_MAX_NEW_TOKENS = 128
 DEFAULT_SHORT_SIDE = 448
 GENERATION_OPTIONS = (
-    "max_new_tokens", "min_new_tokens", "num_beams", "do_sample", "temperature", "top_p", "repetition_penalty",
+    "max_new_tokens",
+    "min_new_tokens",
+    "num_beams",
+    "do_sample",
+    "temperature",
+    "top_p",
+    "repetition_penalty",
 )
 PROMPT_VERSION = 1  # bump when the prompt wording below changes (it is part of every cache key)
 
@@ -46,13 +52,20 @@ _GENERATE_LOCK = threading.Lock()  # one VLM call at a time: predictable memory,
 
 
 class LookInput(BaseModel):
-    question: str = Field(min_length=1, max_length=500, description="What to find out from the frames.",
-                          json_schema_extra={"words": "phrase"})
+    question: str = Field(
+        min_length=1,
+        max_length=500,
+        description="What to find out from the frames.",
+        json_schema_extra={"words": "phrase"},
+    )
     span: tuple[float, float] | None = Field(
         default=None, description="Look at frames spread evenly over [start, end] seconds."
     )
     times: list[float] | None = Field(
-        default=None, min_length=1, max_length=16, description="Or: look at the frames shown at these seconds."
+        default=None,
+        min_length=1,
+        max_length=16,
+        description="Or: look at the frames shown at these seconds.",
     )
     frames: int = Field(default=4, ge=1, le=16, description="How many frames to take from the span.")
 
@@ -71,7 +84,9 @@ class VlmOutput:
     texts: list[str]
 
 
-def generation_kwargs(loaded: LoadedModel, default_max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> dict[str, Any]:
+def generation_kwargs(
+    loaded: LoadedModel, default_max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+) -> dict[str, Any]:
     """Generation settings from the role's ``options``; greedy unless they ask for sampling."""
     options = loaded.spec.options
     kwargs: dict[str, Any] = {k: options[k] for k in GENERATION_OPTIONS if k in options}
@@ -89,7 +104,12 @@ def model_key(loaded: LoadedModel) -> str:
 
 def vlm_messages(n_images: int, prompt: str) -> list[dict[str, Any]]:
     """One user turn: ``n_images`` image placeholders, then the text (the chat template orders them)."""
-    return [{"role": "user", "content": [*({"type": "image"} for _ in range(n_images)), {"type": "text", "text": prompt}]}]
+    return [
+        {
+            "role": "user",
+            "content": [*({"type": "image"} for _ in range(n_images)), {"type": "text", "text": prompt}],
+        }
+    ]
 
 
 def vlm_generate(
@@ -106,7 +126,9 @@ def vlm_generate(
         raise ValueError(f"{len(batch)} image lists for {len(prompts)} prompts")
     processor, model = loaded.processor, loaded.model
     texts = [
-        processor.apply_chat_template(vlm_messages(len(images), prompt), add_generation_prompt=True, tokenize=False)
+        processor.apply_chat_template(
+            vlm_messages(len(images), prompt), add_generation_prompt=True, tokenize=False
+        )
         for images, prompt in zip(batch, prompts, strict=True)
     ]
     images = [[np.ascontiguousarray(image) for image in item] for item in batch]
@@ -117,7 +139,7 @@ def vlm_generate(
     kwargs = {**generation_kwargs(loaded), **overrides}
     with _GENERATE_LOCK, torch.inference_mode():
         output = model.generate(**inputs, **kwargs)
-    new_tokens = output[:, inputs["input_ids"].shape[1]:].tolist()
+    new_tokens = output[:, inputs["input_ids"].shape[1] :].tolist()
     stop = _stop_ids(model, processor)
     sequences = [_until_stop(ids, stop) for ids in new_tokens]
     decoded = processor.batch_decode(sequences, skip_special_tokens=True)
@@ -156,14 +178,20 @@ def checked_span(video: Video, span: tuple[float, float] | None) -> tuple[float,
         return (0.0, duration)
     start, end = float(span[0]), float(span[1])
     if not (end > start and start < duration and end > 0):
-        raise SpanOutOfRange(video.path, f"span {start:g}-{end:g}s is not inside the video (0-{duration:.2f}s)")
+        raise SpanOutOfRange(
+            video.path, f"span {start:g}-{end:g}s is not inside the video (0-{duration:.2f}s)"
+        )
     return (max(start, 0.0), min(end, duration))
 
 
 def frame_times_text(times: Sequence[float]) -> str:
     if len(times) == 1:
         return f"The image is a frame of a video at {times[0]:.1f} s."
-    return f"The {len(times)} images are frames of a video at " + ", ".join(f"{t:.1f}" for t in times) + " s, in order."
+    return (
+        f"The {len(times)} images are frames of a video at "
+        + ", ".join(f"{t:.1f}" for t in times)
+        + " s, in order."
+    )
 
 
 def look_prompt(question: str, times: Sequence[float]) -> str:
@@ -181,8 +209,12 @@ def sample_look_frames(video: Video, args: LookInput, short_side: int) -> tuple[
 
 def look(ctx: ToolContext, video: Path, args: LookInput) -> Evidence:
     loaded = ctx.hub.get("vlm")
-    settings = {"gen": generation_kwargs(loaded), "prompt": PROMPT_VERSION, "dtype": str(loaded.dtype),
-                "short_side": loaded.spec.options.get("short_side", DEFAULT_SHORT_SIDE)}
+    settings = {
+        "gen": generation_kwargs(loaded),
+        "prompt": PROMPT_VERSION,
+        "dtype": str(loaded.dtype),
+        "short_side": loaded.spec.options.get("short_side", DEFAULT_SHORT_SIDE),
+    }
     key = f"{model_key(loaded)}#{ctx.store.settings_key(settings)}"
 
     def compute() -> Evidence:
@@ -194,11 +226,20 @@ def look(ctx: ToolContext, video: Path, args: LookInput) -> Evidence:
         times = [float(t) for t in frames.timestamps]
         answer = vlm_generate(loaded, [list(frames.frames)], [look_prompt(args.question, times)]).texts[0]
         middle = len(frames) // 2
-        return Evidence.from_rows([{
-            "tool": "look", "start": start, "end": end, "score": 1.0, "text": answer, "video": video_id,
-            "frame_index": int(frames.indices[middle]),
-            "data": {"frames": len(frames), "times": [round(t, 2) for t in times]},
-        }])
+        return Evidence.from_rows(
+            [
+                {
+                    "tool": "look",
+                    "start": start,
+                    "end": end,
+                    "score": 1.0,
+                    "text": answer,
+                    "video": video_id,
+                    "frame_index": int(frames.indices[middle]),
+                    "data": {"frames": len(frames), "times": [round(t, 2) for t in times]},
+                }
+            ]
+        )
 
     return ctx.cached("look", video, key, args, compute)
 

@@ -71,8 +71,13 @@ _engine_lock = threading.Lock()
 class ReadTextInput(BaseModel):
     span: tuple[float, float] | None = Field(default=None, description="Only inside [start, end] seconds.")
     fps: float = Field(default=1.0, gt=0, le=5, description="Frames read per second.")
-    min_confidence: float = Field(default=0.5, ge=0, le=1, description="Drop lines read with less confidence.",
-                                  json_schema_extra={"planner": False})
+    min_confidence: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Drop lines read with less confidence.",
+        json_schema_extra={"planner": False},
+    )
 
 
 @dataclass(frozen=True)
@@ -141,8 +146,9 @@ def read_frame(image: np.ndarray, min_confidence: float = 0.0) -> list[tuple[str
     return lines
 
 
-def spaced(engine: Any, frame: np.ndarray, points: np.ndarray, text: str,
-           char_boxes: list[Any], chars: list[str]) -> str:
+def spaced(
+    engine: Any, frame: np.ndarray, points: np.ndarray, text: str, char_boxes: list[Any], chars: list[str]
+) -> str:
     """``text`` with a space in each word gap of its line's ink that the recogniser read over.
 
     ``frame`` is the BGR frame, ``points`` the line's corners, ``char_boxes`` and ``chars``
@@ -164,11 +170,15 @@ def spaced(engine: Any, frame: np.ndarray, points: np.ndarray, text: str,
         return text
     widths = [end - start for start, end in gaps]
     threshold = max(WORD_GAP * len(ink), float(np.median(widths)) + SPACE_OVER_MEDIAN * len(ink))
-    corners = np.array([np.mean(np.asarray(box, dtype=np.float32).reshape(-1, 2), axis=0) for box in char_boxes])
+    corners = np.array(
+        [np.mean(np.asarray(box, dtype=np.float32).reshape(-1, 2), axis=0) for box in char_boxes]
+    )
     centres = cv2.perspectiveTransform(corners.astype(np.float32)[None], matrix)[0, :, 0]
     where = _space_positions(chars, centres, gaps, threshold)
     if where and _turned(engine, crop):  # RapidOCR placed the characters on the crop turned upside down
-        where = _space_positions(chars, centres, [(width - end, width - start) for start, end in gaps], threshold)
+        where = _space_positions(
+            chars, centres, [(width - end, width - start) for start, end in gaps], threshold
+        )
     if not where:
         return text
     return "".join((" " if k in where else "") + char for k, char in enumerate(chars))
@@ -182,7 +192,9 @@ def _line_crop(frame: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.nd
     height = int(max(np.linalg.norm(points[0] - points[3]), np.linalg.norm(points[1] - points[2])))
     target = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
     matrix = cv2.getPerspectiveTransform(points.astype(np.float32), target)
-    crop = cv2.warpPerspective(frame, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE, flags=cv2.INTER_CUBIC)
+    crop = cv2.warpPerspective(
+        frame, matrix, (width, height), borderMode=cv2.BORDER_REPLICATE, flags=cv2.INTER_CUBIC
+    )
     return crop, matrix
 
 
@@ -200,8 +212,17 @@ def ink_colour(image: np.ndarray, points: np.ndarray) -> str | None:
     return colour_name(np.median(crop[mask.astype(bool)], axis=0))
 
 
-COLOUR_HUES = ((15, "red"), (40, "orange"), (70, "yellow"), (165, "green"), (200, "cyan"), (260, "blue"),
-               (290, "purple"), (345, "pink"), (360, "red"))  # upper bound of each hue range, degrees
+COLOUR_HUES = (
+    (15, "red"),
+    (40, "orange"),
+    (70, "yellow"),
+    (165, "green"),
+    (200, "cyan"),
+    (260, "blue"),
+    (290, "purple"),
+    (345, "pink"),
+    (360, "red"),
+)  # upper bound of each hue range, degrees
 
 
 def colour_name(rgb: np.ndarray) -> str:
@@ -228,7 +249,7 @@ def _ink(gray: np.ndarray) -> np.ndarray | None:
         return None
     rows = ink.sum(axis=1)
     covered = np.flatnonzero(rows > 0.1 * rows.max())
-    return ink[covered[0]:covered[-1] + 1]
+    return ink[covered[0] : covered[-1] + 1]
 
 
 def _ink_mask(gray: np.ndarray) -> np.ndarray | None:
@@ -260,12 +281,14 @@ def _gaps(ink: np.ndarray) -> list[tuple[int, int]]:
     best_empty = -1
     for slant in SLANTS:  # shear about the middle row: a character's centre column stays put
         shear = np.array([[1, slant, -slant * (height - 1) / 2], [0, 1, 0]], dtype=np.float32)
-        inked = cv2.warpAffine(ink.astype(np.uint8), shear, (width, height), flags=cv2.INTER_NEAREST).any(axis=0)
+        inked = cv2.warpAffine(ink.astype(np.uint8), shear, (width, height), flags=cv2.INTER_NEAREST).any(
+            axis=0
+        )
         columns = np.flatnonzero(inked)
         if len(columns) == 0:
             continue
         first, last = columns[0], columns[-1]
-        steps = np.diff(inked[first:last + 1].astype(np.int8))
+        steps = np.diff(inked[first : last + 1].astype(np.int8))
         starts = np.flatnonzero(steps == -1) + first + 1
         ends = np.flatnonzero(steps == 1) + first + 1
         gaps = [(int(a), int(b)) for a, b in zip(starts, ends, strict=True)]
@@ -275,7 +298,9 @@ def _gaps(ink: np.ndarray) -> list[tuple[int, int]]:
     return best
 
 
-def _space_positions(chars: list[str], centres: np.ndarray, gaps: list[tuple[int, int]], threshold: float) -> set[int]:
+def _space_positions(
+    chars: list[str], centres: np.ndarray, gaps: list[tuple[int, int]], threshold: float
+) -> set[int]:
     """Indices of the characters to put a space before; empty when too few characters show a gap to trust."""
     widest: dict[int, int] = {}  # k: the widest gap between characters k - 1 and k
     for start, end in gaps:
@@ -285,8 +310,12 @@ def _space_positions(chars: list[str], centres: np.ndarray, gaps: list[tuple[int
     neighbours = [k for k in range(1, len(chars)) if chars[k - 1] != " " and chars[k] != " "]
     if not neighbours or sum(k in widest for k in neighbours) < MIN_GAPPED * len(neighbours):
         return set()
-    return {k for k in neighbours if widest.get(k, 0) >= threshold
-            and _may_split(chars[k - 2] if k >= 2 else "", chars[k - 1], chars[k])}
+    return {
+        k
+        for k in neighbours
+        if widest.get(k, 0) >= threshold
+        and _may_split(chars[k - 2] if k >= 2 else "", chars[k - 1], chars[k])
+    }
 
 
 def _may_split(earlier: str, before: str, after: str) -> bool:
@@ -352,7 +381,9 @@ def merge_lines(frames: list[list[Line]], gap: int = GAP, similar: float = SIMIL
     return [run.lines for run in runs]
 
 
-def read_video(video: Video, span: tuple[float, float], fps: float, min_confidence: float) -> tuple[list[list[Line]], float]:
+def read_video(
+    video: Video, span: tuple[float, float], fps: float, min_confidence: float
+) -> tuple[list[list[Line]], float]:
     """OCR lines per sampled frame, and the sampling period used."""
     fps = min(fps, MAX_FRAMES / max(span[1] - span[0], 1e-9))
     short_side = min(SHORT_SIDE, video.width, video.height)
@@ -364,8 +395,12 @@ def read_video(video: Video, span: tuple[float, float], fps: float, min_confiden
         for image, t, index in zip(chunk.frames, chunk.timestamps, chunk.indices, strict=True):
             lines = []
             for text, confidence, points in read_frame(image, min_confidence):
-                box = (float(points[:, 0].min() * scale_x), float(points[:, 1].min() * scale_y),
-                       float(points[:, 0].max() * scale_x), float(points[:, 1].max() * scale_y))
+                box = (
+                    float(points[:, 0].min() * scale_x),
+                    float(points[:, 1].min() * scale_y),
+                    float(points[:, 0].max() * scale_x),
+                    float(points[:, 1].max() * scale_y),
+                )
                 lines.append(Line(text, confidence, box, float(t), int(index), ink_colour(image, points)))
             frames.append(lines)
     return frames, 1.0 / fps
@@ -378,12 +413,25 @@ def run_rows(runs: list[list[Line]], step: float, span: tuple[float, float]) -> 
         best = max(lines, key=lambda line: line.confidence)
         start = max(span[0], lines[0].t - step / 2)
         end = min(span[1], lines[-1].t + step / 2)
-        rows.append({
-            "start": start, "end": max(end, start), "text": best.text, "score": best.confidence,
-            "data": {"box": [round(v, 1) for v in best.box], "frame_index": best.frame_index,
-                     "best_t": round(best.t, 3), "seen": len(lines),
-                     **({"colour": colour} if (colour := _most_common([line.colour for line in lines])) else {})},
-        })
+        rows.append(
+            {
+                "start": start,
+                "end": max(end, start),
+                "text": best.text,
+                "score": best.confidence,
+                "data": {
+                    "box": [round(v, 1) for v in best.box],
+                    "frame_index": best.frame_index,
+                    "best_t": round(best.t, 3),
+                    "seen": len(lines),
+                    **(
+                        {"colour": colour}
+                        if (colour := _most_common([line.colour for line in lines]))
+                        else {}
+                    ),
+                },
+            }
+        )
     rows.sort(key=lambda r: (r["start"], r["data"]["box"][1], r["data"]["box"][0]))
     return rows
 
@@ -398,9 +446,19 @@ def to_evidence(rows: list[dict[str, Any]], video_id: str) -> Evidence:
     for row in rows:
         data = dict(row.get("data", {}))
         box, frame_index = data.pop("box", None), data.pop("frame_index", -1)
-        records.append({"tool": "read_text", "start": row["start"], "end": row["end"], "score": row["score"],
-                        "text": row["text"], "video": video_id, "box": box, "frame_index": frame_index,
-                        "data": data})
+        records.append(
+            {
+                "tool": "read_text",
+                "start": row["start"],
+                "end": row["end"],
+                "score": row["score"],
+                "text": row["text"],
+                "video": video_id,
+                "box": box,
+                "frame_index": frame_index,
+                "data": data,
+            }
+        )
     return Evidence.from_rows(records)
 
 
@@ -413,13 +471,23 @@ def read_text(ctx: ToolContext, video: Path, args: ReadTextInput) -> Evidence:
         else:
             start, end = args.span
             if not (end > start and start < duration and end > 0):
-                raise SpanOutOfRange(video, f"span {start:g}-{end:g}s is not inside the video (0-{duration:.2f}s)")
+                raise SpanOutOfRange(
+                    video, f"span {start:g}-{end:g}s is not inside the video (0-{duration:.2f}s)"
+                )
             span = (max(start, 0.0), min(end, duration))
-        settings = ctx.store.settings_key({
-            "span": [round(span[0], 3), round(span[1], 3)], "fps": args.fps, "min_confidence": args.min_confidence,
-            "max_frames": MAX_FRAMES, "short_side": SHORT_SIDE, "similar": SIMILAR, "gap": GAP,
-            "spacing": SPACING, "ink_colour": 1,
-        })
+        settings = ctx.store.settings_key(
+            {
+                "span": [round(span[0], 3), round(span[1], 3)],
+                "fps": args.fps,
+                "min_confidence": args.min_confidence,
+                "max_frames": MAX_FRAMES,
+                "short_side": SHORT_SIDE,
+                "similar": SIMILAR,
+                "gap": GAP,
+                "spacing": SPACING,
+                "ink_colour": 1,
+            }
+        )
         with ctx.store.filling(video_id, "read_text", ocr_version(), settings):
             rows = ctx.store.texts(video_id, "read_text", ocr_version(), settings)
             if rows is None:

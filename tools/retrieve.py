@@ -21,8 +21,12 @@ from vidagent.tools.base import ToolContext, ToolSpec
 
 
 class RetrieveInput(BaseModel):
-    query: str = Field(min_length=1, max_length=300, description="What to look for, in plain words.",
-                       json_schema_extra={"words": "phrase"})
+    query: str = Field(
+        min_length=1,
+        max_length=300,
+        description="What to look for, in plain words.",
+        json_schema_extra={"words": "phrase"},
+    )
     span: tuple[float, float] | None = Field(default=None, description="Only inside [start, end] seconds.")
     k: int = Field(default=5, ge=1, le=50, description="How many moments to return.")
 
@@ -70,7 +74,14 @@ def peaks_to_spans(
 
 
 def rank_moments(
-    rows: FrameRows, scores: np.ndarray, k: int, *, duration: float, fps: float, tool: str, video_id: str | None
+    rows: FrameRows,
+    scores: np.ndarray,
+    k: int,
+    *,
+    duration: float,
+    fps: float,
+    tool: str,
+    video_id: str | None,
 ) -> Evidence:
     """Per-frame scores -> top-k spans as Evidence (shared with the library search)."""
     curve = smooth(scores)
@@ -87,7 +98,10 @@ def rank_moments(
                 "score": float(curve[peak]),
                 "frame_index": int(rows.indices[best]),
                 "video": video_id,
-                "data": {"best_t": round(float(rows.timestamps[best]), 3), "frame_score": float(scores[best])},
+                "data": {
+                    "best_t": round(float(rows.timestamps[best]), 3),
+                    "frame_score": float(scores[best]),
+                },
             }
         )
     return Evidence.from_rows(records)
@@ -100,7 +114,9 @@ def retrieve(ctx: ToolContext, video: Path, args: RetrieveInput) -> Evidence:
     if args.span is not None:
         start, end = args.span
         if end <= start or start >= duration or start < 0:
-            raise SpanOutOfRange(video, f"span {start:g}-{end:g}s is not inside the video (0-{duration:.2f}s)")
+            raise SpanOutOfRange(
+                video, f"span {start:g}-{end:g}s is not inside the video (0-{duration:.2f}s)"
+            )
         keep = (rows.timestamps >= start) & (rows.timestamps <= end)
         rows = FrameRows(rows.timestamps[keep], rows.indices[keep], rows.embeddings[keep])
     encoder = index.encoder
@@ -123,8 +139,15 @@ def search_library(ctx: ToolContext, query: str, k: int = 10) -> Evidence:
         fps = float(entry["sampling"].removeprefix("fps="))
         meta = ctx.store.video(entry["video_id"])["meta"]  # type: ignore[index]
         found.append(
-            rank_moments(rows, encoder.scores(text, rows.embeddings), k, duration=float(meta["duration"]),
-                         fps=fps, tool="retrieve", video_id=entry["video_id"])
+            rank_moments(
+                rows,
+                encoder.scores(text, rows.embeddings),
+                k,
+                duration=float(meta["duration"]),
+                fps=fps,
+                tool="retrieve",
+                video_id=entry["video_id"],
+            )
         )
     return Evidence.merge(found).top(k)
 

@@ -63,16 +63,29 @@ class TrackNotFound(VidagentError):
 
 class SegmentInput(BaseModel):
     prompt: str | None = Field(
-        default=None, max_length=500, json_schema_extra={"words": "objects", "planner_required": True},
-        description="The object, e.g. 'dog.' (its most-seen track), or the detect_track prompt of track_id.")
-    track_id: int | None = Field(default=None, ge=1, description="A track id from detect_track (give its prompt too).")
+        default=None,
+        max_length=500,
+        json_schema_extra={"words": "objects", "planner_required": True},
+        description="The object, e.g. 'dog.' (its most-seen track), or the detect_track prompt of track_id.",
+    )
+    track_id: int | None = Field(
+        default=None, ge=1, description="A track id from detect_track (give its prompt too)."
+    )
     box: tuple[float, float, float, float] | None = Field(  # for API callers: plans name the object
-        default=None, description="x1, y1, x2, y2 in video pixels, on the frame at t (instead of a track).",
-        json_schema_extra={"planner": False})
-    t: float | None = Field(default=None, ge=0, description="Seconds: the frame the box is on.",
-                            json_schema_extra={"planner": False})
+        default=None,
+        description="x1, y1, x2, y2 in video pixels, on the frame at t (instead of a track).",
+        json_schema_extra={"planner": False},
+    )
+    t: float | None = Field(
+        default=None,
+        ge=0,
+        description="Seconds: the frame the box is on.",
+        json_schema_extra={"planner": False},
+    )
     span: tuple[float, float] | None = Field(
-        default=None, description="Follow the object through [start, end] seconds (SAM 2); default: its own frames.")
+        default=None,
+        description="Follow the object through [start, end] seconds (SAM 2); default: its own frames.",
+    )
     fps: float = Field(default=2.0, gt=0, le=10, description="Masks per second inside span.")
 
     @model_validator(mode="after")
@@ -82,8 +95,10 @@ class SegmentInput(BaseModel):
         if by_track == by_box:
             raise ValueError("give either track_id with its prompt, or box with t")
         if by_track and not self.prompt:
-            raise ValueError("give the prompt: the object to segment (e.g. 'dog.'), or with track_id the prompt "
-                             "detect_track found the track with")
+            raise ValueError(
+                "give the prompt: the object to segment (e.g. 'dog.'), or with track_id the prompt "
+                "detect_track found the track with"
+            )
         if by_box:
             if self.box is None or self.t is None:
                 raise ValueError("box and t go together (t: the second the box is on)")
@@ -129,12 +144,16 @@ def _on_device(inputs: Any, loaded: LoadedModel) -> Any:
     return inputs
 
 
-def sam_masks(loaded: LoadedModel, frames: np.ndarray, boxes: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+def sam_masks(
+    loaded: LoadedModel, frames: np.ndarray, boxes: np.ndarray
+) -> tuple[list[np.ndarray], np.ndarray]:
     """SAM with one box prompt per frame (boxes in the frames' pixels): (bool masks, predicted IoUs)."""
     import torch
 
     processor = loaded.processor
-    inputs = processor(images=list(frames), input_boxes=[[list(map(float, b))] for b in boxes], return_tensors="pt")
+    inputs = processor(
+        images=list(frames), input_boxes=[[list(map(float, b))] for b in boxes], return_tensors="pt"
+    )
     sizes, reshaped = inputs["original_sizes"], inputs["reshaped_input_sizes"]
     with torch.inference_mode():
         outputs = loaded.model(**_on_device(inputs, loaded), multimask_output=False)
@@ -159,8 +178,10 @@ def segment_frames(loaded: LoadedModel, video: Video, target: Target) -> Iterato
         height, width = frames.frames.shape[1:3]
         scale = np.array([width / video.width, height / video.height] * 2, dtype=np.float32)
         masks, scores = sam_masks(loaded, frames.frames, target.boxes[part][: len(frames)] * scale)
-        yield [MaskRow(float(t), int(i), float(s), m)
-               for t, i, s, m in zip(frames.timestamps, frames.indices, scores, masks, strict=True)]
+        yield [
+            MaskRow(float(t), int(i), float(s), m)
+            for t, i, s, m in zip(frames.timestamps, frames.indices, scores, masks, strict=True)
+        ]
 
 
 # --- SAM 2 through a span ------------------------------------------------------------------------
@@ -175,8 +196,9 @@ def _prune(session: Any, frame_idx: int, keep: int) -> None:
             del stale[old]
 
 
-def propagate(loaded: LoadedModel, video: Video, times: Sequence[float], box: Sequence[float],
-              short_side: int | None) -> Iterator[list[MaskRow]]:
+def propagate(
+    loaded: LoadedModel, video: Video, times: Sequence[float], box: Sequence[float], short_side: int | None
+) -> Iterator[list[MaskRow]]:
     """SAM 2 seeded with ``box`` (video pixels) on the frame at ``times[0]``, streamed through ``times`` in order."""
     import torch
 
@@ -197,14 +219,21 @@ def propagate(loaded: LoadedModel, video: Video, times: Sequence[float], box: Se
             if position == 0:
                 scale = np.array([width / video.width, height / video.height] * 2)
                 processor.add_inputs_to_inference_session(
-                    session, frame_idx=0, obj_ids=1, input_boxes=[[[float(v) for v in np.asarray(box) * scale]]],
+                    session,
+                    frame_idx=0,
+                    obj_ids=1,
+                    input_boxes=[[[float(v) for v in np.asarray(box) * scale]]],
                     original_size=(height, width),
                 )
             with torch.inference_mode():
-                out = model(inference_session=session, frame_idx=position,
-                            frame=inputs["pixel_values"][0].to(loaded.device, loaded.dtype))
-            mask = processor.post_process_masks([out.pred_masks.float().cpu()], original_sizes=[(height, width)],
-                                                binarize=True)[0]
+                out = model(
+                    inference_session=session,
+                    frame_idx=position,
+                    frame=inputs["pixel_values"][0].to(loaded.device, loaded.dtype),
+                )
+            mask = processor.post_process_masks(
+                [out.pred_masks.float().cpu()], original_sizes=[(height, width)], binarize=True
+            )[0]
             score = float(torch.sigmoid(out.object_score_logits.float()).reshape(-1)[0])
             rows.append(MaskRow(float(t), int(index), score, mask[0, 0].numpy().astype(bool)))
             _prune(session, position, keep)
@@ -212,8 +241,14 @@ def propagate(loaded: LoadedModel, video: Video, times: Sequence[float], box: Se
         yield rows
 
 
-def propagate_span(loaded: LoadedModel, video: Video, span: tuple[float, float], fps: float, seed_t: float,
-                   seed_box: Sequence[float]) -> Iterator[list[MaskRow]]:
+def propagate_span(
+    loaded: LoadedModel,
+    video: Video,
+    span: tuple[float, float],
+    fps: float,
+    seed_t: float,
+    seed_box: Sequence[float],
+) -> Iterator[list[MaskRow]]:
     """Forward from the seed to the span's end, then backward to its start (seed frame once)."""
     grid = target_times(span, fps=fps)
     longest = int(loaded.processor.image_processor.size.get("height", 1024))
@@ -234,11 +269,16 @@ def mask_stats(mask: np.ndarray) -> tuple[float, list[float] | None, list[float]
         return 0.0, None, None
     height, width = mask.shape
     centroid = [float((xs.mean() + 0.5) / width), float((ys.mean() + 0.5) / height)]
-    return float(len(xs) / mask.size), centroid, [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+    return (
+        float(len(xs) / mask.size),
+        centroid,
+        [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)],
+    )
 
 
 def _most_seen(tracks: Sequence[dict[str, Any]], span: tuple[float, float] | None) -> dict[str, Any] | None:
     """The track seen on the most sampled frames (inside ``span``), ties to the higher mean score."""
+
     def seen(track: dict[str, Any]) -> int:
         times = np.asarray(track["t"], dtype=np.float64)
         return int(len(times) if span is None else np.count_nonzero((times >= span[0]) & (times <= span[1])))
@@ -262,14 +302,19 @@ def _target(ctx: ToolContext, video: Path, args: SegmentInput) -> Target:
     track = next((tr for tr in tracks if tr["track_id"] == args.track_id), None)
     if track is None:
         known = ", ".join(str(tr["track_id"]) for tr in tracks[:20]) or "none"
-        raise TrackNotFound(f"detect_track found no track {args.track_id} for {args.prompt!r} (its tracks: {known})")
+        raise TrackNotFound(
+            f"detect_track found no track {args.track_id} for {args.prompt!r} (its tracks: {known})"
+        )
     boxes = np.array(track["box"], dtype=np.float32)
     times = np.array(track["t"], dtype=np.float64)
     if args.span is not None:  # seed SAM 2 with the best sighting inside the span
         inside = np.flatnonzero((times >= args.span[0]) & (times <= args.span[1]))
         if not len(inside):
-            raise SpanOutOfRange(video, f"track {args.track_id} is not seen inside {args.span[0]:g}-{args.span[1]:g}s "
-                                        f"(seen {track['first_seen']:g}-{track['last_seen']:g}s)")
+            raise SpanOutOfRange(
+                video,
+                f"track {args.track_id} is not seen inside {args.span[0]:g}-{args.span[1]:g}s "
+                f"(seen {track['first_seen']:g}-{track['last_seen']:g}s)",
+            )
         best = inside[np.argmax(np.array(track["score"])[inside])]
         return Target(times[[best]], boxes[[best]], int(track["track_id"]))
     if len(times) > MAX_FRAMES:
@@ -278,8 +323,9 @@ def _target(ctx: ToolContext, video: Path, args: SegmentInput) -> Target:
     return Target(times, boxes, int(track["track_id"]))
 
 
-def _rows(ctx: ToolContext, video_id: str, key: str, target: Target, chunks: Iterator[list[MaskRow]],
-          video: Video) -> list[dict[str, Any]]:
+def _rows(
+    ctx: ToolContext, video_id: str, key: str, target: Target, chunks: Iterator[list[MaskRow]], video: Video
+) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
     for chunk in chunks:
         stored = []
@@ -292,9 +338,20 @@ def _rows(ctx: ToolContext, video_id: str, key: str, target: Target, chunks: Ite
             data: dict[str, Any] = {"area": round(area, 4)}
             if centroid is not None:
                 data["centroid"] = [round(v, 3) for v in centroid]
-            records.append({"tool": TOOL_NAME, "start": row.t, "end": row.t, "score": row.score,
-                            "frame_index": row.frame_index, "box": box, "track_id": target.track_id,
-                            "mask_ref": mask_id, "video": video_id, "data": data})
+            records.append(
+                {
+                    "tool": TOOL_NAME,
+                    "start": row.t,
+                    "end": row.t,
+                    "score": row.score,
+                    "frame_index": row.frame_index,
+                    "box": box,
+                    "track_id": target.track_id,
+                    "mask_ref": mask_id,
+                    "video": video_id,
+                    "data": data,
+                }
+            )
             stored.append((mask_id, row.t, row.mask))
         ctx.store.put_masks(video_id, stored)
     records.sort(key=lambda r: r["start"])
@@ -307,32 +364,49 @@ def summary(records: Sequence[dict[str, Any]], track_id: int, video_id: str) -> 
         return None
     first, last = records[0], records[-1]
     seen = [r for r in records if "centroid" in r["data"]]
-    data: dict[str, Any] = {"summary": True, "frames": len(records),
-                            "area": [first["data"]["area"], last["data"]["area"]]}
-    data["area_change"] = round(last["data"]["area"] / first["data"]["area"], 3) if first["data"]["area"] > 0 else None
+    data: dict[str, Any] = {
+        "summary": True,
+        "frames": len(records),
+        "area": [first["data"]["area"], last["data"]["area"]],
+    }
+    data["area_change"] = (
+        round(last["data"]["area"] / first["data"]["area"], 3) if first["data"]["area"] > 0 else None
+    )
     if len(seen) >= 2:
         (x0, y0), (x1, y1) = seen[0]["data"]["centroid"], seen[-1]["data"]["centroid"]
         data["dx"], data["dy"] = round(x1 - x0, 3), round(y1 - y0, 3)
-    return {"tool": TOOL_NAME, "start": first["start"], "end": last["end"],
-            "score": float(np.mean([r["score"] for r in records])), "track_id": track_id, "video": video_id,
-            "data": data}
+    return {
+        "tool": TOOL_NAME,
+        "start": first["start"],
+        "end": last["end"],
+        "score": float(np.mean([r["score"] for r in records])),
+        "track_id": track_id,
+        "video": video_id,
+        "data": data,
+    }
 
 
 def _span(video: Video, path: Path, span: tuple[float, float]) -> tuple[float, float]:
     start, end = span
     if not (start < video.duration and end > 0):
-        raise SpanOutOfRange(path, f"span {start:g}-{end:g}s is not inside the video (0-{video.duration:.2f}s)")
+        raise SpanOutOfRange(
+            path, f"span {start:g}-{end:g}s is not inside the video (0-{video.duration:.2f}s)"
+        )
     return (max(start, 0.0), min(end, video.duration))
 
 
 def segment(ctx: ToolContext, video: Path, args: SegmentInput) -> Evidence:
     role = "segmenter" if args.span is None else "video_segmenter"
     loaded = ctx.hub.get(role)
-    models = model_key(loaded) if args.prompt is None else f"{model_key(loaded)}+{ctx.hub.get('detector').spec.id}"
+    models = (
+        model_key(loaded) if args.prompt is None else f"{model_key(loaded)}+{ctx.hub.get('detector').spec.id}"
+    )
 
     def compute() -> Evidence:
         video_id = ctx.store.content_hash(video)
-        key = ctx.store.settings_key({"video": video_id, "models": models, "args": args.model_dump(mode="json")})
+        key = ctx.store.settings_key(
+            {"video": video_id, "models": models, "args": args.model_dump(mode="json")}
+        )
         target = _target(ctx, video, args)
         with Video.open(video) as opened:
             if args.span is None:
@@ -341,8 +415,10 @@ def segment(ctx: ToolContext, video: Path, args: SegmentInput) -> Evidence:
                 span = _span(opened, video, args.span)
                 seed_t = float(target.times[0])
                 if not span[0] - 1e-6 <= seed_t <= span[1] + 1e-6:
-                    raise SpanOutOfRange(video, f"t={seed_t:g}s (the box's frame) is not inside the span "
-                                                f"{span[0]:g}-{span[1]:g}s")
+                    raise SpanOutOfRange(
+                        video,
+                        f"t={seed_t:g}s (the box's frame) is not inside the span {span[0]:g}-{span[1]:g}s",
+                    )
                 fps = min(args.fps, MAX_SPAN_FRAMES / max(span[1] - span[0], 1e-9))
                 chunks = propagate_span(loaded, opened, span, fps, seed_t, target.boxes[0])
             records = _rows(ctx, video_id, key, target, chunks, opened)
@@ -355,7 +431,7 @@ def segment(ctx: ToolContext, video: Path, args: SegmentInput) -> Evidence:
 TOOL = ToolSpec(
     name=TOOL_NAME,
     description="Pixel masks of one object (named: 'dog.'; a detect_track track; or a box at a time), optionally followed "
-                "through a span: per-frame area and centroid, and how they change (moves left? grows?).",
+    "through a span: per-frame area and centroid, and how they change (moves left? grows?).",
     input_model=SegmentInput,
     run=segment,
     roles=("segmenter", "video_segmenter", "detector"),

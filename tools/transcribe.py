@@ -54,7 +54,9 @@ _GENERATE_LOCK = threading.Lock()
 class TranscribeInput(BaseModel):
     span: tuple[float, float] | None = Field(default=None, description="Only inside [start, end] seconds.")
     language: str | None = Field(
-        default=None, pattern=r"^[a-z]{2,3}$", description="Spoken language code, e.g. 'en' (default: detect)."
+        default=None,
+        pattern=r"^[a-z]{2,3}$",
+        description="Spoken language code, e.g. 'en' (default: detect).",
     )
 
 
@@ -70,7 +72,9 @@ class Window:
 
 
 # --- audio ---------------------------------------------------------------------------------------
-def load_audio(path: str | Path, span: tuple[float, float] | None = None, rate: int = SAMPLE_RATE) -> np.ndarray:
+def load_audio(
+    path: str | Path, span: tuple[float, float] | None = None, rate: int = SAMPLE_RATE
+) -> np.ndarray:
     """The first audio stream as mono float32 at ``rate``; sample 0 is at ``span[0]`` (default 0 s).
 
     Times are on the video stream's clock (the one frame timestamps use). Empty when the file
@@ -147,16 +151,21 @@ def transcribe_samples(
         features = extractor(pieces, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
         with _GENERATE_LOCK, torch.inference_mode():
             output = model.generate(
-                input_features=features.to(loaded.device, loaded.dtype), return_timestamps=True,
-                return_segments=True, **kwargs,
+                input_features=features.to(loaded.device, loaded.dtype),
+                return_timestamps=True,
+                return_segments=True,
+                **kwargs,
             )
         for i, (start, piece) in enumerate(zip(batch, pieces, strict=True)):
             segments = [
                 {"start": float(s["start"]), "end": float(s["end"]), "tokens": [int(t) for t in s["tokens"]]}
                 for s in output["segments"][i]
             ]
-            windows.append(Window(start / SAMPLE_RATE, len(piece) / SAMPLE_RATE,
-                                  output["sequences"][i].tolist(), segments))
+            windows.append(
+                Window(
+                    start / SAMPLE_RATE, len(piece) / SAMPLE_RATE, output["sequences"][i].tolist(), segments
+                )
+            )
     return windows
 
 
@@ -175,8 +184,15 @@ def segment_rows(loaded: LoadedModel, windows: Sequence[Window], offset: float =
             end = min(max(segment["end"], start), window.length)
             if text and start < window.length:  # nothing is said after the audio ends
                 base = offset + window.offset
-                rows.append({"start": round(base + start, 3), "end": round(base + end, 3), "text": text,
-                             "score": 1.0, "data": {}})
+                rows.append(
+                    {
+                        "start": round(base + start, 3),
+                        "end": round(base + end, 3),
+                        "text": text,
+                        "score": 1.0,
+                        "data": {},
+                    }
+                )
     return rows
 
 
@@ -192,7 +208,9 @@ def transcribe(ctx: ToolContext, video: Path, args: TranscribeInput) -> Evidence
     else:
         start, end = args.span
         if not (end > start and start < duration and end > 0):
-            raise SpanOutOfRange(video, f"span {start:g}-{end:g}s is not inside the video (0-{duration:.2f}s)")
+            raise SpanOutOfRange(
+                video, f"span {start:g}-{end:g}s is not inside the video (0-{duration:.2f}s)"
+            )
         span = (max(start, 0.0), min(end, duration))
     loaded = ctx.hub.get("asr")
     video_id = ctx.store.content_hash(video)
@@ -203,7 +221,11 @@ def transcribe(ctx: ToolContext, video: Path, args: TranscribeInput) -> Evidence
 
         decoding = decoding_settings(loaded, args.language)
     else:
-        decoding = {"gen": generation_kwargs(loaded, args.language), "window": WINDOW_S, "dtype": str(loaded.dtype)}
+        decoding = {
+            "gen": generation_kwargs(loaded, args.language),
+            "window": WINDOW_S,
+            "dtype": str(loaded.dtype),
+        }
     settings = ctx.store.settings_key({"span": [round(span[0], 3), round(span[1], 3)], **decoding})
     with ctx.store.filling(video_id, "transcribe", model_id, settings):
         rows = ctx.store.texts(video_id, "transcribe", model_id, settings)
@@ -212,14 +234,24 @@ def transcribe(ctx: ToolContext, video: Path, args: TranscribeInput) -> Evidence
             if ct2:
                 rows = transcript_rows(loaded, samples, language=args.language, offset=span[0])
             else:
-                rows = segment_rows(loaded, transcribe_samples(loaded, samples, language=args.language),
-                                    offset=span[0])
+                rows = segment_rows(
+                    loaded, transcribe_samples(loaded, samples, language=args.language), offset=span[0]
+                )
             ctx.store.put_texts(video_id, "transcribe", model_id, settings, rows)
-    return Evidence.from_rows([
-        {"tool": "transcribe", "start": r["start"], "end": r["end"], "score": r.get("score", 1.0),
-         "text": r["text"], "video": video_id, "data": r.get("data", {})}
-        for r in rows
-    ])
+    return Evidence.from_rows(
+        [
+            {
+                "tool": "transcribe",
+                "start": r["start"],
+                "end": r["end"],
+                "score": r.get("score", 1.0),
+                "text": r["text"],
+                "video": video_id,
+                "data": r.get("data", {}),
+            }
+            for r in rows
+        ]
+    )
 
 
 TOOL = ToolSpec(

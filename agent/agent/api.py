@@ -53,8 +53,9 @@ class Answer(BaseModel):
     tool_calls: int
     stop_reason: str | None = None
     session: str
-    prompts: list[str] = Field(default_factory=list,
-                               description="Prompt templates and exemplar banks (name@version) that ran.")
+    prompts: list[str] = Field(
+        default_factory=list, description="Prompt templates and exemplar banks (name@version) that ran."
+    )
 
 
 class SessionMismatch(VidagentError):
@@ -93,14 +94,21 @@ def chat_model_for(hub: ModelHub) -> ChatModel:
     if loaded.spec.kind == "llama_cpp":
         from vidagent.models.llama_cpp_chat import LlamaCppChat
 
-        return LlamaCppChat.from_loaded(loaded.model, loaded.processor, loaded.spec.id,
-                                        max_new_tokens=int(cap) if cap else None, slots=int(options.get("slots", 3)))
-    return TransformersChat(loaded.model, loaded.processor, name=loaded.spec.id,
-                            max_new_tokens=int(cap) if cap else None)
+        return LlamaCppChat.from_loaded(
+            loaded.model,
+            loaded.processor,
+            loaded.spec.id,
+            max_new_tokens=int(cap) if cap else None,
+            slots=int(options.get("slots", 3)),
+        )
+    return TransformersChat(
+        loaded.model, loaded.processor, name=loaded.spec.id, max_new_tokens=int(cap) if cap else None
+    )
 
 
-def index_video(ctx: ToolContext, video: str | Path, *, speech: bool = True, text: bool = True,
-                progress: Any = None) -> IndexReport:
+def index_video(
+    ctx: ToolContext, video: str | Path, *, speech: bool = True, text: bool = True, progress: Any = None
+) -> IndexReport:
     """Frames (``Index.add``), then speech and on-screen text rows (``find_text.index_texts``)."""
     from vidagent.tools.find_text import index_texts
 
@@ -178,8 +186,9 @@ class VideoAgent:
         self.planner = planner or (planner_settings(ctx.hub) if has_hub else PlannerSettings())
         connection = sqlite3.connect(ctx.store.path, check_same_thread=False, timeout=30)
         self._checkpointer = SqliteSaver(connection)
-        self._graph = AgentGraph(ctx, self.registry, self.llm, self.budget, self.exemplars,
-                                 self.planner).compile(self._checkpointer)
+        self._graph = AgentGraph(
+            ctx, self.registry, self.llm, self.budget, self.exemplars, self.planner
+        ).compile(self._checkpointer)
         self._answering: set[str] = set()  # sessions with a turn running in this process
         self._answering_lock = threading.Lock()
 
@@ -208,8 +217,9 @@ class VideoAgent:
         (each can be turned off), stored and embedded so ``find_text`` and ``search_texts`` are lookups."""
         return index_video(self.ctx, video, speech=speech, text=text)
 
-    def search_texts(self, query: str, *, video: str | Path | None = None, source: str = "any",
-                     k: int = 10) -> Evidence:
+    def search_texts(
+        self, query: str, *, video: str | Path | None = None, source: str = "any", k: int = 10
+    ) -> Evidence:
         """What was said (``source="speech"``), shown (``"screen"``) or either, matching ``query`` by
         keywords and meaning, in the indexed videos (or one of them), best first."""
         from vidagent.media.text_search import TextSearch
@@ -219,8 +229,12 @@ class VideoAgent:
             raise VidagentError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
         video_id = self.ctx.store.content_hash(video) if video is not None else None
         search = TextSearch(self.ctx.store, embedder_for(self.ctx.hub))
-        return Evidence.from_rows([hit_row(hit, query) for hit in search.search(query, video_id=video_id,
-                                                                                 tools=SOURCES[source], k=k)])
+        return Evidence.from_rows(
+            [
+                hit_row(hit, query)
+                for hit in search.search(query, video_id=video_id, tools=SOURCES[source], k=k)
+            ]
+        )
 
     # --- questions -------------------------------------------------------------------------
     def stream(
@@ -289,7 +303,9 @@ class VideoAgent:
             tool_calls=int(used.get("tool_calls", 0)),
             stop_reason=final["stop_reason"],
             session=session,
-            prompts=sorted({e[key] for e in events or [final] for key in ("prompt", "exemplars") if key in e}),
+            prompts=sorted(
+                {e[key] for e in events or [final] for key in ("prompt", "exemplars") if key in e}
+            ),
         )
 
     def evidence(self, session: str) -> Evidence:
@@ -303,8 +319,10 @@ class VideoAgent:
         ``interrupted: True`` once no turn of the session is running here."""
         values = self._graph.get_state({"configurable": {"thread_id": session}}).values
         cited = iter([e.get("cited", []) for e in values.get("trace", []) if e.get("node") == "answer"])
-        messages = [{**m, "cited": next(cited, [])} if m.get("role") == "assistant" else dict(m)
-                    for m in values.get("history", [])]
+        messages = [
+            {**m, "cited": next(cited, [])} if m.get("role") == "assistant" else dict(m)
+            for m in values.get("history", [])
+        ]
         with self._answering_lock:
             running = session in self._answering
         for i, message in enumerate(messages):

@@ -64,13 +64,18 @@ class Exemplar:
         """The tools named by the exemplar's evidence rows (``[0] retrieve 1.0-2.0s ...``)."""
         if not self.evidence:
             return frozenset()
-        return frozenset(line.split()[1] for line in self.evidence.splitlines() if line.startswith("[") and
-                         len(line.split()) > 1)
+        return frozenset(
+            line.split()[1]
+            for line in self.evidence.splitlines()
+            if line.startswith("[") and len(line.split()) > 1
+        )
 
     @property
     def uses_times(self) -> bool:
         """Whether the plan names seconds (a span or times): then the prompt says how long its video is."""
-        return any("span" in call["args"] or "times" in call["args"] for call in self.calls) or bool(self.evidence)
+        return any("span" in call["args"] or "times" in call["args"] for call in self.calls) or bool(
+            self.evidence
+        )
 
     def plan_json(self, order: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> str:
         """The plan as the planner writes it (``order``: arranges a call's arguments)."""
@@ -100,17 +105,29 @@ def load_exemplars(name: str = "exemplars") -> ExemplarBank:
     video = data.get("video") or {}
     items = []
     for raw in data["exemplars"]:
-        items.append(Exemplar(
-            question=str(raw["question"]),
-            calls=tuple({"tool": str(c["tool"]), "args": dict(c.get("args") or {})} for c in raw.get("calls") or []),
-            done=bool(raw.get("done", False)),
-            history=tuple({"role": str(t["role"]), "content": str(t["content"])} for t in raw.get("history") or []),
-            options=tuple(str(o) for o in raw.get("options") or []),
-            evidence=str(raw["evidence"]).strip() if raw.get("evidence") else None,
-        ))
-    return ExemplarBank(name=str(data["name"]), version=int(data["version"]), video_name=str(video.get("name", "clip.mp4")),
-                        duration=float(video.get("duration", 60.0)), exemplars=tuple(items),
-                        digest=hashlib.sha256(text.encode()).hexdigest()[:16])
+        items.append(
+            Exemplar(
+                question=str(raw["question"]),
+                calls=tuple(
+                    {"tool": str(c["tool"]), "args": dict(c.get("args") or {})}
+                    for c in raw.get("calls") or []
+                ),
+                done=bool(raw.get("done", False)),
+                history=tuple(
+                    {"role": str(t["role"]), "content": str(t["content"])} for t in raw.get("history") or []
+                ),
+                options=tuple(str(o) for o in raw.get("options") or []),
+                evidence=str(raw["evidence"]).strip() if raw.get("evidence") else None,
+            )
+        )
+    return ExemplarBank(
+        name=str(data["name"]),
+        version=int(data["version"]),
+        video_name=str(video.get("name", "clip.mp4")),
+        duration=float(video.get("duration", 60.0)),
+        exemplars=tuple(items),
+        digest=hashlib.sha256(text.encode()).hexdigest()[:16],
+    )
 
 
 @dataclass(frozen=True)
@@ -130,8 +147,13 @@ class Selection:
         return frozenset().union(*(e.tools for e in self.exemplars)) if self.exemplars else frozenset()
 
     def trace(self) -> dict[str, Any]:
-        return {"exemplars": self.bank, "embedder": self.embedder, "exemplar_ids": list(self.indices),
-                "similarities": [round(s, 3) for s in self.similarities], "candidates": list(self.candidates)}
+        return {
+            "exemplars": self.bank,
+            "embedder": self.embedder,
+            "exemplar_ids": list(self.indices),
+            "similarities": [round(s, 3) for s in self.similarities],
+            "candidates": list(self.candidates),
+        }
 
 
 @dataclass
@@ -164,8 +186,10 @@ class ExemplarSelector:
     def tool_probabilities(self, vector: np.ndarray, tools: frozenset[str]) -> dict[str, float]:
         """P(the first step calls tool t | question), per tool of ``tools`` the bank teaches."""
         names, models = self._classifier(tools)
-        return {name: float(model.predict_proba(vector[None, :])[0, 1]) for name, model in zip(names, models,
-                                                                                                strict=True)}
+        return {
+            name: float(model.predict_proba(vector[None, :])[0, 1])
+            for name, model in zip(names, models, strict=True)
+        }
 
     def _classifier(self, tools: frozenset[str]) -> tuple[list[str], Any]:
         vectors = self.vectors()
@@ -181,20 +205,33 @@ class ExemplarSelector:
                     if labels.all() or not labels.any():  # one tool in the registry, or one label
                         models.append(_Constant(float(labels.all())))
                     else:
-                        models.append(LogisticRegression(C=CLASSIFIER_C, max_iter=2000).fit(vectors[rows], labels))
+                        models.append(
+                            LogisticRegression(C=CLASSIFIER_C, max_iter=2000).fit(vectors[rows], labels)
+                        )
                 self._classifiers[tools] = (names, models)
             return self._classifiers[tools]
 
-    def select(self, question: str, *, k: int = 4, tools: Sequence[str] | None = None,
-               evidence_tools: frozenset[str] = frozenset(), history: bool = False,
-               options: bool = False, restrict: bool = True) -> Selection:
+    def select(
+        self,
+        question: str,
+        *,
+        k: int = 4,
+        tools: Sequence[str] | None = None,
+        evidence_tools: frozenset[str] = frozenset(),
+        history: bool = False,
+        options: bool = False,
+        restrict: bool = True,
+    ) -> Selection:
         """The ``k`` best exemplars for this situation and its candidate tools.
 
         ``tools``: the registry's (exemplars calling others are never shown). ``restrict``: show
         only exemplars whose tools are all candidates (what the plan's grammar will allow).
         """
-        allowed = frozenset(tools) if tools is not None else frozenset(t for e in self.bank.exemplars
-                                                                        for t in e.tools)
+        allowed = (
+            frozenset(tools)
+            if tools is not None
+            else frozenset(t for e in self.bank.exemplars for t in e.tools)
+        )
         query = self.embedder.encode([question])[0]
         similarity = self.vectors() @ query
         scored = []
@@ -216,7 +253,9 @@ class ExemplarSelector:
             probabilities = self.tool_probabilities(query, allowed)
             best = max(probabilities.values(), default=0.0)
             ranked = sorted(probabilities, key=lambda t: -probabilities[t])
-            candidates = tuple(t for t in ranked if probabilities[t] >= CANDIDATE_RATIO * best)[:MAX_CANDIDATES]
+            candidates = tuple(t for t in ranked if probabilities[t] >= CANDIDATE_RATIO * best)[
+                :MAX_CANDIDATES
+            ]
         if restrict and candidates:
             scored = [(s, i) for s, i in scored if self.bank.exemplars[i].tools <= set(candidates)] or scored
         top = candidates[0] if candidates else None
@@ -224,8 +263,11 @@ class ExemplarSelector:
         # nearest last, and an exemplar of the likeliest tool right before the question
         chosen.sort(key=lambda pair: (top is not None and top in self.bank.exemplars[pair[1]].tools, pair[0]))
         return Selection(
-            exemplars=tuple(self.bank.exemplars[i] for _, i in chosen), indices=tuple(i for _, i in chosen),
-            similarities=tuple(s for s, _ in chosen), candidates=candidates, bank=self.bank.tag,
+            exemplars=tuple(self.bank.exemplars[i] for _, i in chosen),
+            indices=tuple(i for _, i in chosen),
+            similarities=tuple(s for s, _ in chosen),
+            candidates=candidates,
+            bank=self.bank.tag,
             embedder=self.embedder.name,
         )
 

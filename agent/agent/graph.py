@@ -107,8 +107,10 @@ class PlannerSettings:
     @classmethod
     def from_options(cls, options: dict[str, Any] | None) -> PlannerSettings:
         options = options or {}
-        return cls(exemplars=int(options.get("exemplars", cls.exemplars)),
-                   candidates=bool(options.get("candidate_tools", cls.candidates)))
+        return cls(
+            exemplars=int(options.get("exemplars", cls.exemplars)),
+            candidates=bool(options.get("candidate_tools", cls.candidates)),
+        )
 
 
 @dataclass
@@ -130,8 +132,12 @@ class AgentGraph:
         graph.add_node("reflect", self.reflect)
         graph.add_node("answer", self.answer)
         graph.add_edge(START, "recall")
-        graph.add_conditional_edges("recall", lambda s: "act" if s.get("pending") else "plan", ["act", "plan"])
-        graph.add_conditional_edges("plan", lambda s: "act" if s.get("pending") else "answer", ["act", "answer"])
+        graph.add_conditional_edges(
+            "recall", lambda s: "act" if s.get("pending") else "plan", ["act", "plan"]
+        )
+        graph.add_conditional_edges(
+            "plan", lambda s: "act" if s.get("pending") else "answer", ["act", "answer"]
+        )
         graph.add_edge("act", "reflect")
         graph.add_conditional_edges("reflect", self._after_reflect, ["plan", "act", "answer"])
         graph.add_edge("answer", END)
@@ -157,14 +163,23 @@ class AgentGraph:
         source = self._recall_source(state)
         if source is None:
             return {"pending": []}
-        calls = [{"tool": "find_text", "args": {"query": state["question"][:200], "source": source,
-                                                "k": self.budget.recall_rows}, "recall": True}]
+        calls = [
+            {
+                "tool": "find_text",
+                "args": {"query": state["question"][:200], "source": source, "k": self.budget.recall_rows},
+                "recall": True,
+            }
+        ]
         asked = text_question(state["question"])
-        if asked.named and source == "any":  # about what is said or shown: all of that source, not only matches
+        if (
+            asked.named and source == "any"
+        ):  # about what is said or shown: all of that source, not only matches
             named = asked.answer_sources | asked.link_sources
-            calls += [{"tool": tool, "args": {}, "recall": True} for tool, of in (("transcribe", "speech"),
-                                                                                  ("read_text", "screen"))
-                      if of in named and tool in self.registry]
+            calls += [
+                {"tool": tool, "args": {}, "recall": True}
+                for tool, of in (("transcribe", "speech"), ("read_text", "screen"))
+                if of in named and tool in self.registry
+            ]
         return {"pending": calls}
 
     def _recall_source(self, state: AgentState) -> str | None:
@@ -176,8 +191,10 @@ class AgentGraph:
             video_id = self.ctx.store.content_hash(state["video"])
         except (OSError, VidagentError):
             return None
-        stored = {row["tool"] for row in self.ctx.store.text_rows(video_id=video_id,
-                                                                 tools=("transcribe", "read_text"))}
+        stored = {
+            row["tool"]
+            for row in self.ctx.store.text_rows(video_id=video_id, tools=("transcribe", "read_text"))
+        }
         if stored >= {"transcribe", "read_text"}:
             return "any"
         return {"transcribe": "speech", "read_text": "screen"}.get(next(iter(stored), ""))
@@ -202,8 +219,11 @@ class AgentGraph:
         schema = self.registry.plan_schema(
             FIRST_STEP_CALLS if first else LATER_STEP_CALLS,
             tools=selection.candidates if selection and self.planner.candidates else None,
-            vocabulary=vocabulary if full_grammar else None, min_calls=1 if first else 0,
-            timed=not first or vocabulary.mentions_time, distinct=first and full_grammar)
+            vocabulary=vocabulary if full_grammar else None,
+            min_calls=1 if first else 0,
+            timed=not first or vocabulary.mentions_time,
+            distinct=first and full_grammar,
+        )
         chosen = selection.trace() if selection else {}
         tokens_before = used.get("tokens", 0)
         all_problems: list[str] = []
@@ -211,50 +231,100 @@ class AgentGraph:
             generation = self.llm.generate(messages, json_schema=schema, max_new_tokens=PLAN_TOKENS)
             used["tokens"] = used.get("tokens", 0) + generation.prompt_tokens + generation.completion_tokens
             calls, done, thought, problems = self._parse_plan(
-                generation.text, vocabulary, FIRST_STEP_CALLS if first else LATER_STEP_CALLS)
+                generation.text, vocabulary, FIRST_STEP_CALLS if first else LATER_STEP_CALLS
+            )
             calls = _new_calls(calls, state.get("trace", []))
             if not problems:
                 if not calls and not done and not len(evidence):
                     problems = ["no calls and no evidence yet: call at least one tool"]
                 else:
-                    entry = {"node": "plan", "prompt": prompt.tag, "attempt": attempt, "thought": thought,
-                             "calls": [c.to_dict() for c in calls], "done": done,
-                             "tokens": int(used["tokens"] - tokens_before),
-                             "seconds": round(time.perf_counter() - started, 3), **chosen}
+                    entry = {
+                        "node": "plan",
+                        "prompt": prompt.tag,
+                        "attempt": attempt,
+                        "thought": thought,
+                        "calls": [c.to_dict() for c in calls],
+                        "done": done,
+                        "tokens": int(used["tokens"] - tokens_before),
+                        "seconds": round(time.perf_counter() - started, 3),
+                        **chosen,
+                    }
                     emit({"type": "plan", **entry})
-                    return {"pending": [c.to_dict() for c in calls], "done": done or not calls, "errors": [],
-                            "used": used, "trace": [entry]}
+                    return {
+                        "pending": [c.to_dict() for c in calls],
+                        "done": done or not calls,
+                        "errors": [],
+                        "used": used,
+                        "trace": [entry],
+                    }
             all_problems.extend(f"attempt {attempt}: {p}" for p in problems)
-            messages = [*messages, {"role": "assistant", "content": generation.text[:500]},
-                        {"role": "user", "content": "That reply cannot run: " + "; ".join(problems)
-                         + ". Reply again with valid JSON."}]
+            messages = [
+                *messages,
+                {"role": "assistant", "content": generation.text[:500]},
+                {
+                    "role": "user",
+                    "content": "That reply cannot run: "
+                    + "; ".join(problems)
+                    + ". Reply again with valid JSON.",
+                },
+            ]
         return self._fallback(state, used, all_problems, emit, prompt.tag, selection, started)
 
-    def first_plan(self, question: str, *, video_name: str = "clip.mp4", duration: float = 60.0,
-                   options: list[str] | None = None, history: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    def first_plan(
+        self,
+        question: str,
+        *,
+        video_name: str = "clip.mp4",
+        duration: float = 60.0,
+        options: list[str] | None = None,
+        history: list[dict[str, str]] | None = None,
+    ) -> dict[str, Any]:
         """The planner's first step for a question, without running a tool (the routing eval).
 
         Returns the plan's trace entry: ``calls``, ``done``, the exemplars shown, ``fallback``.
         """
         turns = [*(history or []), {"role": "user", "content": question}]
-        state: AgentState = {"video": video_name, "duration": duration, "question": question, "options": options,
-                             "history": turns, "evidence": [], "trace": [], "errors": [],
-                             "used": {"started": time.time()}}
+        state: AgentState = {
+            "video": video_name,
+            "duration": duration,
+            "question": question,
+            "options": options,
+            "history": turns,
+            "evidence": [],
+            "trace": [],
+            "errors": [],
+            "used": {"started": time.time()},
+        }
         update = self.plan(state)
-        return update["trace"][-1] if update.get("trace") else {"calls": [], "stop_reason": update.get("stop_reason")}
+        return (
+            update["trace"][-1]
+            if update.get("trace")
+            else {"calls": [], "stop_reason": update.get("stop_reason")}
+        )
 
-    def _select(self, question: str, options: list[str] | None, history: list[dict[str, str]],
-                evidence: Evidence) -> Selection | None:
+    def _select(
+        self, question: str, options: list[str] | None, history: list[dict[str, str]], evidence: Evidence
+    ) -> Selection | None:
         if self.exemplars is None or self.planner.exemplars <= 0:
             return None
         return self.exemplars.select(
-            question, k=self.planner.exemplars, tools=list(self.registry.tools),
-            evidence_tools=frozenset(str(t) for t in evidence.tool), history=bool(history), options=bool(options),
+            question,
+            k=self.planner.exemplars,
+            tools=list(self.registry.tools),
+            evidence_tools=frozenset(str(t) for t in evidence.tool),
+            history=bool(history),
+            options=bool(options),
             restrict=self.planner.candidates,
         )
 
-    def _planner_messages(self, prompt: Prompt, selection: Selection | None, state: AgentState,
-                          evidence: Evidence, history: list[dict[str, str]]) -> list[dict[str, str]]:
+    def _planner_messages(
+        self,
+        prompt: Prompt,
+        selection: Selection | None,
+        state: AgentState,
+        evidence: Evidence,
+        history: list[dict[str, str]],
+    ) -> list[dict[str, str]]:
         """System turn, the chosen exemplars as earlier turns (user: its question, assistant: its
         plan), then this question, all rendered with the planner's own templates."""
         messages = [{"role": "system", "content": prompt.render("system", tools=self.registry.describe())}]
@@ -263,23 +333,40 @@ class AgentGraph:
             for exemplar in selection.exemplars:
                 timed = bank is not None and exemplar.uses_times
                 user = prompt.render(
-                    "user", video_name=bank.video_name if timed else None, duration=bank.duration if timed else 0.0,
-                    history=list(exemplar.history), question=exemplar.question,
-                    options=_lettered(list(exemplar.options) or None), evidence=exemplar.evidence, errors=[])
+                    "user",
+                    video_name=bank.video_name if timed else None,
+                    duration=bank.duration if timed else 0.0,
+                    history=list(exemplar.history),
+                    question=exemplar.question,
+                    options=_lettered(list(exemplar.options) or None),
+                    evidence=exemplar.evidence,
+                    errors=[],
+                )
                 plan = exemplar.plan_json(order=self._ordered)
                 messages += [{"role": "user", "content": user}, {"role": "assistant", "content": plan}]
-        messages.append({"role": "user", "content": prompt.render(
-            "user", video_name=Path(state["video"]).name, duration=state["duration"], history=history,
-            question=state["question"], options=_lettered(state.get("options")),
-            evidence=evidence.to_prompt(EVIDENCE_IN_PROMPT) if len(evidence) else None,
-            errors=state.get("errors", []))})
+        messages.append(
+            {
+                "role": "user",
+                "content": prompt.render(
+                    "user",
+                    video_name=Path(state["video"]).name,
+                    duration=state["duration"],
+                    history=history,
+                    question=state["question"],
+                    options=_lettered(state.get("options")),
+                    evidence=evidence.to_prompt(EVIDENCE_IN_PROMPT) if len(evidence) else None,
+                    errors=state.get("errors", []),
+                ),
+            }
+        )
         return messages
 
     def _ordered(self, call: dict[str, Any]) -> dict[str, Any]:
         return self.registry.ordered(call) if call.get("tool") in self.registry else call
 
-    def _parse_plan(self, text: str, vocabulary: Vocabulary | None = None,
-                    max_calls: int = LATER_STEP_CALLS) -> tuple[list[ToolCall], bool, str, list[str]]:
+    def _parse_plan(
+        self, text: str, vocabulary: Vocabulary | None = None, max_calls: int = LATER_STEP_CALLS
+    ) -> tuple[list[ToolCall], bool, str, list[str]]:
         """The calls of a planner reply, or the problems with it; nothing a reply holds escapes
         (deep nesting, numbers past Python's digit limit, NaN and Infinity are problems too)."""
         if not isinstance(text, str) or len(text) > MAX_PLAN_CHARS:
@@ -306,42 +393,79 @@ class AgentGraph:
         thought = data.get("thought", "")
         return calls, data.get("done") is True, thought[:300] if isinstance(thought, str) else "", problems
 
-    def _fallback(self, state: AgentState, used: dict[str, float], problems: list[str], emit: Any, prompt_tag: str,
-                  selection: Selection | None, started: float) -> dict[str, Any]:
+    def _fallback(
+        self,
+        state: AgentState,
+        used: dict[str, float],
+        problems: list[str],
+        emit: Any,
+        prompt_tag: str,
+        selection: Selection | None,
+        started: float,
+    ) -> dict[str, Any]:
         """No valid plan came out: choose the tool by scoring the tool menu (the option log-likelihood
         multiple choice uses), among the candidates when there are some, and fill its arguments
         from the question. After retrieve, ``reflect`` looks at the best spans."""
-        entry: dict[str, Any] = {"node": "plan", "prompt": prompt_tag, "fallback": True, "problems": problems,
-                                 **(selection.trace() if selection else {})}
-        names = [t for t in (selection.candidates if selection else ()) if t in self.registry] or list(self.registry.tools)
+        entry: dict[str, Any] = {
+            "node": "plan",
+            "prompt": prompt_tag,
+            "fallback": True,
+            "problems": problems,
+            **(selection.trace() if selection else {}),
+        }
+        names = [t for t in (selection.candidates if selection else ()) if t in self.registry] or list(
+            self.registry.tools
+        )
         if not names:
             emit({"type": "plan", **entry, "calls": []})
-            return {"pending": [], "done": True, "used": used, "trace": [entry], "stop_reason": "no valid plan"}
+            return {
+                "pending": [],
+                "done": True,
+                "used": used,
+                "trace": [entry],
+                "stop_reason": "no valid plan",
+            }
         ranked = names
         if len(names) > 1:
-            menu = load_prompt("tool_menu").messages(question=state["question"], options=_lettered(state.get("options")))
+            menu = load_prompt("tool_menu").messages(
+                question=state["question"], options=_lettered(state.get("options"))
+            )
             menu_options = [f"{name}: {self.registry.tools[name].description}" for name in names]
             scores = self.llm.score_options(menu, menu_options)
             used["tokens"] = used.get("tokens", 0) + scores.tokens
             ranked = [names[i] for i in np.argsort(-scores.logprobs, kind="stable")]
-            entry["tool_scores"] = {n: round(float(v), 3) for n, v in zip(names, scores.logprobs, strict=True)}
+            entry["tool_scores"] = {
+                n: round(float(v), 3) for n, v in zip(names, scores.logprobs, strict=True)
+            }
         call: dict[str, Any] | None = None
         for tool in ranked:  # the best-scoring tool that the question alone can fill the arguments of
             try:
-                call = self.registry.validate({"tool": tool, "args": self.registry.fallback_arguments(
-                    tool, state["question"])}).to_dict()
+                call = self.registry.validate(
+                    {"tool": tool, "args": self.registry.fallback_arguments(tool, state["question"])}
+                ).to_dict()
                 break
             except CallError:
                 continue
         if call is None:
             emit({"type": "plan", **entry, "calls": []})
-            return {"pending": [], "done": True, "used": used, "trace": [entry], "stop_reason": "no valid plan"}
+            return {
+                "pending": [],
+                "done": True,
+                "used": used,
+                "trace": [entry],
+                "stop_reason": "no valid plan",
+            }
         tool = call["tool"]
         entry["calls"] = [call]
         entry["seconds"] = round(time.perf_counter() - started, 3)
         emit({"type": "plan", **entry})
-        return {"pending": [call], "fallback_stage": 1 if tool == "retrieve" else 0, "done": tool != "retrieve",
-                "used": used, "trace": [entry]}
+        return {
+            "pending": [call],
+            "fallback_stage": 1 if tool == "retrieve" else 0,
+            "done": tool != "retrieve",
+            "used": used,
+            "trace": [entry],
+        }
 
     def act(self, state: AgentState) -> dict[str, Any]:
         emit = _writer()
@@ -380,7 +504,9 @@ class AgentGraph:
                 ids = list(range(first_id + len(new_rows), first_id + len(new_rows) + len(evidence)))
                 new_rows.extend(evidence.to_records())
                 if "vlm" in self.registry.tools[call["tool"]].roles:  # frames the VLM looked at
-                    used["frames"] = used.get("frames", 0) + sum(int(d.get("frames", 0)) for d in evidence.data)
+                    used["frames"] = used.get("frames", 0) + sum(
+                        int(d.get("frames", 0)) for d in evidence.data
+                    )
                 entry["evidence_ids"] = ids
                 entry["summary"] = evidence.to_prompt(5, first_id=ids[0] if ids else first_id)
                 emit({"type": "tool_result", **entry})
@@ -394,8 +520,12 @@ class AgentGraph:
 
     def reflect(self, state: AgentState) -> dict[str, Any]:
         used = dict(state["used"])
-        if _recalled(state):  # recall's lookup ran (not a planner step); what it found may settle the question
-            settled = not state.get("options") and text_answer(state["question"], state.get("evidence", []), None)
+        if _recalled(
+            state
+        ):  # recall's lookup ran (not a planner step); what it found may settle the question
+            settled = not state.get("options") and text_answer(
+                state["question"], state.get("evidence", []), None
+            )
             return {"used": used, "done": bool(settled)}
         used["steps"] = used.get("steps", 0) + 1
         update: dict[str, Any] = {"used": used}
@@ -449,13 +579,27 @@ class AgentGraph:
             options=_lettered(options),
         )
         choice = None
-        read = None if options else text_answer(
-            state["question"], state.get("evidence", []), self.llm,
-            lambda rows, values: prompt.messages(
-                video_name=Path(state["video"]).name, duration=state["duration"], history=[],
-                evidence="\n".join(f"[{r.id}] {r.source} {r.start:.1f}-{r.end:.1f}s text={json.dumps(r.text)}"
-                                    for r in rows),
-                note="", question=state["question"], options=_lettered(values)))
+        read = (
+            None
+            if options
+            else text_answer(
+                state["question"],
+                state.get("evidence", []),
+                self.llm,
+                lambda rows, values: prompt.messages(
+                    video_name=Path(state["video"]).name,
+                    duration=state["duration"],
+                    history=[],
+                    evidence="\n".join(
+                        f"[{r.id}] {r.source} {r.start:.1f}-{r.end:.1f}s text={json.dumps(r.text)}"
+                        for r in rows
+                    ),
+                    note="",
+                    question=state["question"],
+                    options=_lettered(values),
+                ),
+            )
+        )
         if read is not None:  # read off what the video says or shows (vidagent.agent.text_answers)
             text, confidence = read.text, read.confidence
             used["tokens"] = used.get("tokens", 0) + read.tokens
@@ -469,8 +613,14 @@ class AgentGraph:
             generation = self.llm.generate(messages, max_new_tokens=96)
             text = generation.text.strip() or "I could not form an answer from the evidence."
             used["tokens"] = used.get("tokens", 0) + generation.prompt_tokens + generation.completion_tokens
-            confidence = float(np.exp(generation.mean_logprob)) if generation.mean_logprob is not None else 0.0
-        cited = read.cited if read is not None else _citations(text, len(evidence)) or _default_citations(evidence)
+            confidence = (
+                float(np.exp(generation.mean_logprob)) if generation.mean_logprob is not None else 0.0
+            )
+        cited = (
+            read.cited
+            if read is not None
+            else _citations(text, len(evidence)) or _default_citations(evidence)
+        )
         if reason:
             text = f"{text} (Answered early: the {reason} budget ran out.)"
             confidence *= 0.5
@@ -488,8 +638,12 @@ class AgentGraph:
         # the event carries its cited rows: checkpoints are written while the run goes on, so a reader
         # of the session's state mid-stream (the server) may not see this turn's rows yet
         emit({"type": "answer", **answer, "evidence": [{"id": i, **rows[i]} for i in cited if i < len(rows)]})
-        return {"answer": answer, "used": used, "history": [{"role": "assistant", "content": text}],
-                "trace": [{"node": "answer", "prompt": prompt.tag, "cited": cited}]}
+        return {
+            "answer": answer,
+            "used": used,
+            "history": [{"role": "assistant", "content": text}],
+            "trace": [{"node": "answer", "prompt": prompt.tag, "cited": cited}],
+        }
 
 
 def _no_constant(name: str) -> Any:
@@ -504,8 +658,12 @@ def _finite_confidence(value: float) -> float:
 def _planner_rows(state: AgentState) -> list[dict[str, Any]]:
     """The evidence the planner sees: all but recall's rows, so a first step stays a first step (the
     answer sees them all). Its rows are numbered among themselves; plans name spans, never row ids."""
-    recalled = {i for e in state.get("trace", []) if e.get("node") == "act" and e.get("recall")
-                for i in e.get("evidence_ids", [])}
+    recalled = {
+        i
+        for e in state.get("trace", [])
+        if e.get("node") == "act" and e.get("recall")
+        for i in e.get("evidence_ids", [])
+    }
     rows = state.get("evidence", [])
     return rows if not recalled else [row for i, row in enumerate(rows) if i not in recalled]
 

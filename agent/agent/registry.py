@@ -66,11 +66,21 @@ class ToolRegistry:
 
     def describe(self) -> list[dict[str, Any]]:
         """Name, one-line description and call signature of each tool, for the prompt."""
-        return [{"name": t.name, "description": t.description, "signature": _signature(t)} for t in self.tools.values()]
+        return [
+            {"name": t.name, "description": t.description, "signature": _signature(t)}
+            for t in self.tools.values()
+        ]
 
-    def plan_schema(self, max_calls: int = 3, *, tools: Iterable[str] | None = None,
-                    vocabulary: Vocabulary | None = None, min_calls: int = 0, timed: bool = True,
-                    distinct: bool = False) -> dict[str, Any]:
+    def plan_schema(
+        self,
+        max_calls: int = 3,
+        *,
+        tools: Iterable[str] | None = None,
+        vocabulary: Vocabulary | None = None,
+        min_calls: int = 0,
+        timed: bool = True,
+        distinct: bool = False,
+    ) -> dict[str, Any]:
         """JSON schema of a planner reply ``{"calls": [...], "done": bool}``.
 
         Calls may only name registered tools (``tools``: only these of them). With a
@@ -96,10 +106,21 @@ class ToolRegistry:
         if min_calls:
             calls["minItems"] = min_calls
         if distinct:
-            tuples = [combo for n in range(max(min_calls, 1), max_calls + 1)
-                      for combo in itertools.permutations(range(len(variants)), n)]
-            shapes = [{"type": "array", "prefixItems": [variants[i] for i in combo], "items": False,
-                       "minItems": len(combo), "maxItems": len(combo)} for combo in tuples]
+            tuples = [
+                combo
+                for n in range(max(min_calls, 1), max_calls + 1)
+                for combo in itertools.permutations(range(len(variants)), n)
+            ]
+            shapes = [
+                {
+                    "type": "array",
+                    "prefixItems": [variants[i] for i in combo],
+                    "items": False,
+                    "minItems": len(combo),
+                    "maxItems": len(combo),
+                }
+                for combo in tuples
+            ]
             if min_calls == 0:
                 shapes.insert(0, {"type": "array", "maxItems": 0})
             calls = {"anyOf": shapes}
@@ -146,7 +167,10 @@ class ToolRegistry:
         fields = list(self.tools[call["tool"]].json_schema().get("properties", {}))
         args = dict(call.get("args") or {})
         rank = {name: i for i, name in enumerate(fields)}
-        return {"tool": call["tool"], "args": dict(sorted(args.items(), key=lambda kv: rank.get(kv[0], len(rank))))}
+        return {
+            "tool": call["tool"],
+            "args": dict(sorted(args.items(), key=lambda kv: rank.get(kv[0], len(rank)))),
+        }
 
     def free_text(self, name: str) -> dict[str, str]:
         """``field -> kind`` of the tool's free-text arguments (``vidagent.core.question_words``)."""
@@ -170,14 +194,23 @@ class ToolRegistry:
         try:
             parsed = self.tools[name].input_model.model_validate(args)
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'args'}: {e['msg'][:120]}" for e in exc.errors())
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'args'}: {e['msg'][:120]}" for e in exc.errors()
+            )
             raise CallError(f"{name}: invalid arguments ({problems})") from None
-        except (ValueError, TypeError, RecursionError, OverflowError) as exc:  # what a validator may raise itself
+        except (
+            ValueError,
+            TypeError,
+            RecursionError,
+            OverflowError,
+        ) as exc:  # what a validator may raise itself
             raise CallError(f"{name}: invalid arguments ({type(exc).__name__})") from None
         args = parsed.model_dump(mode="json", exclude_defaults=True)
         if (bad := _bad_times(args)) is not None:
             raise CallError(f"{name}: {bad}")
-        if vocabulary is not None and (problems := check_arguments(name, args, self.free_text(name), vocabulary)):
+        if vocabulary is not None and (
+            problems := check_arguments(name, args, self.free_text(name), vocabulary)
+        ):
             raise CallError("; ".join(problems))
         return ToolCall(tool=name, args=args)
 
@@ -197,9 +230,13 @@ def _not_finite(value: Any, path: str = "args", depth: int = 0) -> str | None:
     if isinstance(value, float) and not math.isfinite(value):
         return f"{path} must be a finite number, not {value}"
     if isinstance(value, dict):
-        return next((bad for k, v in value.items() if (bad := _not_finite(v, f"{path}.{k}", depth + 1))), None)
+        return next(
+            (bad for k, v in value.items() if (bad := _not_finite(v, f"{path}.{k}", depth + 1))), None
+        )
     if isinstance(value, (list, tuple)):
-        return next((bad for i, v in enumerate(value) if (bad := _not_finite(v, f"{path}[{i}]", depth + 1))), None)
+        return next(
+            (bad for i, v in enumerate(value) if (bad := _not_finite(v, f"{path}[{i}]", depth + 1))), None
+        )
     return None
 
 

@@ -36,40 +36,261 @@ import numpy as np
 from vidagent.core.question_words import FUNCTION_WORDS, lemma, words
 from vidagent.models.llm import ChatModel
 
-SPEECH_WORDS = frozenset({
-    "say", "said", "says", "saying", "speaker", "speakers", "speak", "speaks", "spoke", "spoken", "speech", "mention",
-    "mentions", "mentioned", "mentioning", "announce", "announces", "announced", "announcer", "announcement",
-    "audio", "hear", "heard", "voice", "talk", "talks", "talking", "narrator", "narration", "tell", "tells", "told",
-    "call", "calls", "called", "aloud", "sound", "soundtrack", "transcript", "pronounce", "pronounced"})
-SCREEN_WORDS = frozenset({  # not "show" or "appear": "What does the video show?" asks about what is seen
-    "shown", "written", "write", "writes", "writing", "sign", "signs", "screen", "text", "display", "displays",
-    "displayed", "read", "reads", "board", "letters", "lettering", "caption", "label", "banner", "printed",
-    "title", "on-screen"})
-EITHER_WORDS = frozenset({"say", "says", "said", "saying", "tell", "tells", "told", "call", "calls", "called",
-                          "mention", "mentions", "mentioned"})  # speech unless a screen word is there
-WHEN_PATTERNS = re.compile(r"\b(when|what time|(which|what) (seconds?|moments?|points?|times?|part)|during which|"
-                           r"how (long|far|many seconds) into|timestamps?)\b", re.IGNORECASE)
+SPEECH_WORDS = frozenset(
+    {
+        "say",
+        "said",
+        "says",
+        "saying",
+        "speaker",
+        "speakers",
+        "speak",
+        "speaks",
+        "spoke",
+        "spoken",
+        "speech",
+        "mention",
+        "mentions",
+        "mentioned",
+        "mentioning",
+        "announce",
+        "announces",
+        "announced",
+        "announcer",
+        "announcement",
+        "audio",
+        "hear",
+        "heard",
+        "voice",
+        "talk",
+        "talks",
+        "talking",
+        "narrator",
+        "narration",
+        "tell",
+        "tells",
+        "told",
+        "call",
+        "calls",
+        "called",
+        "aloud",
+        "sound",
+        "soundtrack",
+        "transcript",
+        "pronounce",
+        "pronounced",
+    }
+)
+SCREEN_WORDS = frozenset(
+    {  # not "show" or "appear": "What does the video show?" asks about what is seen
+        "shown",
+        "written",
+        "write",
+        "writes",
+        "writing",
+        "sign",
+        "signs",
+        "screen",
+        "text",
+        "display",
+        "displays",
+        "displayed",
+        "read",
+        "reads",
+        "board",
+        "letters",
+        "lettering",
+        "caption",
+        "label",
+        "banner",
+        "printed",
+        "title",
+        "on-screen",
+    }
+)
+EITHER_WORDS = frozenset(
+    {
+        "say",
+        "says",
+        "said",
+        "saying",
+        "tell",
+        "tells",
+        "told",
+        "call",
+        "calls",
+        "called",
+        "mention",
+        "mentions",
+        "mentioned",
+    }
+)  # speech unless a screen word is there
+WHEN_PATTERNS = re.compile(
+    r"\b(when|what time|(which|what) (seconds?|moments?|points?|times?|part)|during which|"
+    r"how (long|far|many seconds) into|timestamps?)\b",
+    re.IGNORECASE,
+)
 YES_NO_START = frozenset({"is", "are", "was", "were", "does", "do", "did", "has", "have", "can", "will"})
 SAME_WORDS = frozenset({"same", "both", "also", "match", "matches", "agree", "agrees", "identical"})
-NUMBER_WORDS_IN_QUESTION = frozenset({"number", "numbers", "many", "much", "digit", "digits", "code", "minutes",
-                                      "percent", "price", "year", "count"})
+NUMBER_WORDS_IN_QUESTION = frozenset(
+    {
+        "number",
+        "numbers",
+        "many",
+        "much",
+        "digit",
+        "digits",
+        "code",
+        "minutes",
+        "percent",
+        "price",
+        "year",
+        "count",
+    }
+)
 # things known by their numbers: "Which platform does the board show?" asks for one
-NUMBERED = frozenset({"platform", "platforms", "gate", "gates", "track", "room", "seat", "flight", "bus", "route",
-                      "floor", "level", "channel", "lane", "terminal", "bay", "stand", "counter"})
-COLOUR_NAMES = ("red", "orange", "yellow", "green", "blue", "purple", "violet", "pink", "brown", "black", "white",
-                "grey", "gray", "silver", "gold", "golden", "beige", "turquoise", "navy", "maroon")
-ASKING = frozenset({"what", "which", "who", "whom", "whose", "where", "when", "why", "how", "does", "do", "did",
-                    "is", "are", "was", "were", "can", "will", "has", "have", "according", "name", "names",
-                    "named", "give", "gives", "given", "one", "it", "they", "there", "clip", "video", "point",
-                    "time", "moment", "part", "both", "also", "same", "aloud", "exactly"})
-SMALL = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
-         "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen")
+NUMBERED = frozenset(
+    {
+        "platform",
+        "platforms",
+        "gate",
+        "gates",
+        "track",
+        "room",
+        "seat",
+        "flight",
+        "bus",
+        "route",
+        "floor",
+        "level",
+        "channel",
+        "lane",
+        "terminal",
+        "bay",
+        "stand",
+        "counter",
+    }
+)
+COLOUR_NAMES = (
+    "red",
+    "orange",
+    "yellow",
+    "green",
+    "blue",
+    "purple",
+    "violet",
+    "pink",
+    "brown",
+    "black",
+    "white",
+    "grey",
+    "gray",
+    "silver",
+    "gold",
+    "golden",
+    "beige",
+    "turquoise",
+    "navy",
+    "maroon",
+)
+ASKING = frozenset(
+    {
+        "what",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "where",
+        "when",
+        "why",
+        "how",
+        "does",
+        "do",
+        "did",
+        "is",
+        "are",
+        "was",
+        "were",
+        "can",
+        "will",
+        "has",
+        "have",
+        "according",
+        "name",
+        "names",
+        "named",
+        "give",
+        "gives",
+        "given",
+        "one",
+        "it",
+        "they",
+        "there",
+        "clip",
+        "video",
+        "point",
+        "time",
+        "moment",
+        "part",
+        "both",
+        "also",
+        "same",
+        "aloud",
+        "exactly",
+    }
+)
+SMALL = (
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+)
 TENS = ("twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
-NUMBER = re.compile(rf"(?<![\d.])\d+(?:[.,:]\d+)*|\b(?:(?:{'|'.join(TENS)})(?:[\s-]+(?:{'|'.join(SMALL[1:10])}))?|"
-                    rf"(?:{'|'.join(SMALL)}))\b", re.IGNORECASE)
+NUMBER = re.compile(
+    rf"(?<![\d.])\d+(?:[.,:]\d+)*|\b(?:(?:{'|'.join(TENS)})(?:[\s-]+(?:{'|'.join(SMALL[1:10])}))?|"
+    rf"(?:{'|'.join(SMALL)}))\b",
+    re.IGNORECASE,
+)
 MAX_CANDIDATES = 8
-NAMES_ASKED = frozenset({"who", "whose", "whom", "where", "city", "cities", "town", "destination", "place", "country",
-                         "station", "name", "named", "word", "words", "person", "passenger", "street", "called"})
+NAMES_ASKED = frozenset(
+    {
+        "who",
+        "whose",
+        "whom",
+        "where",
+        "city",
+        "cities",
+        "town",
+        "destination",
+        "place",
+        "country",
+        "station",
+        "name",
+        "named",
+        "word",
+        "words",
+        "person",
+        "passenger",
+        "street",
+        "called",
+    }
+)
 SOURCE_OF_TOOL = {"transcribe": "speech", "read_text": "screen"}
 VERB = {"speech": "said", "screen": "shown"}
 
@@ -132,7 +353,7 @@ def text_question(question: str) -> TextQuestion:
         # "The speaker names X; what does the screen give for it?", "Which city does the board list next
         # to the platform the announcer mentions?"
         asking = re.search(r"\b(what|which|who|whose|where|when|how)\b", question, re.IGNORECASE)
-        after = [(_sources_in(w), w) for w in words(question[asking.end():] if asking else question)]
+        after = [(_sources_in(w), w) for w in words(question[asking.end() :] if asking else question)]
         first = next((found for found, _ in after if len(found) == 1), set())
         if first:
             answer_sources, link_sources = frozenset(first), frozenset(sources - first)
@@ -141,8 +362,10 @@ def text_question(question: str) -> TextQuestion:
     # the kind of answer comes from the sentence that asks: "The announcement gives a platform
     # number. Where does that train go?" asks for a place, not a number
     sentences = [c for c in re.split(r"(?<=[.;?!])\s+", question) if c.strip()]
-    asking_sentence = next((c for c in sentences if re.search(r"\b(what|which|who|whose|where|when|how)\b", c,
-                                                              re.IGNORECASE)), question)
+    asking_sentence = next(
+        (c for c in sentences if re.search(r"\b(what|which|who|whose|where|when|how)\b", c, re.IGNORECASE)),
+        question,
+    )
     asked_tokens = {w.lower() for w in words(asking_sentence)}
     if WHEN_PATTERNS.search(lowered):
         kind = "when"
@@ -159,7 +382,9 @@ def text_question(question: str) -> TextQuestion:
 
 def _asks_for_numbered(sentence: str) -> bool:
     """ "Which platform ...?", "What gate ...?": the asking word right before a thing known by its number."""
-    return re.search(rf"\b(which|what)\s+({'|'.join(sorted(NUMBERED))})\b", sentence, re.IGNORECASE) is not None
+    return (
+        re.search(rf"\b(which|what)\s+({'|'.join(sorted(NUMBERED))})\b", sentence, re.IGNORECASE) is not None
+    )
 
 
 def text_rows(evidence_rows: Sequence[dict[str, Any]]) -> list[TextRow]:
@@ -172,10 +397,19 @@ def text_rows(evidence_rows: Sequence[dict[str, Any]]) -> list[TextRow]:
         text = row.get("text")
         if source in VERB and isinstance(text, str) and text.strip():
             segment = data.get("segment")
-            rows.append(TextRow(i, source, float(row["start"]), float(row["end"]), text.strip(),
-                                float(row.get("score") or 0.0),
-                                (float(segment[0]), float(segment[1])) if segment else None,
-                                str(data["colour"]) if data.get("colour") else None, _box(row.get("box"))))
+            rows.append(
+                TextRow(
+                    i,
+                    source,
+                    float(row["start"]),
+                    float(row["end"]),
+                    text.strip(),
+                    float(row.get("score") or 0.0),
+                    (float(segment[0]), float(segment[1])) if segment else None,
+                    str(data["colour"]) if data.get("colour") else None,
+                    _box(row.get("box")),
+                )
+            )
     return sorted(rows, key=lambda r: (-r.score, r.id))
 
 
@@ -213,17 +447,30 @@ def _candidates(row: TextRow, kind: str, question_lemmas: set[str]) -> list[str]
     if kind == "number":
         return [_digits(m.group(0)) or m.group(0) for m in NUMBER.finditer(row.text)]
     if kind == "colour":
-        return [w.lower() for w in words(row.text) if w.lower() in COLOUR_NAMES and lemma(w) not in question_lemmas]
+        return [
+            w.lower()
+            for w in words(row.text)
+            if w.lower() in COLOUR_NAMES and lemma(w) not in question_lemmas
+        ]
     tokens = words(_split_digits(row.text) if row.source == "screen" else row.text)
-    new = [(i, w) for i, w in enumerate(tokens)
-           if w.lower() not in FUNCTION_WORDS and w.lower() not in ASKING and lemma(w) not in question_lemmas]
+    new = [
+        (i, w)
+        for i, w in enumerate(tokens)
+        if w.lower() not in FUNCTION_WORDS and w.lower() not in ASKING and lemma(w) not in question_lemmas
+    ]
     letters = [c for c in row.text if c.isalpha()]
-    if row.source == "screen" and all(c.isupper() for c in letters):  # a sign in capitals: the line, each word
+    if row.source == "screen" and all(
+        c.isupper() for c in letters
+    ):  # a sign in capitals: the line, each word
         line = " ".join(w for _, w in new)
         return ([line] if len(new) > 1 else []) + [w for _, w in new]
     # a sentence (speech, or a sign in mixed case such as "Next train to Dublin"): its names
-    sentence_starts = {0} | {i + 1 for i, w in enumerate(tokens[:-1]) if re.search(rf"{re.escape(w)}[.!?]", row.text)}
-    named = [w for i, w in new if (w[0].isupper() and i not in sentence_starts) or w.isupper() or w[0].isdigit()]
+    sentence_starts = {0} | {
+        i + 1 for i, w in enumerate(tokens[:-1]) if re.search(rf"{re.escape(w)}[.!?]", row.text)
+    }
+    named = [
+        w for i, w in new if (w[0].isupper() and i not in sentence_starts) or w.isupper() or w[0].isdigit()
+    ]
     return named or [w for _, w in new]
 
 
@@ -266,8 +513,9 @@ def _contains(row: TextRow, value: str) -> bool:
     return len(squashed) >= 3 and squashed in _squashed(row.text)
 
 
-def text_answer(question: str, evidence_rows: Sequence[dict[str, Any]], llm: ChatModel | None,
-                messages_for: Any = None) -> TextAnswer | None:
+def text_answer(
+    question: str, evidence_rows: Sequence[dict[str, Any]], llm: ChatModel | None, messages_for: Any = None
+) -> TextAnswer | None:
     """The answer read off the evidence's text rows (see the module docstring), or None.
 
     ``messages_for(rows, options)``: the answer prompt's messages for the LLM's multiple choice
@@ -276,8 +524,11 @@ def text_answer(question: str, evidence_rows: Sequence[dict[str, Any]], llm: Cha
     asked = text_question(question)
     rows = text_rows(evidence_rows)
     question_lemmas = {lemma(w) for w in words(question)}
-    looked_for = {lemma(w) for w in words(question) if w.lower() not in ASKING | FUNCTION_WORDS | SPEECH_WORDS
-                  | SCREEN_WORDS}
+    looked_for = {
+        lemma(w)
+        for w in words(question)
+        if w.lower() not in ASKING | FUNCTION_WORDS | SPEECH_WORDS | SCREEN_WORDS
+    }
     if not asked.named:  # no source named: a what-question, and only rows sharing two of its words (or all)
         if asked.kind in ("when", "yes_no") or not looked_for:
             return None
@@ -289,22 +540,33 @@ def text_answer(question: str, evidence_rows: Sequence[dict[str, Any]], llm: Cha
         best = max(in_answer, key=lambda r: (len(_lemmas(r.text) & looked_for), r.score))
         if not _lemmas(best.text) & looked_for:
             return None
-        return TextAnswer(f"At {best.start:.1f}-{best.end:.1f} s: {_quote(best, whole=False)}.", [best.id],
-                          min(best.score, 1.0))
+        return TextAnswer(
+            f"At {best.start:.1f}-{best.end:.1f} s: {_quote(best, whole=False)}.",
+            [best.id],
+            min(best.score, 1.0),
+        )
     if asked.kind == "yes_no":
         return _yes_no(asked, rows, in_answer, looked_for, question_lemmas)
     colours = {w.lower() for w in words(question)} & set(COLOUR_NAMES)
-    if asked.kind == "colour" and asked.answer_sources == {"screen"}:  # "What colour is the word EXIT written in?"
+    if asked.kind == "colour" and asked.answer_sources == {
+        "screen"
+    }:  # "What colour is the word EXIT written in?"
         coloured = [r for r in in_answer if r.colour and _lemmas(r.text) & looked_for]
         if not coloured:
             return None
-        return TextAnswer(f"{coloured[0].colour}: {_quote(coloured[0])}.", [coloured[0].id], min(coloured[0].score, 1.0))
+        return TextAnswer(
+            f"{coloured[0].colour}: {_quote(coloured[0])}.", [coloured[0].id], min(coloured[0].score, 1.0)
+        )
     if colours and asked.kind != "colour":  # "the word written in red letters": rows with that ink
         in_answer = [r for r in in_answer if r.colour in colours] or in_answer
     kind = asked.kind
     if asked.link_sources:  # rows of the answer source that share a value with the linking source
-        links = [v for r in rows if r.source in asked.link_sources
-                 for v in _candidates(r, "words", question_lemmas) + _candidates(r, "number", question_lemmas)]
+        links = [
+            v
+            for r in rows
+            if r.source in asked.link_sources
+            for v in _candidates(r, "words", question_lemmas) + _candidates(r, "number", question_lemmas)
+        ]
         linked = [r for r in in_answer if any(_contains(r, v) for v in links)]
         # a board's columns are read as separate lines: the rest of a linked line's row goes with it
         linked += [r for r in in_answer if r not in linked and any(_same_line(r, other) for other in linked)]
@@ -320,9 +582,14 @@ def text_answer(question: str, evidence_rows: Sequence[dict[str, Any]], llm: Cha
         both = {v: r for v, r in found.items() if any(_contains(o, v) for o in rows if o.source != r.source)}
         # the spoken form first: Whisper spaces its words, OCR may not
         found = dict(sorted(both.items(), key=lambda item: item[1].source != "speech")) if both else found
-        found = {v: r for v, r in found.items()  # "Seattle", not the sign's run-together "ToSeattle" too
-                 if not any(o != v and len(_squashed(o)) >= 3 and _squashed(o) in _squashed(v) for o in found)}
-    if asked.kind == "words" and NAMES_ASKED & {w.lower() for w in words(question)}:  # a name, a place, a word
+        found = {
+            v: r
+            for v, r in found.items()  # "Seattle", not the sign's run-together "ToSeattle" too
+            if not any(o != v and len(_squashed(o)) >= 3 and _squashed(o) in _squashed(v) for o in found)
+        }
+    if asked.kind == "words" and NAMES_ASKED & {
+        w.lower() for w in words(question)
+    }:  # a name, a place, a word
         found = {v: r for v, r in found.items() if not any(c.isdigit() for c in v)} or found
     elif asked.kind == "words":  # numbers are asked for by "number", "gate", "how many": words first
         found = {v: r for v, r in found.items() if any(c.isalpha() for c in v)} or found
@@ -337,7 +604,9 @@ def text_answer(question: str, evidence_rows: Sequence[dict[str, Any]], llm: Cha
     return TextAnswer(f"{value}: {_quote(row)}.", [row.id], round(confidence, 4), tokens)
 
 
-def _choose(llm: ChatModel, messages_for: Any, rows: list[TextRow], values: list[str]) -> tuple[int, float, int]:
+def _choose(
+    llm: ChatModel, messages_for: Any, rows: list[TextRow], values: list[str]
+) -> tuple[int, float, int]:
     """The LLM's pick among ``values`` as a multiple choice, asked in the given order and reversed and
     the two log-likelihoods averaged, so a small model's liking for option A does not decide."""
     shown = _unique(rows, key=lambda row: row.id)
@@ -349,8 +618,13 @@ def _choose(llm: ChatModel, messages_for: Any, rows: list[TextRow], values: list
     return choice, float(probabilities[choice] / probabilities.sum()), forward.tokens + backward.tokens
 
 
-def _yes_no(asked: TextQuestion, rows: list[TextRow], in_answer: list[TextRow], looked_for: set[str],
-            question_lemmas: set[str]) -> TextAnswer | None:
+def _yes_no(
+    asked: TextQuestion,
+    rows: list[TextRow],
+    in_answer: list[TextRow],
+    looked_for: set[str],
+    question_lemmas: set[str],
+) -> TextAnswer | None:
     if asked.same:  # "Is the city on screen the same one the speaker names?": a shared value
         by_source: dict[str, dict[str, TextRow]] = {"speech": {}, "screen": {}}
         for row in rows:
@@ -361,17 +635,25 @@ def _yes_no(asked: TextQuestion, rows: list[TextRow], in_answer: list[TextRow], 
         shared = [v for v in by_source["speech"] if v in by_source["screen"]]
         if shared:
             said, shown = by_source["speech"][shared[0]], by_source["screen"][shared[0]]
-            return TextAnswer(f"Yes: {shared[0]!r} is {_quote(said)}, and {_quote(shown)}.", [said.id, shown.id],
-                              min(said.score, shown.score, 1.0))
+            return TextAnswer(
+                f"Yes: {shared[0]!r} is {_quote(said)}, and {_quote(shown)}.",
+                [said.id, shown.id],
+                min(said.score, shown.score, 1.0),
+            )
         said = next(iter(by_source["speech"].values()))
         shown = next(iter(by_source["screen"].values()))
-        return TextAnswer(f"No: {_quote(said)}; {_quote(shown)}.", [said.id, shown.id], min(said.score, shown.score, 1.0))
+        return TextAnswer(
+            f"No: {_quote(said)}; {_quote(shown)}.", [said.id, shown.id], min(said.score, shown.score, 1.0)
+        )
     matching = [r for r in in_answer if looked_for and looked_for <= _lemmas(r.text)]
     if matching:
         return TextAnswer(f"Yes: {_quote(matching[0])}.", [matching[0].id], min(matching[0].score, 1.0))
     sources = " or ".join(VERB[s] for s in sorted(asked.answer_sources))
-    return TextAnswer(f"No: nothing {sources} matches; the closest is {_quote(in_answer[0])}.", [in_answer[0].id],
-                      min(in_answer[0].score, 1.0))
+    return TextAnswer(
+        f"No: nothing {sources} matches; the closest is {_quote(in_answer[0])}.",
+        [in_answer[0].id],
+        min(in_answer[0].score, 1.0),
+    )
 
 
 __all__ = ["TextAnswer", "TextQuestion", "TextRow", "text_answer", "text_question", "text_rows"]

@@ -46,8 +46,12 @@ SpanOpt = Annotated[
 ]
 EngineOpt = Annotated[str, typer.Option(help="local (this process) or ray (Ray Data with model actors).")]
 GpusOpt = Annotated[bool, typer.Option(help="ray: one GPU per actor.")]
-RayAddressOpt = Annotated[str | None, typer.Option(help="ray: cluster address ('auto' joins a running one; "
-                                                        "default: start Ray here).", show_default=False)]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="ray: cluster address ('auto' joins a running one; default: start Ray here).", show_default=False
+    ),
+]
 ENGINES = ("local", "ray")
 
 
@@ -68,6 +72,7 @@ def _check_engine(engine: str) -> None:
 
 def _progress(bar):  # -> Callable[[int, int], None]
     """A ``progress(done, total)`` callback that drives a tqdm bar."""
+
     def update(done: int, total: int) -> None:
         bar.total = total
         bar.n = done
@@ -130,7 +135,11 @@ def frames(
                         written.add(name)
                 sampled += len(chunk)
                 bar.update(len(chunk))
-    repeated = f" ({sampled - len(written)} samples showed a frame already written)" if sampled > len(written) else ""
+    repeated = (
+        f" ({sampled - len(written)} samples showed a frame already written)"
+        if sampled > len(written)
+        else ""
+    )
     err.print(f"wrote {len(written)} frames to {out_dir}{repeated}", highlight=False, soft_wrap=True)
 
 
@@ -153,7 +162,9 @@ def models_list(profile: ProfileOpt = "auto") -> None:
         cells = [_weights_cell(*planned_weights(spec, prof.path))]
         if spec.fallback is not None:  # the role's own second choice, loaded when the first cannot be
             fallback = spec.fallback
-            table.add_row("", f"else {fallback.id}", str(fallback.kind or ""), fallback.device, fallback.dtype)
+            table.add_row(
+                "", f"else {fallback.id}", str(fallback.kind or ""), fallback.device, fallback.dtype
+            )
             cells.append("else " + _weights_cell(*planned_weights(fallback, prof.path)))
         elif prof.fallback == "tiny" and role in TINY_ROLES and not spec.is_tiny and not spec.share_with:
             cells.append("else " + _weights_cell("random", f"tiny:{role}"))
@@ -175,7 +186,10 @@ def _ocr_weights() -> tuple[str, str]:
     import importlib.metadata
 
     try:
-        return "real", f"PyPI package rapidocr-onnxruntime {importlib.metadata.version('rapidocr-onnxruntime')}"
+        return (
+            "real",
+            f"PyPI package rapidocr-onnxruntime {importlib.metadata.version('rapidocr-onnxruntime')}",
+        )
     except importlib.metadata.PackageNotFoundError:
         return "none", "rapidocr-onnxruntime is not installed (pip install rapidocr-onnxruntime)"
 
@@ -232,16 +246,24 @@ def index(
     store: StoreOpt = None,
     captions_every: Annotated[
         float | None,
-        typer.Option("--captions-every", help="Also caption every SECONDS with the VLM (searchable with `texts`).",
-                     show_default=False),
+        typer.Option(
+            "--captions-every",
+            help="Also caption every SECONDS with the VLM (searchable with `texts`).",
+            show_default=False,
+        ),
     ] = None,
     engine: EngineOpt = "local",
-    workers: Annotated[int | None, typer.Option(help="ray: CLIP actors (default: one per GPU, else 1).",
-                                                show_default=False)] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="ray: CLIP actors (default: one per GPU, else 1).", show_default=False)
+    ] = None,
     gpus: GpusOpt = False,
     ray_address: RayAddressOpt = None,
-    speech: Annotated[bool, typer.Option(help="Also transcribe the audio track (Whisper), searchable with `texts`.")] = True,
-    text: Annotated[bool, typer.Option(help="Also read the on-screen text (OCR, 1 frame/s), searchable with `texts`.")] = True,
+    speech: Annotated[
+        bool, typer.Option(help="Also transcribe the audio track (Whisper), searchable with `texts`.")
+    ] = True,
+    text: Annotated[
+        bool, typer.Option(help="Also read the on-screen text (OCR, 1 frame/s), searchable with `texts`.")
+    ] = True,
 ) -> None:
     """Sample, embed and store frames (incremental and resumable), transcribe the speech and read the
     on-screen text (stored with embeddings for `texts` and the find_text tool); optionally dense captions."""
@@ -253,8 +275,16 @@ def index(
         from vidagent.media.ray_engine import index_with_ray
 
         with tqdm(unit="frame", desc=f"ray: {len(videos)} videos", disable=None) as bar:
-            reports = index_with_ray(videos, profile=profile, store=ctx.store, fps=fps, workers=workers, gpus=gpus,
-                                     address=ray_address, progress=_progress(bar))
+            reports = index_with_ray(
+                videos,
+                profile=profile,
+                store=ctx.store,
+                fps=fps,
+                workers=workers,
+                gpus=gpus,
+                address=ray_address,
+                progress=_progress(bar),
+            )
     for path in videos:
         if engine == "ray":
             report = {r.video_id: r for r in reports}[ctx.store.content_hash(path)]  # hashes are cached
@@ -270,20 +300,28 @@ def index(
             from vidagent.tools.find_text import index_texts
 
             started = time.perf_counter()
-            with err.status(f"{path.name}: " + " and ".join(
-                    (["transcribing the speech"] if speech else []) + (["reading the on-screen text"] if text else []))):
+            with err.status(
+                f"{path.name}: "
+                + " and ".join(
+                    (["transcribing the speech"] if speech else [])
+                    + (["reading the on-screen text"] if text else [])
+                )
+            ):
                 counts = index_texts(ctx, path, speech=speech, text=text)
             _warn_fallbacks(ctx.hub)
-            found = ", ".join(f"{n} {'speech segments' if tool == 'transcribe' else 'on-screen text lines'}"
-                              for tool, n in counts.items())
-            out.print(f"{path}: {found or 'no speech or text read'} in {time.perf_counter() - started:.2f} s "
-                      "(search them with `vidagent texts`)")
+            found = ", ".join(
+                f"{n} {'speech segments' if tool == 'transcribe' else 'on-screen text lines'}"
+                for tool, n in counts.items()
+            )
+            out.print(
+                f"{path}: {found or 'no speech or text read'} in {time.perf_counter() - started:.2f} s "
+                "(search them with `vidagent texts`)"
+            )
         if captions_every is not None:
             from vidagent.tools.caption import caption_video
 
             with tqdm(unit="caption", desc=f"{path.name} captions", disable=None) as bar:
-                captions = caption_video(ctx, path, every_s=captions_every,
-                                         progress=_progress(bar))
+                captions = caption_video(ctx, path, every_s=captions_every, progress=_progress(bar))
             out.print(f"{path}: {len(captions)} captions, one per {captions_every:g} s")
 
 
@@ -293,10 +331,16 @@ def _evidence_table(evidence, title: str, ids: list[int] | None = None) -> Table
     for col in ("#", "tool", "span (s)", "score", "frame", "details"):
         table.add_column(col)
     for i, row in enumerate(evidence.to_records()):
-        details = {k: v for k, v in row.items() if k not in ("tool", "start", "end", "score", "frame_index", "video")}
+        details = {
+            k: v for k, v in row.items() if k not in ("tool", "start", "end", "score", "frame_index", "video")
+        }
         table.add_row(
-            str(ids[i] if ids else i), row["tool"], f"{row['start']:.1f}-{row['end']:.1f}", f"{row['score']:.3f}",
-            str(row.get("frame_index", "")), json.dumps(details, ensure_ascii=False)[:120],
+            str(ids[i] if ids else i),
+            row["tool"],
+            f"{row['start']:.1f}-{row['end']:.1f}",
+            f"{row['score']:.3f}",
+            str(row.get("frame_index", "")),
+            json.dumps(details, ensure_ascii=False)[:120],
         )
     return table
 
@@ -335,8 +379,11 @@ def search(
         table.add_column(col)
     for row in evidence.to_records():
         video = ctx.store.video(row["video"])
-        table.add_row(video["path"] if video else row["video"], f"{row['start']:.1f}-{row['end']:.1f}",
-                      f"{row['score']:.3f}")
+        table.add_row(
+            video["path"] if video else row["video"],
+            f"{row['start']:.1f}-{row['end']:.1f}",
+            f"{row['score']:.3f}",
+        )
     out.print(table)
 
 
@@ -372,16 +419,21 @@ def _print_event(event: dict) -> None:
         if "error" in event:
             err.print(f"[red]  ✗ {event['error']}[/]", highlight=False)
         else:
-            err.print(f"[green]  ✓ {event['tool']}[/] {len(event['evidence_ids'])} rows in {event['seconds']:.2f} s",
-                      highlight=False)
+            err.print(
+                f"[green]  ✓ {event['tool']}[/] {len(event['evidence_ids'])} rows in {event['seconds']:.2f} s",
+                highlight=False,
+            )
 
 
 def _print_answer(answer) -> None:
     from vidagent.core.evidence import Evidence
 
     out.print(f"[bold]{answer.text}[/]", highlight=False)
-    out.print(f"confidence {answer.confidence:.2f} · {answer.seconds:.1f} s · {answer.tool_calls} tool calls · "
-              f"{answer.tokens} tokens · session {answer.session}", highlight=False)
+    out.print(
+        f"confidence {answer.confidence:.2f} · {answer.seconds:.1f} s · {answer.tool_calls} tool calls · "
+        f"{answer.tokens} tokens · session {answer.session}",
+        highlight=False,
+    )
     if answer.evidence:
         rows = Evidence.from_rows([{k: v for k, v in row.items() if k != "id"} for row in answer.evidence])
         out.print(_evidence_table(rows, "cited evidence", ids=[row["id"] for row in answer.evidence]))
@@ -391,7 +443,9 @@ def _print_answer(answer) -> None:
 def ask(
     video: VideoArg,
     question: Annotated[str, typer.Argument(help="The question.")],
-    option: Annotated[list[str] | None, typer.Option("--option", "-o", help="A multiple-choice option (repeat).")] = None,
+    option: Annotated[
+        list[str] | None, typer.Option("--option", "-o", help="A multiple-choice option (repeat).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the Answer as JSON.")] = False,
     session: Annotated[str | None, typer.Option(help="Continue this chat session.")] = None,
     profile: ProfileOpt = "auto",
@@ -403,9 +457,17 @@ def ask(
     _ask(video, question, option, as_json, session, profile, store, fps, max_steps)
 
 
-def _ask(video: Path, question: str, option: list[str] | None = None, as_json: bool = False,
-         session: str | None = None, profile: str = "auto", store: Path | None = None, fps: float = 1.0,
-         max_steps: int | None = None):  # -> (VideoAgent, the streamed events)
+def _ask(
+    video: Path,
+    question: str,
+    option: list[str] | None = None,
+    as_json: bool = False,
+    session: str | None = None,
+    profile: str = "auto",
+    store: Path | None = None,
+    fps: float = 1.0,
+    max_steps: int | None = None,
+):  # -> (VideoAgent, the streamed events)
     _probe(video)
     agent = _agent(profile, store, fps, max_steps)
     events = []
@@ -487,7 +549,9 @@ def texts(
     db = Store(store)
     hub = ModelHub(load_profile(profile))
     video_id = db.content_hash(video) if video is not None else None
-    found = TextSearch(db, embedder_for(hub)).search(query, video_id=video_id, tools=[tool] if tool else None, k=k)
+    found = TextSearch(db, embedder_for(hub)).search(
+        query, video_id=video_id, tools=[tool] if tool else None, k=k
+    )
     _warn_fallbacks(hub)
     table = Table(title=f"{query!r}: {len(found)} rows")
     for col in ("video", "tool", "span (s)", "matched by", "text"):
@@ -495,9 +559,13 @@ def texts(
     for hit in found:
         row = hit.row
         indexed = db.video(row["video_id"])
-        table.add_row(indexed["path"] if indexed else row["video_id"][:12], row["tool"],
-                      f"{row['start']:.1f}-{row['end']:.1f}", hit.matched_by,
-                      json.dumps(row["text"], ensure_ascii=False)[:120])
+        table.add_row(
+            indexed["path"] if indexed else row["video_id"][:12],
+            row["tool"],
+            f"{row['start']:.1f}-{row['end']:.1f}",
+            hit.matched_by,
+            json.dumps(row["text"], ensure_ascii=False)[:120],
+        )
     out.print(table)
 
 
@@ -506,7 +574,9 @@ def bench(
     names: Annotated[list[str] | None, typer.Argument(help="Benchmarks to run (default: all).")] = None,
     quick: Annotated[bool, typer.Option(help="Small inputs: a smoke run.")] = False,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
-    full_size: Annotated[bool, typer.Option(help="Full-size gpu-profile architectures (random weights).")] = False,
+    full_size: Annotated[
+        bool, typer.Option(help="Full-size gpu-profile architectures (random weights).")
+    ] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write results as JSON here.")] = None,
     list_only: Annotated[bool, typer.Option("--list", help="List the benchmarks and exit.")] = False,
 ) -> None:
@@ -538,21 +608,37 @@ def bench(
 
 @app.command("train-ground")
 def train_ground(
-    train: Annotated[Path | None, typer.Option("--train", help="Training data: QVHighlights JSONL or Charades-STA txt.")] = None,
-    val: Annotated[Path | None, typer.Option("--val", help="Validation data, scored after every epoch.")] = None,
-    videos: Annotated[Path | None, typer.Option("--videos", help="Folder of <vid>.mp4 (mkv, webm…) files.")] = None,
+    train: Annotated[
+        Path | None, typer.Option("--train", help="Training data: QVHighlights JSONL or Charades-STA txt.")
+    ] = None,
+    val: Annotated[
+        Path | None, typer.Option("--val", help="Validation data, scored after every epoch.")
+    ] = None,
+    videos: Annotated[
+        Path | None, typer.Option("--videos", help="Folder of <vid>.mp4 (mkv, webm…) files.")
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", help="qvhighlights or charades.")] = "qvhighlights",
     epochs: Annotated[int | None, typer.Option(help="Epochs (default 30; synthetic 60, quick 30).")] = None,
-    out_dir: Annotated[Path, typer.Option("--out", help="Run folder: best/, last/, metrics.jsonl.")] = Path("runs/ground"),
-    resume: Annotated[Path | None, typer.Option("--resume", help="Continue from a checkpoint (<out>/last).")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Run folder: best/, last/, metrics.jsonl.")] = Path(
+        "runs/ground"
+    ),
+    resume: Annotated[
+        Path | None, typer.Option("--resume", help="Continue from a checkpoint (<out>/last).")
+    ] = None,
     profile: ProfileOpt = "auto",
     batch_size: Annotated[int, typer.Option(help="Queries per step.")] = 32,
     lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, warm-up then cosine).")] = 5e-4,
     mixed_precision: Annotated[str, typer.Option(help="no, fp16 or bf16.")] = "no",
     cpu: Annotated[bool, typer.Option(help="Train on the CPU even with a GPU present.")] = False,
-    cache: Annotated[Path | None, typer.Option(help="Feature cache folder (default: in the cache dir).")] = None,
-    pool_grid: Annotated[int | None, typer.Option(help="Average-pool each frame's patches to GxG (smaller cache).")] = None,
-    synthetic: Annotated[bool, typer.Option("--synthetic", help="Prove it learns: synthetic shapes set, tiny CLIP.")] = False,
+    cache: Annotated[
+        Path | None, typer.Option(help="Feature cache folder (default: in the cache dir).")
+    ] = None,
+    pool_grid: Annotated[
+        int | None, typer.Option(help="Average-pool each frame's patches to GxG (smaller cache).")
+    ] = None,
+    synthetic: Annotated[
+        bool, typer.Option("--synthetic", help="Prove it learns: synthetic shapes set, tiny CLIP.")
+    ] = False,
     quick: Annotated[bool, typer.Option(help="With --synthetic: the small set the tests use.")] = False,
 ) -> None:
     """Train the temporal grounding head on a frozen CLIP (or, with --synthetic, on generated videos)."""
@@ -562,24 +648,48 @@ def train_ground(
 
     if synthetic:
         report = run_synthetic(out_dir, quick=quick, epochs=epochs)
-        out.print(f"synthetic set: {report['train_queries']} training / {report['val_queries']} held-out queries "
-                  f"(unseen videos, same 12-query vocabulary); tiny random-weight CLIP; "
-                  f"{report['parameters']:,} learnable parameters; trained in {report['train_seconds']} s")
-        print(format_metrics({
-            "trained (last epoch)": report["trained"], "random spans": report["random_uniform"],
-            "random spans, train lengths": report["random_prior"],
-        }))
+        out.print(
+            f"synthetic set: {report['train_queries']} training / {report['val_queries']} held-out queries "
+            f"(unseen videos, same 12-query vocabulary); tiny random-weight CLIP; "
+            f"{report['parameters']:,} learnable parameters; trained in {report['train_seconds']} s"
+        )
+        print(
+            format_metrics(
+                {
+                    "trained (last epoch)": report["trained"],
+                    "random spans": report["random_uniform"],
+                    "random spans, train lengths": report["random_prior"],
+                }
+            )
+        )
         out.print(f"checkpoint: {report['checkpoint']}")
         return
     if train is None or videos is None:
         raise typer.BadParameter("give --train and --videos (or --synthetic)")
     head = {"pool_grid": pool_grid} if pool_grid else {}
-    result = train_head(TrainSettings(
-        train=train, val=val, videos=videos, format=fmt, out=out_dir, epochs=epochs or 30, batch_size=batch_size,
-        lr=lr, resume=resume, profile=profile, mixed_precision=mixed_precision, cpu=cpu, cache=cache, head=head,
-    ), score=score)
-    out.print(f"{result.parameters:,} learnable parameters; {len(result.history)} epochs in {result.seconds:.1f} s; "
-              f"best: {result.best}, last: {result.last}; log: {result.out / 'metrics.jsonl'}")
+    result = train_head(
+        TrainSettings(
+            train=train,
+            val=val,
+            videos=videos,
+            format=fmt,
+            out=out_dir,
+            epochs=epochs or 30,
+            batch_size=batch_size,
+            lr=lr,
+            resume=resume,
+            profile=profile,
+            mixed_precision=mixed_precision,
+            cpu=cpu,
+            cache=cache,
+            head=head,
+        ),
+        score=score,
+    )
+    out.print(
+        f"{result.parameters:,} learnable parameters; {len(result.history)} epochs in {result.seconds:.1f} s; "
+        f"best: {result.best}, last: {result.last}; log: {result.out / 'metrics.jsonl'}"
+    )
     if result.best_metrics:
         print(format_metrics({"best (val)": result.best_metrics}))
 
@@ -591,9 +701,13 @@ def eval_ground(
     videos: Annotated[Path, typer.Option("--videos", help="Folder of <vid>.mp4 (mkv, webm…) files.")],
     fmt: Annotated[str, typer.Option("--format", help="qvhighlights or charades.")] = "qvhighlights",
     profile: ProfileOpt = "auto",
-    cache: Annotated[Path | None, typer.Option(help="Feature cache folder (default: in the cache dir).")] = None,
+    cache: Annotated[
+        Path | None, typer.Option(help="Feature cache folder (default: in the cache dir).")
+    ] = None,
     baseline: Annotated[bool, typer.Option(help="Also score random spans (the chance level).")] = False,
-    predictions: Annotated[Path | None, typer.Option("--predictions", help="Write predictions (JSONL) here.")] = None,
+    predictions: Annotated[
+        Path | None, typer.Option("--predictions", help="Write predictions (JSONL) here.")
+    ] = None,
 ) -> None:
     """Score a trained grounding head on a dataset and print the metrics table."""
     from vidagent.evals.grounding import evaluate_checkpoint, format_metrics, random_baseline
@@ -610,43 +724,75 @@ def eval_ground(
 
 @app.command("eval")
 def eval_(
-    target: Annotated[str, typer.Argument(
-        help="A task (nextqa, nextqa-oe, egoschema, mvbench, videomme, activitynet-qa, jsonl), 'routing' (the "
-             "planner's first step against accepted tools; --data optional), 'synthetic' (generate videos with "
-             "known answers, then run), 'real' (generate real footage with spoken announcements and signs, then "
-             "run), or 'report' (summarise run files).")],
-    runs: Annotated[list[Path] | None, typer.Argument(help="report: one run file, or two to compare.",
-                                                      show_default=False)] = None,
-    data: Annotated[Path | None, typer.Option("--data", help="The task's folder (or file, for jsonl).",
-                                              show_default=False)] = None,
-    split: Annotated[str | None, typer.Option(help="Split or subset (task-specific).", show_default=False)] = None,
-    method: Annotated[str | None, typer.Option(
-        help="agent, vlm-uniform (the single-VLM baseline), blind (no video) or planner (first plan step only; "
-             "the default for routing; otherwise agent).", show_default=False)] = None,
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="A task (nextqa, nextqa-oe, egoschema, mvbench, videomme, activitynet-qa, jsonl), 'routing' (the "
+            "planner's first step against accepted tools; --data optional), 'synthetic' (generate videos with "
+            "known answers, then run), 'real' (generate real footage with spoken announcements and signs, then "
+            "run), or 'report' (summarise run files)."
+        ),
+    ],
+    runs: Annotated[
+        list[Path] | None, typer.Argument(help="report: one run file, or two to compare.", show_default=False)
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="The task's folder (or file, for jsonl).", show_default=False),
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option(help="Split or subset (task-specific).", show_default=False)
+    ] = None,
+    method: Annotated[
+        str | None,
+        typer.Option(
+            help="agent, vlm-uniform (the single-VLM baseline), blind (no video) or planner (first plan step only; "
+            "the default for routing; otherwise agent).",
+            show_default=False,
+        ),
+    ] = None,
     profile: ProfileOpt = "auto",
     limit: Annotated[int | None, typer.Option(help="Only the first N samples.", show_default=False)] = None,
-    workers: Annotated[int | None, typer.Option(
-        help="Samples answered at once: local, threads over one set of models (default 1); ray, model actors "
-             "(default: one per GPU, else 1).", show_default=False)] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Samples answered at once: local, threads over one set of models (default 1); ray, model actors "
+            "(default: one per GPU, else 1).",
+            show_default=False,
+        ),
+    ] = None,
     engine: EngineOpt = "local",
     gpus: GpusOpt = False,
     ray_address: RayAddressOpt = None,
-    out_file: Annotated[Path | None, typer.Option("--out", help="Run file (JSONL; default runs/TASK-METHOD.jsonl).",
-                                                  show_default=False)] = None,
-    resume: Annotated[bool, typer.Option(help="Continue --out, answering only the samples not in it yet.")] = False,
+    out_file: Annotated[
+        Path | None,
+        typer.Option("--out", help="Run file (JSONL; default runs/TASK-METHOD.jsonl).", show_default=False),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue --out, answering only the samples not in it yet.")
+    ] = False,
     frames: Annotated[int, typer.Option(help="vlm-uniform: frames shown to the VLM.")] = 8,
     max_steps: Annotated[int | None, typer.Option(help="agent: planner steps.", show_default=False)] = None,
     subtitles: Annotated[bool, typer.Option(help="videomme: give the subtitles as context.")] = False,
-    stopwords: Annotated[Path | None, typer.Option(
-        help="nextqa-oe: stop words dropped before WUPS (one per line; default NExT-OE's own list).",
-        show_default=False)] = None,
-    judge: Annotated[str | None, typer.Option(help="Open-ended: a profile whose planner judges answers.",
-                                              show_default=False)] = None,
+    stopwords: Annotated[
+        Path | None,
+        typer.Option(
+            help="nextqa-oe: stop words dropped before WUPS (one per line; default NExT-OE's own list).",
+            show_default=False,
+        ),
+    ] = None,
+    judge: Annotated[
+        str | None,
+        typer.Option(help="Open-ended: a profile whose planner judges answers.", show_default=False),
+    ] = None,
     per_kind: Annotated[int, typer.Option(help="synthetic, real: questions per kind.")] = 2,
-    seed: Annotated[int, typer.Option(help="synthetic, real: which questions and clips (another seed, another set).")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="synthetic, real: which questions and clips (another seed, another set).")
+    ] = 0,
     store: StoreOpt = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here.",
-                                                  show_default=False)] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the report as JSON here.", show_default=False)
+    ] = None,
 ) -> None:
     """Evaluate on a VideoQA benchmark (one JSONL line per sample, resumable), or report on runs."""
     from tqdm import tqdm
@@ -656,11 +802,15 @@ def eval_(
 
     if target == "report":
         if not runs:
-            raise typer.BadParameter("give one run file, or two to compare: vidagent eval report RUN.jsonl [RUN2]")
+            raise typer.BadParameter(
+                "give one run file, or two to compare: vidagent eval report RUN.jsonl [RUN2]"
+            )
         result = report(runs)
     else:
         if runs:
-            raise typer.BadParameter(f"unexpected arguments {[str(r) for r in runs]} (only 'report' takes run files)")
+            raise typer.BadParameter(
+                f"unexpected arguments {[str(r) for r in runs]} (only 'report' takes run files)"
+            )
         method = method or ("planner" if target == "routing" else "agent")
         if method not in METHODS:
             raise typer.BadParameter(f"--method must be one of {', '.join(METHODS)}")
@@ -682,16 +832,34 @@ def eval_(
         elif data is None and target != "routing":
             raise typer.BadParameter("--data is required: the folder holding the task's files")
         task = load_task(target, data, split=split, subtitles=subtitles, stopwords=stopwords)
-        settings = RunSettings(task=task.name, method=method, profile=profile, split=split, limit=limit,
-                               frames=frames, max_steps=max_steps, judge=judge)
+        settings = RunSettings(
+            task=task.name,
+            method=method,
+            profile=profile,
+            split=split,
+            limit=limit,
+            frames=frames,
+            max_steps=max_steps,
+            judge=judge,
+        )
         ray_engine = None
         if engine == "ray":
             from vidagent.evals.ray_eval import RayEngine
 
             ray_engine = RayEngine(store=store, workers=workers, gpus=gpus, address=ray_address)
-        with tqdm(unit="q", desc=f"{target} {method}" + (" (ray)" if ray_engine else ""), disable=None) as bar:
-            rows = run_task(task, settings, out_file, store=store, resume=resume, workers=workers or 1,
-                            progress=_progress(bar), engine=ray_engine)
+        with tqdm(
+            unit="q", desc=f"{target} {method}" + (" (ray)" if ray_engine else ""), disable=None
+        ) as bar:
+            rows = run_task(
+                task,
+                settings,
+                out_file,
+                store=store,
+                resume=resume,
+                workers=workers or 1,
+                progress=_progress(bar),
+                engine=ray_engine,
+            )
         err.print(f"wrote {len(rows)} answers to {out_file}")
         if target == "egoschema" and any(r.get("correct") is None for r in rows):
             submission = out_file.with_suffix(".submission.csv")
@@ -707,11 +875,15 @@ def eval_(
 @app.command()
 def detect(
     video: VideoArg,
-    prompt: Annotated[str, typer.Argument(help="Objects to find, each ending with '.', e.g. 'person. bicycle.'")],
+    prompt: Annotated[
+        str, typer.Argument(help="Objects to find, each ending with '.', e.g. 'person. bicycle.'")
+    ],
     fps: Annotated[float, typer.Option(help="Frames examined per second.")] = 2.0,
     span: SpanOpt = None,
     box_threshold: Annotated[float, typer.Option(help="Drop boxes scoring at most this.")] = 0.35,
-    text_threshold: Annotated[float, typer.Option(help="Drop boxes whose best label scores at most this.")] = 0.25,
+    text_threshold: Annotated[
+        float, typer.Option(help="Drop boxes whose best label scores at most this.")
+    ] = 0.25,
     out_video: Annotated[Path | None, typer.Option("--out", help="Also write an annotated mp4 here.")] = None,
     profile: ProfileOpt = "auto",
     store: StoreOpt = None,
@@ -724,9 +896,13 @@ def detect(
     from vidagent.tools.detect_track import DetectInput, render, to_evidence, tracks_for
 
     try:
-        args = DetectInput(prompt=prompt, fps=fps, span=span, box_threshold=box_threshold, text_threshold=text_threshold)
+        args = DetectInput(
+            prompt=prompt, fps=fps, span=span, box_threshold=box_threshold, text_threshold=text_threshold
+        )
     except ValidationError as error:
-        raise typer.BadParameter("; ".join(e["msg"].removeprefix("Value error, ") for e in error.errors())) from None
+        raise typer.BadParameter(
+            "; ".join(e["msg"].removeprefix("Value error, ") for e in error.errors())
+        ) from None
     ctx = _context(profile, store)
     with tqdm(unit="frame", desc="detect", disable=None) as bar:
         video_id, tracks, settings = tracks_for(ctx, video, args, _progress(bar))
@@ -743,16 +919,21 @@ def detect(
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Address to bind; off loopback VIDAGENT_API_KEY is required.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Address to bind; off loopback VIDAGENT_API_KEY is required.")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     profile: ProfileOpt = "auto",
     store: StoreOpt = None,
     fps: Annotated[float, typer.Option(help="Index sampling rate.")] = 1.0,
-    upload_dir: Annotated[Path | None, typer.Option(help="Where uploads go (default: next to the store).",
-                                                    show_default=False)] = None,
+    upload_dir: Annotated[
+        Path | None, typer.Option(help="Where uploads go (default: next to the store).", show_default=False)
+    ] = None,
     max_upload_mb: Annotated[float, typer.Option(help="Largest upload accepted.")] = 512.0,
-    cors_origin: Annotated[list[str] | None, typer.Option("--cors-origin", help="Allow this origin (repeat).",
-                                                          show_default=False)] = None,
+    cors_origin: Annotated[
+        list[str] | None,
+        typer.Option("--cors-origin", help="Allow this origin (repeat).", show_default=False),
+    ] = None,
 ) -> None:
     """Serve the HTTP API and the web chat page (http://127.0.0.1:8000/, API docs at /docs)."""
     import os
@@ -763,19 +944,32 @@ def serve(
         from vidagent.app.server import is_loopback
         from vidagent.app.server import serve as run_server
     except ModuleNotFoundError as exc:
-        raise VidagentError(f"vidagent serve needs the server extra ({exc.name} is missing): "
-                            "pip install 'vidagent[server]'") from None
+        raise VidagentError(
+            f"vidagent serve needs the server extra ({exc.name} is missing): pip install 'vidagent[server]'"
+        ) from None
 
     key = os.environ.get("VIDAGENT_API_KEY", "").strip() or None
     if not is_loopback(host) and key is None:  # before any model loads
-        raise VidagentError(f"refusing to listen on {host} without an API key: set VIDAGENT_API_KEY "
-                            "(every request must then send it) or bind to 127.0.0.1")
+        raise VidagentError(
+            f"refusing to listen on {host} without an API key: set VIDAGENT_API_KEY "
+            "(every request must then send it) or bind to 127.0.0.1"
+        )
     uploads = upload_dir or ((store.resolve().parent if store else data_dir()) / "uploads")
     agent = _agent(profile, store, fps)
-    err.print(f"vidagent serving on http://{host}:{port}/ (profile {agent.ctx.hub.profile.name}, uploads in "
-              f"{uploads}, API key {'required' if key else 'off'})", highlight=False)
-    run_server(agent, host=host, port=port, upload_dir=uploads, api_key=key, cors_origins=cors_origin or [],
-               max_upload_mb=max_upload_mb)
+    err.print(
+        f"vidagent serving on http://{host}:{port}/ (profile {agent.ctx.hub.profile.name}, uploads in "
+        f"{uploads}, API key {'required' if key else 'off'})",
+        highlight=False,
+    )
+    run_server(
+        agent,
+        host=host,
+        port=port,
+        upload_dir=uploads,
+        api_key=key,
+        cors_origins=cors_origin or [],
+        max_upload_mb=max_upload_mb,
+    )
 
 
 @app.command()
@@ -810,17 +1004,28 @@ def doctor(profile: ProfileOpt = "auto") -> None:
     for role, spec in hub.profile.roles.items():
         ok, message = hub.check(role)
         failures += not ok
-        roles.add_row(role, spec.id, _weights_cell(*hub.weights(role)),
-                      ("[green]ok[/] " if ok else "[red]failed[/] ") + message)
+        roles.add_row(
+            role,
+            spec.id,
+            _weights_cell(*hub.weights(role)),
+            ("[green]ok[/] " if ok else "[red]failed[/] ") + message,
+        )
     ocr_kind, ocr_where = _ocr_weights()
     failures += ocr_kind != "real"
-    roles.add_row("ocr", "PP-OCR (read_text)", _weights_cell(ocr_kind, ocr_where),
-                  "[green]ok[/]" if ocr_kind == "real" else "[red]failed[/]")
+    roles.add_row(
+        "ocr",
+        "PP-OCR (read_text)",
+        _weights_cell(ocr_kind, ocr_where),
+        "[green]ok[/]" if ocr_kind == "real" else "[red]failed[/]",
+    )
     out.print(roles)
     random = [role for role in hub.profile.roles if hub.weights(role)[0] == "random"]
     if random:
-        err.print(f"[bold yellow]random weights:[/] {', '.join(random)} (answers that need them are meaningless); "
-                  f"real: {', '.join(r for r in hub.profile.roles if r not in random)}, ocr", highlight=False)
+        err.print(
+            f"[bold yellow]random weights:[/] {', '.join(random)} (answers that need them are meaningless); "
+            f"real: {', '.join(r for r in hub.profile.roles if r not in random)}, ocr",
+            highlight=False,
+        )
     if failures:
         raise typer.Exit(1)
 
@@ -843,13 +1048,18 @@ def demo(
     agent, events = _ask(path, question, profile=profile, store=store)
     hub = agent.ctx.hub
     used = {role: hub.weights(role) for role in hub.loaded_roles()}
-    ocr_used = any(event.get("type") == "tool_call" and event.get("tool") in ("read_text", "find_text")
-                   for event in events)
+    ocr_used = any(
+        event.get("type") == "tool_call" and event.get("tool") in ("read_text", "find_text")
+        for event in events
+    )
     real = [role for role, (kind, _) in used.items() if kind == "real"] + (["ocr"] if ocr_used else [])
     random = [role for role, (kind, _) in used.items() if kind == "random"]
-    err.print(f"[bold]weights:[/] real: {', '.join(real) or 'none'}"
-              + (f"; [bold red]TINY RANDOM[/]: {', '.join(random)}" if random else "; no random weights ran")
-              + " (`vidagent doctor` shows where each comes from)", highlight=False)
+    err.print(
+        f"[bold]weights:[/] real: {', '.join(real) or 'none'}"
+        + (f"; [bold red]TINY RANDOM[/]: {', '.join(random)}" if random else "; no random weights ran")
+        + " (`vidagent doctor` shows where each comes from)",
+        highlight=False,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

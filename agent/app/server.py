@@ -80,16 +80,27 @@ log = logging.getLogger("vidagent.app.server")
 WEB_DIR = Path(__file__).resolve().parent / "web"
 VIDEO_ID = re.compile(r"[0-9a-f]{64}")
 SESSION_ID = re.compile(r"[0-9a-f]{32}")
-VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".ogv",
-                              ".flv", ".wmv", ".3gp"})
-CONTAINER_EXTENSIONS = {"mov": ".mp4", "matroska": ".mkv", "avi": ".avi", "mpegts": ".ts", "ogg": ".ogv",
-                        "flv": ".flv", "asf": ".wmv", "mpeg": ".mpg"}
+VIDEO_EXTENSIONS = frozenset(
+    {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".ogv", ".flv", ".wmv", ".3gp"}
+)
+CONTAINER_EXTENSIONS = {
+    "mov": ".mp4",
+    "matroska": ".mkv",
+    "avi": ".avi",
+    "mpegts": ".ts",
+    "ogg": ".ogv",
+    "flv": ".flv",
+    "asf": ".wmv",
+    "mpeg": ".mpg",
+}
 TOKEN_SECONDS = 3600  # lifetime of a signed media URL
 THUMB_MAX_SIDE = 640
 MAX_JOBS_KEPT = 256
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-PAGE_CSP = ("default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; style-src 'self'; "
-            "script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+PAGE_CSP = (
+    "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; style-src 'self'; "
+    "script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
 mimetypes.add_type("video/x-matroska", ".mkv")
 mimetypes.add_type("video/mp2t", ".ts")
 
@@ -122,11 +133,13 @@ class ChatRequest(BaseModel):
     model_config = {"extra": "forbid"}
 
     video: str = Field(description="A video id from /api/videos (never a path).", max_length=64)
-    session: str | None = Field(default=None, description="Continue this session (omit: a new one).",
-                                max_length=32)
+    session: str | None = Field(
+        default=None, description="Continue this session (omit: a new one).", max_length=32
+    )
     question: str = Field(min_length=1, max_length=2000)
-    options: list[str] | None = Field(default=None, min_length=2, max_length=10,
-                                      description="Multiple-choice options.")
+    options: list[str] | None = Field(
+        default=None, min_length=2, max_length=10, description="Multiple-choice options."
+    )
 
 
 class SessionOut(BaseModel):
@@ -162,8 +175,10 @@ class SessionBook:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, timeout=30)
         with self._db:
-            self._db.execute("CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, video TEXT NOT NULL, "
-                             "created REAL NOT NULL)")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, video TEXT NOT NULL, "
+                "created REAL NOT NULL)"
+            )
 
     def create(self, video_id: str) -> str:
         session = uuid.uuid4().hex
@@ -181,8 +196,14 @@ class SessionBook:
 class _Server:
     """State shared by the routes of one app: the agent, uploads, jobs, sessions, auth."""
 
-    def __init__(self, agent: VideoAgent, upload_dir: Path, max_upload_mb: float, api_key: str | None,
-                 max_concurrent_chats: int) -> None:
+    def __init__(
+        self,
+        agent: VideoAgent,
+        upload_dir: Path,
+        max_upload_mb: float,
+        api_key: str | None,
+        max_concurrent_chats: int,
+    ) -> None:
         self.agent = agent
         self.upload_dir = upload_dir.resolve()
         self.incoming = self.upload_dir / ".incoming"
@@ -208,8 +229,11 @@ class _Server:
 
     def require_key(self, request: Request) -> None:
         if not self.key_ok(request):
-            raise HTTPException(401, "a valid API key is required (Authorization: Bearer KEY or X-API-Key)",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                401,
+                "a valid API key is required (Authorization: Bearer KEY or X-API-Key)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
 
     def media_token(self, video_id: str) -> str:
         expires = int(time.time()) + TOKEN_SECONDS
@@ -242,8 +266,10 @@ class _Server:
 
     def indexed(self, video_id: str) -> bool:
         sampling = sampling_key(self.agent.ctx.fps)
-        return any(s["video_id"] == video_id and s["sampling"] == sampling and s["complete"]
-                   for s in self.agent.ctx.store.frame_sets())
+        return any(
+            s["video_id"] == video_id and s["sampling"] == sampling and s["complete"]
+            for s in self.agent.ctx.store.frame_sets()
+        )
 
     def describe(self, record: dict[str, Any]) -> VideoOut:
         meta, video_id = record["meta"], record["id"]
@@ -251,10 +277,17 @@ class _Server:
         if self.api_key is not None:
             url += f"?token={self.media_token(video_id)}"
         job = self._latest_job.get(video_id)
-        return VideoOut(id=video_id, name=str(meta.get("name") or Path(record["path"]).name),
-                        duration=float(meta["duration"]), width=int(meta["width"]), height=int(meta["height"]),
-                        fps=float(meta["fps"]), indexed=self.indexed(video_id), url=url,
-                        job=job.to_dict() if job else None)
+        return VideoOut(
+            id=video_id,
+            name=str(meta.get("name") or Path(record["path"]).name),
+            duration=float(meta["duration"]),
+            width=int(meta["width"]),
+            height=int(meta["height"]),
+            fps=float(meta["fps"]),
+            indexed=self.indexed(video_id),
+            url=url,
+            job=job.to_dict() if job else None,
+        )
 
     async def receive_upload(self, request: Request) -> tuple[Path, str, str]:
         """Stream the multipart ``file`` field to a temp file: (temp path, sha256, client file name)."""
@@ -322,8 +355,12 @@ class _Server:
             self._latest_job[video_id] = job
             while len(self.jobs) > MAX_JOBS_KEPT:
                 self.jobs.popitem(last=False)
-        threading.Thread(target=self._run_index, args=(job, Path(record["path"])), daemon=True,
-                         name=f"vidagent-index-{video_id[:8]}").start()
+        threading.Thread(
+            target=self._run_index,
+            args=(job, Path(record["path"])),
+            daemon=True,
+            name=f"vidagent-index-{video_id[:8]}",
+        ).start()
         return job
 
     def _run_index(self, job: Job, path: Path) -> None:
@@ -336,7 +373,9 @@ class _Server:
                 job.done, job.total = done, total
 
             try:
-                report = index_video(self.agent.ctx, path, progress=progress)  # frames, speech, on-screen text
+                report = index_video(
+                    self.agent.ctx, path, progress=progress
+                )  # frames, speech, on-screen text
                 job.frames_added, job.seconds = report.frames_added, round(report.seconds, 3)
                 job.state = "done"
             except VidagentError as exc:
@@ -397,10 +436,15 @@ class _UploadSink:
         self._writing = False
 
     def callbacks(self) -> dict[str, Any]:
-        return {"on_part_begin": self._part_begin, "on_header_field": self._header_field,
-                "on_header_value": self._header_value, "on_header_end": self._header_end,
-                "on_headers_finished": self._headers_finished, "on_part_data": self._data,
-                "on_part_end": self._part_end}
+        return {
+            "on_part_begin": self._part_begin,
+            "on_header_field": self._header_field,
+            "on_header_value": self._header_value,
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished,
+            "on_part_data": self._data,
+            "on_part_end": self._part_end,
+        }
 
     def _part_begin(self) -> None:
         self._headers, self._field, self._value = {}, b"", b""
@@ -466,7 +510,9 @@ def _filename(disposition: bytes, params: dict[bytes, bytes]) -> str | None:
     if extended is not None and b"''" in extended.group(1):
         charset, _, quoted = extended.group(1).strip().partition(b"''")
         try:
-            return unquote(quoted.decode("ascii"), encoding=charset.decode("ascii") or "utf-8", errors="replace")
+            return unquote(
+                quoted.decode("ascii"), encoding=charset.decode("ascii") or "utf-8", errors="replace"
+            )
         except (LookupError, UnicodeDecodeError):
             pass
     raw = params.get(b"filename")
@@ -565,12 +611,19 @@ class _Guard:
         hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
         if self.loopback_only and not is_loopback(hostname):
             await JSONResponse({"detail": "this server only answers on a loopback address"}, 421)(
-                scope, receive, send)
+                scope, receive, send
+            )
             return
         origin = headers.get("origin")
-        if (scope["method"] not in SAFE_METHODS and origin is not None
-                and origin not in self.origins and origin != f"{scope.get('scheme', 'http')}://{host}"):
-            await JSONResponse({"detail": f"requests from {origin} are not allowed"}, 403)(scope, receive, send)
+        if (
+            scope["method"] not in SAFE_METHODS
+            and origin is not None
+            and origin not in self.origins
+            and origin != f"{scope.get('scheme', 'http')}://{host}"
+        ):
+            await JSONResponse({"detail": f"requests from {origin} are not allowed"}, 403)(
+                scope, receive, send
+            )
             return
         page = not scope["path"].startswith(("/api/", "/docs", "/redoc", "/openapi.json"))
 
@@ -598,8 +651,11 @@ def create_app(
 ) -> FastAPI:
     """The FastAPI app serving ``agent``: the HTTP API, the web chat page and the docs."""
     server = _Server(agent, Path(upload_dir), max_upload_mb, api_key or None, max_concurrent_chats)
-    app = FastAPI(title="vidagent", version=__version__,
-                  description="Ask questions about videos; answers cite evidence (spans, boxes, masks).")
+    app = FastAPI(
+        title="vidagent",
+        version=__version__,
+        description="Ask questions about videos; answers cite evidence (spans, boxes, masks).",
+    )
     app.state.vidagent = server
     api = APIRouter(prefix="/api", dependencies=[Depends(server.require_key)])
 
@@ -607,12 +663,32 @@ def create_app(
     def list_videos() -> list[VideoOut]:
         return [server.describe(v) for v in server.videos()]
 
-    @api.post("/videos", response_model=VideoOut, status_code=201, summary="Upload a video",
-              responses={200: {"description": "Already uploaded"}, 413: {"description": "Too large"},
-                         415: {"description": "Not a video"}, 422: {"description": "A broken video"}},
-              openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-                  "type": "object", "required": ["file"],
-                  "properties": {"file": {"type": "string", "format": "binary"}}}}}}})
+    @api.post(
+        "/videos",
+        response_model=VideoOut,
+        status_code=201,
+        summary="Upload a video",
+        responses={
+            200: {"description": "Already uploaded"},
+            413: {"description": "Too large"},
+            415: {"description": "Not a video"},
+            422: {"description": "A broken video"},
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["file"],
+                            "properties": {"file": {"type": "string", "format": "binary"}},
+                        }
+                    }
+                },
+            }
+        },
+    )
     async def upload(request: Request) -> Any:
         temp, digest, name = await server.receive_upload(request)
         record, created = await run_in_threadpool(server.accept, temp, digest, name)
@@ -634,8 +710,12 @@ def create_app(
             raise HTTPException(404, "no such job")
         return job.to_dict()
 
-    @api.post("/videos/{video_id}/sessions", response_model=SessionOut, status_code=201,
-              summary="A new chat session about this video")
+    @api.post(
+        "/videos/{video_id}/sessions",
+        response_model=SessionOut,
+        status_code=201,
+        summary="A new chat session about this video",
+    )
     def new_session(video_id: str) -> SessionOut:
         server.video(video_id)
         return SessionOut(session=server.sessions.create(video_id), video=video_id)
@@ -644,11 +724,19 @@ def create_app(
     def get_session(session: str) -> SessionOut:
         video_id = server.session_video(session)
         rows = agent.evidence(session).to_records()
-        return SessionOut(session=session, video=video_id, messages=agent.history(session),
-                          evidence=[{"id": i, **row} for i, row in enumerate(rows)])
+        return SessionOut(
+            session=session,
+            video=video_id,
+            messages=agent.history(session),
+            evidence=[{"id": i, **row} for i, row in enumerate(rows)],
+        )
 
-    @api.get("/sessions/{session}/evidence/{row}/thumbnail", summary="An evidence row's frame (JPEG)",
-             response_class=Response, responses={200: {"content": {"image/jpeg": {}}}})
+    @api.get(
+        "/sessions/{session}/evidence/{row}/thumbnail",
+        summary="An evidence row's frame (JPEG)",
+        response_class=Response,
+        responses={200: {"content": {"image/jpeg": {}}}},
+    )
     def thumbnail(session: str, row: int) -> Response:
         video_id = server.session_video(session)
         record = server.video(video_id)
@@ -666,8 +754,11 @@ def create_app(
             raise HTTPException(422, _public(str(exc), path)) from None
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
-    @api.post("/chat", summary="Ask a question in a session; the steps stream as server-sent events",
-              responses={200: {"content": {"text/event-stream": {}}}})
+    @api.post(
+        "/chat",
+        summary="Ask a question in a session; the steps stream as server-sent events",
+        responses={200: {"content": {"text/event-stream": {}}}},
+    )
     async def chat(body: ChatRequest) -> StreamingResponse:
         record = server.video(body.video)
         session = body.session or server.sessions.create(record["id"])
@@ -698,14 +789,20 @@ def create_app(
             finally:
                 stop.set()
 
-        return StreamingResponse(events(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no",
-                                          "X-Session-Id": session})
+        return StreamingResponse(
+            events(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "X-Session-Id": session},
+        )
 
     app.include_router(api)
 
-    @app.get("/api/videos/{video_id}/file", summary="The video file (Range requests)", tags=["media"],
-             response_class=FileResponse)
+    @app.get(
+        "/api/videos/{video_id}/file",
+        summary="The video file (Range requests)",
+        tags=["media"],
+        response_class=FileResponse,
+    )
     def video_file(video_id: str, request: Request, token: str | None = None) -> FileResponse:
         if not (server.key_ok(request) or server.token_ok(video_id, token)):
             raise HTTPException(401, "a valid API key or signed URL is required")
@@ -723,21 +820,40 @@ def create_app(
     if origins:
         from fastapi.middleware.cors import CORSMiddleware
 
-        app.add_middleware(CORSMiddleware, allow_origins=sorted(origins), allow_methods=["GET", "POST"],
-                           allow_headers=["Authorization", "X-API-Key", "Content-Type", "Range"],
-                           expose_headers=["X-Session-Id", "Content-Range", "Accept-Ranges"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=sorted(origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Range"],
+            expose_headers=["X-Session-Id", "Content-Range", "Accept-Ranges"],
+        )
     app.add_middleware(_Guard, loopback_only=api_key is None, origins=origins)
     return app
 
 
-def serve(agent: VideoAgent, *, host: str, port: int, upload_dir: Path, api_key: str | None,
-          cors_origins: list[str], max_upload_mb: float) -> None:
+def serve(
+    agent: VideoAgent,
+    *,
+    host: str,
+    port: int,
+    upload_dir: Path,
+    api_key: str | None,
+    cors_origins: list[str],
+    max_upload_mb: float,
+) -> None:
     """Run the app with uvicorn (``vidagent serve``); refuses a non-loopback host without a key."""
     import uvicorn
 
     if not is_loopback(host) and not api_key:
-        raise VidagentError(f"refusing to listen on {host} without an API key: set VIDAGENT_API_KEY "
-                            "(every request must then send it) or bind to 127.0.0.1")
-    app = create_app(agent, upload_dir=upload_dir, max_upload_mb=max_upload_mb, api_key=api_key,
-                     cors_origins=tuple(cors_origins))
+        raise VidagentError(
+            f"refusing to listen on {host} without an API key: set VIDAGENT_API_KEY "
+            "(every request must then send it) or bind to 127.0.0.1"
+        )
+    app = create_app(
+        agent,
+        upload_dir=upload_dir,
+        max_upload_mb=max_upload_mb,
+        api_key=api_key,
+        cors_origins=tuple(cors_origins),
+    )
     uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)

@@ -205,7 +205,9 @@ class Evidence:
         order = np.argsort(-self.score, kind="stable") if by_score else np.arange(len(self))
         lines = []
         for i in order[:k]:
-            parts = [f"[{ids[i]}] {self.tool[i]} {self.start[i]:.1f}-{self.end[i]:.1f}s score={self.score[i]:.2f}"]
+            parts = [
+                f"[{ids[i]}] {self.tool[i]} {self.start[i]:.1f}-{self.end[i]:.1f}s score={self.score[i]:.2f}"
+            ]
             if self.video[i] is not None:
                 parts.append(f"video={str(self.video[i])[:12]}")
             if self.frame_index[i] >= 0:

@@ -79,7 +79,9 @@ def package_folder(spec: str) -> Path:
     package, _, inside = spec.partition("/")
     folder = package_dir(package)
     if folder is None:
-        raise FileNotFoundError(f"Python package {package!r} is not installed (pip install {package.replace('_', '-')})")
+        raise FileNotFoundError(
+            f"Python package {package!r} is not installed (pip install {package.replace('_', '-')})"
+        )
     if inside and not (folder / inside).is_dir():
         raise FileNotFoundError(f"package {package!r} has no folder {inside!r}")
     return folder / inside if inside else folder

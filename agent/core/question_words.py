@@ -29,14 +29,80 @@ from typing import Any
 
 WORD = re.compile(r"[^\W_]+(?:['’\-][^\W_]+)*")
 FUNCTION_WORDS = frozenset(
-    ["a", "an", "the", "of", "in", "on", "at", "to", "with", "and", "or", "from", "by", "for", "into", "onto", "near", "over", "under", "behind", "before", "after", "his", "her", "their", "its", "this", "that", "these", "those", "is", "are"]
+    [
+        "a",
+        "an",
+        "the",
+        "of",
+        "in",
+        "on",
+        "at",
+        "to",
+        "with",
+        "and",
+        "or",
+        "from",
+        "by",
+        "for",
+        "into",
+        "onto",
+        "near",
+        "over",
+        "under",
+        "behind",
+        "before",
+        "after",
+        "his",
+        "her",
+        "their",
+        "its",
+        "this",
+        "that",
+        "these",
+        "those",
+        "is",
+        "are",
+    ]
 )
-IRREGULAR = {"people": "person", "men": "man", "women": "woman", "children": "child", "mice": "mouse",
-             "feet": "foot", "teeth": "tooth", "geese": "goose", "knives": "knife", "leaves": "leaf",
-             "wolves": "wolf", "shelves": "shelf", "sheep": "sheep", "fish": "fish"}
+IRREGULAR = {
+    "people": "person",
+    "men": "man",
+    "women": "woman",
+    "children": "child",
+    "mice": "mouse",
+    "feet": "foot",
+    "teeth": "tooth",
+    "geese": "goose",
+    "knives": "knife",
+    "leaves": "leaf",
+    "wolves": "wolf",
+    "shelves": "shelf",
+    "sheep": "sheep",
+    "fish": "fish",
+}
 KINDS = ("phrase", "objects")
-TIME_WORDS = frozenset({"first", "last", "start", "beginning", "end", "ending", "final", "opening", "intro", "outro",
-                        "minute", "minutes", "second", "seconds", "hour", "hours", "half", "middle"})
+TIME_WORDS = frozenset(
+    {
+        "first",
+        "last",
+        "start",
+        "beginning",
+        "end",
+        "ending",
+        "final",
+        "opening",
+        "intro",
+        "outro",
+        "minute",
+        "minutes",
+        "second",
+        "seconds",
+        "hour",
+        "hours",
+        "half",
+        "middle",
+    }
+)
 # bounds in the grammar: enough for any sensible argument, and a stop to a small model's repetitions
 MAX_WORDS = 16  # per phrase (a query, a question)
 MAX_OBJECTS, MAX_OBJECT_WORDS = 4, 4  # GroundingDINO phrases per prompt, words per phrase
@@ -88,8 +154,12 @@ def singular(word: str) -> str | None:
 
 def _plural_s(lower: str) -> bool:
     """Whether a final 's' looks like a plural's (cars, taxis; not glass, bus, this)."""
-    return len(lower) > 3 and lower.endswith("s") and not lower.endswith(("ss", "us")) and not (
-        lower.endswith("is") and len(lower) <= 4)
+    return (
+        len(lower) > 3
+        and lower.endswith("s")
+        and not lower.endswith(("ss", "us"))
+        and not (lower.endswith("is") and len(lower) <= 4)
+    )
 
 
 @dataclass(frozen=True)
@@ -99,8 +169,12 @@ class Vocabulary:
     source: tuple[str, ...]  # the question's words, as written
 
     @classmethod
-    def of(cls, question: str, options: Iterable[str] | None = None,
-           history: Iterable[dict[str, str]] | None = None) -> Vocabulary:
+    def of(
+        cls,
+        question: str,
+        options: Iterable[str] | None = None,
+        history: Iterable[dict[str, str]] | None = None,
+    ) -> Vocabulary:
         texts = [question, *(options or []), *(str(turn.get("content", "")) for turn in history or [])]
         seen: dict[str, None] = {}
         for text in texts:
@@ -159,24 +233,94 @@ def _escape(word: str) -> str:
 
 def free_text_fields(schema: dict[str, Any]) -> dict[str, str]:
     """``field -> kind`` for the fields of a tool input schema marked with ``words``."""
-    return {name: prop["words"] for name, prop in schema.get("properties", {}).items() if prop.get("words") in KINDS}
+    return {
+        name: prop["words"]
+        for name, prop in schema.get("properties", {}).items()
+        if prop.get("words") in KINDS
+    }
 
 
-def check_arguments(tool: str, args: dict[str, Any], kinds: dict[str, str], vocabulary: Vocabulary) -> list[str]:
+def check_arguments(
+    tool: str, args: dict[str, Any], kinds: dict[str, str], vocabulary: Vocabulary
+) -> list[str]:
     """Problems with the free-text arguments of one call (empty: all in the question's words)."""
     problems = []
     for name in kinds:
         value = args.get(name)
         if isinstance(value, str) and (bad := vocabulary.foreign(value)):
             listed = ", ".join(repr(w) for w in bad[:6]) + (" ..." if len(bad) > 6 else "")
-            problems.append(f"{tool}.{name} uses words that are not in the question ({listed}): "
-                            "write it with the question's own words")
+            problems.append(
+                f"{tool}.{name} uses words that are not in the question ({listed}): "
+                "write it with the question's own words"
+            )
     return problems
 
 
 # words that shape a question but name nothing to look for
 ASKING_WORDS = frozenset(
-    ["what", "when", "where", "which", "who", "whom", "whose", "why", "how", "many", "much", "does", "do", "did", "is", "are", "was", "were", "be", "been", "am", "can", "could", "would", "will", "should", "shall", "may", "might", "you", "me", "i", "we", "us", "my", "our", "your", "please", "tell", "show", "give", "find", "see", "seen", "there", "here", "time", "times", "moment", "moments", "point", "part", "video", "clip", "scene", "happen", "happens", "happening", "it", "they", "them"]
+    [
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "why",
+        "how",
+        "many",
+        "much",
+        "does",
+        "do",
+        "did",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "am",
+        "can",
+        "could",
+        "would",
+        "will",
+        "should",
+        "shall",
+        "may",
+        "might",
+        "you",
+        "me",
+        "i",
+        "we",
+        "us",
+        "my",
+        "our",
+        "your",
+        "please",
+        "tell",
+        "show",
+        "give",
+        "find",
+        "see",
+        "seen",
+        "there",
+        "here",
+        "time",
+        "times",
+        "moment",
+        "moments",
+        "point",
+        "part",
+        "video",
+        "clip",
+        "scene",
+        "happen",
+        "happens",
+        "happening",
+        "it",
+        "they",
+        "them",
+    ]
 )
 
 

@@ -61,13 +61,19 @@ def load_qvhighlights(path: str | Path) -> list[GroundingSample]:
             continue
         try:
             row = json.loads(line)
-            samples.append(GroundingSample(
-                qid=str(row["qid"]), query=str(row["query"]), vid=str(row["vid"]),
-                duration=float(row.get("duration") or 0.0),
-                windows=[(float(s), float(e)) for s, e in row.get("relevant_windows") or []],
-                relevant_clip_ids=[int(c) for c in row.get("relevant_clip_ids") or []],
-                saliency_scores=[[float(v) for v in scores] for scores in row.get("saliency_scores") or []],
-            ))
+            samples.append(
+                GroundingSample(
+                    qid=str(row["qid"]),
+                    query=str(row["query"]),
+                    vid=str(row["vid"]),
+                    duration=float(row.get("duration") or 0.0),
+                    windows=[(float(s), float(e)) for s, e in row.get("relevant_windows") or []],
+                    relevant_clip_ids=[int(c) for c in row.get("relevant_clip_ids") or []],
+                    saliency_scores=[
+                        [float(v) for v in scores] for scores in row.get("saliency_scores") or []
+                    ],
+                )
+            )
         except (ValueError, KeyError, TypeError) as error:
             raise GroundingDataError(f"{path}:{number}: not a QVHighlights row ({error})") from None
     return samples
@@ -87,8 +93,11 @@ def load_charades(path: str | Path) -> list[GroundingSample]:
             raise GroundingDataError(f"{path}:{number}: expected 'vid start end##query', got {line[:80]!r}")
         vid, start, end, query = match.groups()
         s, e = sorted((float(start), float(end)))
-        samples.append(GroundingSample(qid=str(len(samples)), query=query.strip(), vid=vid, duration=0.0,
-                                       windows=[(s, e)]))
+        samples.append(
+            GroundingSample(
+                qid=str(len(samples)), query=query.strip(), vid=vid, duration=0.0, windows=[(s, e)]
+            )
+        )
     return samples
 
 
@@ -109,7 +118,6 @@ def find_video(videos_dir: str | Path, vid: str) -> Path:
     raise VideoNotFound(Path(videos_dir) / vid, f"no video file for {vid!r} ({'/'.join(VIDEO_SUFFIXES)})")
 
 
-
 def clip_targets(sample: GroundingSample, clips: int, clip_seconds: float) -> tuple[np.ndarray, np.ndarray]:
     """(windows in clip units (G, 2), per-clip saliency in [0, 1] (clips,)) of one sample.
 
@@ -118,12 +126,17 @@ def clip_targets(sample: GroundingSample, clips: int, clip_seconds: float) -> tu
     under the centre of a window too short to hold any clip centre).
     """
     limit = clips * clip_seconds
-    windows = np.array([(min(s, limit), min(e, limit)) for s, e in sample.windows], dtype=np.float32).reshape(-1, 2)
+    windows = np.array([(min(s, limit), min(e, limit)) for s, e in sample.windows], dtype=np.float32).reshape(
+        -1, 2
+    )
     windows = windows[windows[:, 1] > windows[:, 0]] / clip_seconds
     centres = (np.arange(clips) + 0.5) * clip_seconds
     saliency = np.zeros(clips, dtype=np.float32)
     if sample.has_saliency:
-        scores = {c: float(np.mean(s)) / 4.0 for c, s in zip(sample.relevant_clip_ids, sample.saliency_scores, strict=False)}
+        scores = {
+            c: float(np.mean(s)) / 4.0
+            for c, s in zip(sample.relevant_clip_ids, sample.saliency_scores, strict=False)
+        }
         for t, centre in enumerate(centres):
             saliency[t] = scores.get(int(centre // QVH_CLIP_SECONDS), 0.0)
     else:
@@ -138,8 +151,13 @@ def clip_targets(sample: GroundingSample, clips: int, clip_seconds: float) -> tu
 class GroundingDataset(Dataset):
     """Samples with their cached features and targets (for the DataLoader)."""
 
-    def __init__(self, samples: list[GroundingSample], features: FeatureCache, queries: QueryFeatures,
-                 videos: dict[str, Path]) -> None:
+    def __init__(
+        self,
+        samples: list[GroundingSample],
+        features: FeatureCache,
+        queries: QueryFeatures,
+        videos: dict[str, Path],
+    ) -> None:
         self.samples, self.features, self.queries, self.videos = samples, features, queries, videos
         self.config = features.config
         queries.get_many([s.query for s in samples])
@@ -156,8 +174,12 @@ class GroundingDataset(Dataset):
         video, _ = self.features.get(sample.vid, self.videos.get(sample.vid))
         windows, saliency = clip_targets(sample, len(video), self.config.clip_seconds)
         return {
-            "video": video, "text": self.queries.get(sample.query), "windows": windows, "saliency": saliency,
-            "group": self.groups[sample.query], "index": index,
+            "video": video,
+            "text": self.queries.get(sample.query),
+            "windows": windows,
+            "saliency": saliency,
+            "group": self.groups[sample.query],
+            "index": index,
         }
 
 
@@ -172,9 +194,10 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         window_mask[b, : len(item["windows"])] = True
         saliency[b, : len(item["saliency"])] = torch.from_numpy(item["saliency"])
     batch.update(
-        windows=windows, window_mask=window_mask, saliency=saliency,
-        group=torch.tensor([i["group"] for i in items]), index=[i["index"] for i in items],
+        windows=windows,
+        window_mask=window_mask,
+        saliency=saliency,
+        group=torch.tensor([i["group"] for i in items]),
+        index=[i["index"] for i in items],
     )
     return batch
-
-

@@ -98,13 +98,22 @@ def _slug(text: str) -> str:
 class FeatureCache:
     """Per-video CLIP features on disk (computed once) with a small in-memory LRU in front."""
 
-    def __init__(self, root: str | Path, encoder: ClipEncoder, config: GroundConfig, *, memory_items: int = 512,
-                 chunk: int = 64) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        encoder: ClipEncoder,
+        config: GroundConfig,
+        *,
+        memory_items: int = 512,
+        chunk: int = 64,
+    ) -> None:
         grid = config.pool_grid if config.pool_grid is not None else "all"
         self.encoder = encoder
         self.config = config
-        self.directory = Path(root) / _slug(encoder.model_id) / (
-            f"clip{config.clip_seconds:g}s-last{config.num_layers}-grid{grid}"
+        self.directory = (
+            Path(root)
+            / _slug(encoder.model_id)
+            / (f"clip{config.clip_seconds:g}s-last{config.num_layers}-grid{grid}")
         )
         self.chunk = chunk
         self._memory: LruMemory[str, tuple[np.ndarray, float]] = LruMemory(memory_items)
@@ -142,7 +151,9 @@ class FeatureCache:
             times = clip_grid(duration, self.config.clip_seconds)
             parts = []
             for start in range(0, len(times), self.chunk):
-                frames = opened.sample_at(times[start : start + self.chunk], short_side=self.encoder.input_size)
+                frames = opened.sample_at(
+                    times[start : start + self.chunk], short_side=self.encoder.input_size
+                )
                 if len(frames):
                     parts.append(vision_features(self.encoder, frames.frames, self.config))
                 if len(frames) < len(times[start : start + self.chunk]):
@@ -163,7 +174,9 @@ class FeatureCache:
         from tqdm import tqdm
 
         todo = [vid for vid in videos if not self.has(vid)]
-        for vid in tqdm(todo, desc="CLIP features", unit="video", disable=None if progress and todo else True):
+        for vid in tqdm(
+            todo, desc="CLIP features", unit="video", disable=None if progress and todo else True
+        ):
             self.extract(vid, videos[vid])
 
 
@@ -183,5 +196,3 @@ class QueryFeatures:
 
     def get(self, query: str) -> np.ndarray:
         return self.get_many([query])[0]
-
-

@@ -58,9 +58,18 @@ WEIGHTS_NAME = "model.safetensors"
 MODEL_TYPE = "vidagent-ground-head"
 
 __all__ = [
-    "GroundConfig", "GroundHead", "GroundOutput", "GroundTargets", "HeadMismatch", "Prediction", "check_compatible", "clip_grid",
+    "GroundConfig",
+    "GroundHead",
+    "GroundOutput",
+    "GroundTargets",
+    "HeadMismatch",
+    "Prediction",
+    "check_compatible",
+    "clip_grid",
     "ground_loss",
-    "temporal_nms", "text_features", "vision_features",
+    "temporal_nms",
+    "text_features",
+    "vision_features",
 ]
 
 
@@ -169,7 +178,7 @@ def vision_features(encoder: ClipEncoder, frames: np.ndarray, config: GroundConf
     """
     out = encoder.encode_images(frames, hidden_states=True)
     assert out.hidden_states is not None
-    layers = out.hidden_states[-config.num_layers:]
+    layers = out.hidden_states[-config.num_layers :]
     if len(layers) < config.num_layers:
         raise ValueError(f"the CLIP has {len(layers)} layers, the head reads {config.num_layers}")
     stacked = torch.stack([h.float() for h in layers], dim=1)  # (T, K, N, D)
@@ -183,14 +192,17 @@ def text_features(encoder: ClipEncoder, queries: list[str], config: GroundConfig
     if not queries:
         return []
     inputs = encoder.processor(
-        text=list(queries), return_tensors="pt", padding=True, truncation=True,
+        text=list(queries),
+        return_tensors="pt",
+        padding=True,
+        truncation=True,
         max_length=config.max_query_tokens,
     )
     ids = inputs["input_ids"].to(encoder.device)
     mask = inputs.get("attention_mask")
     mask = torch.ones_like(ids) if mask is None else mask.to(encoder.device)
     out = encoder.model.text_model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
-    layers = out.hidden_states[-config.num_layers:]
+    layers = out.hidden_states[-config.num_layers :]
     stacked = torch.stack([h.float() for h in layers], dim=2).cpu()  # (B, L, K, D)
     lengths = mask.sum(dim=1).cpu().tolist()
     return [stacked[i, : int(n)].to(torch.float16).numpy() for i, n in enumerate(lengths)]
@@ -210,7 +222,8 @@ def check_compatible(config: GroundConfig, encoder: ClipEncoder) -> None:
     if problems:
         raise HeadMismatch(
             f"the ground head (trained with {config.clip_model or 'an unknown CLIP'!r}) does not fit the "
-            f"profile's CLIP {encoder.model_id!r}: " + "; ".join(problems)
+            f"profile's CLIP {encoder.model_id!r}: "
+            + "; ".join(problems)
             + "; train one for this CLIP with `vidagent train-ground`"
         )
 
@@ -218,7 +231,9 @@ def check_compatible(config: GroundConfig, encoder: ClipEncoder) -> None:
 # --- the model -------------------------------------------------------------------------------------
 def _sinusoid(length: int, width: int, device: torch.device) -> torch.Tensor:
     position = torch.arange(length, device=device, dtype=torch.float32)[:, None]
-    rate = torch.exp(torch.arange(0, width, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / width))
+    rate = torch.exp(
+        torch.arange(0, width, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / width)
+    )
     table = torch.zeros(length, width, device=device)
     table[:, 0::2] = torch.sin(position * rate)
     table[:, 1::2] = torch.cos(position * rate[: width // 2])
@@ -236,12 +251,19 @@ class _RefineBlock(nn.Module):
         self.norm_time = nn.LayerNorm(d)
         self.time = nn.MultiheadAttention(d, heads, dropout=dropout, batch_first=True)
         self.norm_ffn = nn.LayerNorm(d)
-        self.ffn = nn.Sequential(nn.Linear(d, ffn_mult * d), nn.GELU(), nn.Dropout(dropout), nn.Linear(ffn_mult * d, d))
+        self.ffn = nn.Sequential(
+            nn.Linear(d, ffn_mult * d), nn.GELU(), nn.Dropout(dropout), nn.Linear(ffn_mult * d, d)
+        )
         self.drop = nn.Dropout(dropout)
 
     def forward(
-        self, clips: torch.Tensor, state: torch.Tensor | None, text: torch.Tensor, text_mask: torch.Tensor,
-        video_mask: torch.Tensor, positions: torch.Tensor,
+        self,
+        clips: torch.Tensor,
+        state: torch.Tensor | None,
+        text: torch.Tensor,
+        text_mask: torch.Tensor,
+        video_mask: torch.Tensor,
+        positions: torch.Tensor,
     ) -> torch.Tensor:
         if state is None:
             x = clips
@@ -364,7 +386,9 @@ class GroundHead(nn.Module):
                 cls, patches = tokens[:, :, 0], tokens[:, :, 1:]
             else:
                 cls, patches = tokens.mean(dim=2), tokens
-            scores = torch.einsum("btnd,bd->btn", self.pool_key(patches), self.pool_query(query)) / math.sqrt(d)
+            scores = torch.einsum("btnd,bd->btn", self.pool_key(patches), self.pool_query(query)) / math.sqrt(
+                d
+            )
             clips = cls + torch.einsum("btn,btnd->btd", scores.softmax(dim=-1), patches) + self.layer_embed[k]
             state = self.block(clips, state, words, text_mask, video_mask, positions)
             queries.append(query)
@@ -410,7 +434,9 @@ class GroundHead(nn.Module):
         for b, (clips, duration) in enumerate(zip(batch["lengths"], durations, strict=True)):
             limit = float(duration) if duration is not None else clips * cfg.clip_seconds
             moments = decode_moments(out, b, int(clips), cfg, limit)
-            results.append(Prediction(moments, out.saliency[b, :clips].float().cpu().numpy(), cfg.clip_seconds))
+            results.append(
+                Prediction(moments, out.saliency[b, :clips].float().cpu().numpy(), cfg.clip_seconds)
+            )
         return results
 
 
@@ -431,8 +457,11 @@ def pad_batch(
         video_mask[i, : len(v)] = True
         text_mask[i, : len(t)] = True
     return {
-        "video": video.to(device), "video_mask": video_mask.to(device), "text": text.to(device),
-        "text_mask": text_mask.to(device), "lengths": lengths,
+        "video": video.to(device),
+        "video_mask": video_mask.to(device),
+        "text": text.to(device),
+        "text_mask": text_mask.to(device),
+        "lengths": lengths,
     }
 
 
@@ -450,7 +479,9 @@ def temporal_nms(windows: np.ndarray, scores: np.ndarray, iou: float, limit: int
             break
         if kept:
             other = windows[kept]
-            inter = np.clip(np.minimum(other[:, 1], windows[i, 1]) - np.maximum(other[:, 0], windows[i, 0]), 0, None)
+            inter = np.clip(
+                np.minimum(other[:, 1], windows[i, 1]) - np.maximum(other[:, 0], windows[i, 0]), 0, None
+            )
             union = np.maximum(other[:, 1], windows[i, 1]) - np.minimum(other[:, 0], windows[i, 0])
             overlap = np.where(union > 0, inter / np.maximum(union, 1e-9), 1.0)
             if (overlap > iou).any():
@@ -459,7 +490,9 @@ def temporal_nms(windows: np.ndarray, scores: np.ndarray, iou: float, limit: int
     return np.array(kept, dtype=np.int64)
 
 
-def decode_moments(out: GroundOutput, b: int, clips: int, cfg: GroundConfig, limit_seconds: float) -> np.ndarray:
+def decode_moments(
+    out: GroundOutput, b: int, clips: int, cfg: GroundConfig, limit_seconds: float
+) -> np.ndarray:
     """Moments (start s, end s, score) of sample ``b``: every valid pyramid position, then NMS."""
     windows, scores = [], []
     for lvl, (logit, dist, mask) in enumerate(zip(out.logits, out.distances, out.masks, strict=True)):
@@ -491,7 +524,9 @@ class GroundTargets:
     query_group: torch.Tensor  # (B,) equal ids for identical query texts (not negatives of each other)
 
 
-def _focal(logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
+def _focal(
+    logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0
+) -> torch.Tensor:
     p = torch.sigmoid(logits)
     ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
     p_t = p * target + (1 - p) * (1 - target)
@@ -499,7 +534,9 @@ def _focal(logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.25, gamm
     return weight * ce * (1 - p_t) ** gamma
 
 
-def _assign(out: GroundOutput, targets: GroundTargets, cfg: GroundConfig) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def _assign(
+    out: GroundOutput, targets: GroundTargets, cfg: GroundConfig
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per level: (positive mask (B, T_l), regression targets (B, T_l, 2)) FCOS-style.
 
     A position is positive for a ground-truth moment when its centre lies inside the moment and
@@ -526,7 +563,9 @@ def _assign(out: GroundOutput, targets: GroundTargets, cfg: GroundConfig) -> lis
         chosen = torch.where(ok, span, big).argmin(dim=-1)  # (B, T_l)
         positive = ok.any(dim=-1)
         covered |= ok.any(dim=1)
-        picked = torch.gather(torch.stack([left, right], dim=-1), 2, chosen[..., None, None].expand(-1, -1, 1, 2))[:, :, 0]
+        picked = torch.gather(
+            torch.stack([left, right], dim=-1), 2, chosen[..., None, None].expand(-1, -1, 1, 2)
+        )[:, :, 0]
         result.append((positive, picked))
     missing = gmask & ~covered
     if missing.any():
@@ -546,8 +585,12 @@ def _assign(out: GroundOutput, targets: GroundTargets, cfg: GroundConfig) -> lis
 
 
 def ground_loss(
-    out: GroundOutput, targets: GroundTargets, cfg: GroundConfig, *,
-    weights: dict[str, float] | None = None, temperature: float = 0.07,
+    out: GroundOutput,
+    targets: GroundTargets,
+    cfg: GroundConfig,
+    *,
+    weights: dict[str, float] | None = None,
+    temperature: float = 0.07,
 ) -> dict[str, torch.Tensor]:
     """The training losses (``total`` and each part); see the module docstring."""
     w = {"cls": 1.0, "reg": 1.0, "sal": 1.0, "rank": 0.5, "layer": 0.2, **(weights or {})}
@@ -570,7 +613,9 @@ def ground_loss(
             positives += int(positive.sum())
     norm = max(positives, 1)
     loss_cls = torch.stack(cls_terms).sum() / norm
-    loss_reg = (torch.stack(iou_terms).sum() + 0.5 * torch.stack(l1_terms).sum()) / norm if iou_terms else zero
+    loss_reg = (
+        (torch.stack(iou_terms).sum() + 0.5 * torch.stack(l1_terms).sum()) / norm if iou_terms else zero
+    )
 
     # saliency: relevant clips against the rest of the same video, plus graded ranking
     s = out.saliency.float()

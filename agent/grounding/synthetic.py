@@ -24,7 +24,10 @@ import av
 import numpy as np
 
 COLOURS: dict[str, tuple[int, int, int]] = {
-    "red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 230), "yellow": (235, 205, 40),
+    "red": (220, 40, 40),
+    "green": (40, 170, 60),
+    "blue": (40, 80, 230),
+    "yellow": (235, 205, 40),
 }
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
 QUERIES: tuple[str, ...] = tuple(f"a {c} {s}" for c in COLOURS for s in SHAPES)
@@ -90,12 +93,19 @@ def plan_video(rng: np.random.Generator, spec: SynthSpec) -> list[Event]:
         for slot, kind_index in enumerate(order):
             colour, shape = kinds[kind_index]
             start, end = at, at + int(lengths[slot])
-            events.append(Event(
-                colour, shape, start * spec.clip_seconds, end * spec.clip_seconds,
-                x=float(rng.uniform(0.35, 0.65)), y=float(rng.uniform(0.35, 0.65)),
-                radius=float(rng.uniform(0.2, 0.3)),
-                vx=float(rng.uniform(-0.01, 0.01)), vy=float(rng.uniform(-0.01, 0.01)),
-            ))
+            events.append(
+                Event(
+                    colour,
+                    shape,
+                    start * spec.clip_seconds,
+                    end * spec.clip_seconds,
+                    x=float(rng.uniform(0.35, 0.65)),
+                    y=float(rng.uniform(0.35, 0.65)),
+                    radius=float(rng.uniform(0.2, 0.3)),
+                    vx=float(rng.uniform(-0.01, 0.01)),
+                    vy=float(rng.uniform(-0.01, 0.01)),
+                )
+            )
             at = end + int(spaces[slot + 1])
         return events
     raise ValueError("cannot fit the events into the video; make it longer or the events shorter")
@@ -152,13 +162,21 @@ def records(vid: str, events: list[Event], spec: SynthSpec, first_qid: int) -> l
     for n, ((colour, shape), shown) in enumerate(kinds.items()):
         windows = [[e.start, e.end] for e in shown]
         clip_ids = [
-            c for e in shown
+            c
+            for e in shown
             for c in range(round(e.start / spec.clip_seconds), round(e.end / spec.clip_seconds))
         ]
-        rows.append({
-            "qid": first_qid + n, "query": f"a {colour} {shape}", "vid": vid, "duration": spec.seconds,
-            "relevant_windows": windows, "relevant_clip_ids": clip_ids, "saliency_scores": [[4, 4, 4]] * len(clip_ids),
-        })
+        rows.append(
+            {
+                "qid": first_qid + n,
+                "query": f"a {colour} {shape}",
+                "vid": vid,
+                "duration": spec.seconds,
+                "relevant_windows": windows,
+                "relevant_clip_ids": clip_ids,
+                "saliency_scores": [[4, 4, 4]] * len(clip_ids),
+            }
+        )
     return rows
 
 
@@ -174,7 +192,10 @@ def make_synthetic_set(out_dir: str | Path, spec: SynthSpec | None = None) -> Sy
     videos.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(spec.seed)
     qid = 0
-    for split, count, path in (("train", spec.train_videos, result.train), ("val", spec.val_videos, result.val)):
+    for split, count, path in (
+        ("train", spec.train_videos, result.train),
+        ("val", spec.val_videos, result.val),
+    ):
         rows = []
         for i in range(count):
             vid = f"synth_{split}_{i:04d}"
@@ -188,4 +209,13 @@ def make_synthetic_set(out_dir: str | Path, spec: SynthSpec | None = None) -> Sy
     return result
 
 
-__all__ = ["COLOURS", "QUERIES", "SHAPES", "Event", "SynthSet", "SynthSpec", "make_synthetic_set", "plan_video"]
+__all__ = [
+    "COLOURS",
+    "QUERIES",
+    "SHAPES",
+    "Event",
+    "SynthSet",
+    "SynthSpec",
+    "make_synthetic_set",
+    "plan_video",
+]

@@ -57,8 +57,9 @@ def _to_qvh_clips(saliency: np.ndarray, clip_seconds: float, duration: float) ->
     return [round(float(v), 4) for v in values]
 
 
-def predict(head: GroundHead, dataset: GroundingDataset, batch_size: int = 32,
-            progress: bool = False) -> list[dict[str, Any]]:
+def predict(
+    head: GroundHead, dataset: GroundingDataset, batch_size: int = 32, progress: bool = False
+) -> list[dict[str, Any]]:
     """Predictions in QVHighlights' submission format, one dict per sample."""
     from tqdm import tqdm
 
@@ -66,17 +67,25 @@ def predict(head: GroundHead, dataset: GroundingDataset, batch_size: int = 32,
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=lambda items: items)
     for items in tqdm(loader, desc="predict", unit="batch", disable=None if progress else True):
         samples = [dataset.samples[i["index"]] for i in items]
-        predictions = head.predict_batch([i["video"] for i in items], [i["text"] for i in items],
-                                         [s.duration or None for s in samples])
+        predictions = head.predict_batch(
+            [i["video"] for i in items], [i["text"] for i in items], [s.duration or None for s in samples]
+        )
         for sample, prediction in zip(samples, predictions, strict=True):
-            results.append({
-                "qid": sample.qid, "query": sample.query, "vid": sample.vid,
-                "pred_relevant_windows": [[round(float(s), 3), round(float(e), 3), round(float(c), 5)]
-                                          for s, e, c in prediction.moments],
-                "pred_saliency_scores": _to_qvh_clips(prediction.saliency, prediction.clip_seconds, sample.duration),
-            })
+            results.append(
+                {
+                    "qid": sample.qid,
+                    "query": sample.query,
+                    "vid": sample.vid,
+                    "pred_relevant_windows": [
+                        [round(float(s), 3), round(float(e), 3), round(float(c), 5)]
+                        for s, e, c in prediction.moments
+                    ],
+                    "pred_saliency_scores": _to_qvh_clips(
+                        prediction.saliency, prediction.clip_seconds, sample.duration
+                    ),
+                }
+            )
     return results
-
 
 
 @dataclass
@@ -148,7 +157,9 @@ def _schedule(total: int, warmup: float) -> Callable[[int], float]:
     return factor
 
 
-def _save_checkpoint(directory: Path, head: GroundHead, state: dict[str, Any], accelerator: Any = None) -> Path:
+def _save_checkpoint(
+    directory: Path, head: GroundHead, state: dict[str, Any], accelerator: Any = None
+) -> Path:
     """Head + trainer state (+ optimizer/scheduler/RNG via accelerate), replaced atomically."""
     from vidagent.core.paths import publish_dir, staging_dir
 
@@ -197,8 +208,14 @@ def train(settings: TrainSettings, *, score: Scorer | None = None) -> TrainResul
 
     accelerator = Accelerator(mixed_precision=settings.mixed_precision, cpu=settings.cpu)
     generator = torch.Generator().manual_seed(settings.seed)
-    loader = DataLoader(train_data, batch_size=settings.batch_size, shuffle=True, collate_fn=collate,
-                        generator=generator, drop_last=len(train_data) > settings.batch_size)
+    loader = DataLoader(
+        train_data,
+        batch_size=settings.batch_size,
+        shuffle=True,
+        collate_fn=collate,
+        generator=generator,
+        drop_last=len(train_data) > settings.batch_size,
+    )
     head = GroundHead(config)
     decay = [p for n, p in head.named_parameters() if p.ndim > 1 and "embed" not in n]
     rest = [p for n, p in head.named_parameters() if not (p.ndim > 1 and "embed" not in n)]
@@ -232,14 +249,27 @@ def train(settings: TrainSettings, *, score: Scorer | None = None) -> TrainResul
         model.train()
         sums: dict[str, float] = {}
         batches = 0
-        bar = tqdm(loader, desc=f"epoch {epoch}/{settings.epochs}", unit="batch", leave=False,
-                   disable=None if settings.progress else True)  # None: off when not a terminal
+        bar = tqdm(
+            loader,
+            desc=f"epoch {epoch}/{settings.epochs}",
+            unit="batch",
+            leave=False,
+            disable=None if settings.progress else True,
+        )  # None: off when not a terminal
         for batch in bar:
             device = accelerator.device
-            out_ = model(batch["video"].to(device), batch["video_mask"].to(device), batch["text"].to(device),
-                         batch["text_mask"].to(device))
-            targets = GroundTargets(batch["windows"].to(device), batch["window_mask"].to(device),
-                                    batch["saliency"].to(device), batch["group"].to(device))
+            out_ = model(
+                batch["video"].to(device),
+                batch["video_mask"].to(device),
+                batch["text"].to(device),
+                batch["text_mask"].to(device),
+            )
+            targets = GroundTargets(
+                batch["windows"].to(device),
+                batch["window_mask"].to(device),
+                batch["saliency"].to(device),
+                batch["group"].to(device),
+            )
             losses = ground_loss(out_, targets, config, weights=settings.loss_weights)
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(losses["total"])
@@ -253,7 +283,9 @@ def train(settings: TrainSettings, *, score: Scorer | None = None) -> TrainResul
                 sums[name] = sums.get(name, 0.0) + float(value.detach())
             bar.set_postfix(loss=f"{sums['total'] / batches:.3f}")
         record: dict[str, Any] = {
-            "epoch": epoch, "step": step, "lr": scheduler.get_last_lr()[0],
+            "epoch": epoch,
+            "step": step,
+            "lr": scheduler.get_last_lr()[0],
             "train": {k: round(v / max(batches, 1), 5) for k, v in sums.items()},
         }
         if val_data is not None and score is not None:
@@ -267,8 +299,13 @@ def train(settings: TrainSettings, *, score: Scorer | None = None) -> TrainResul
         if improved:
             best_score, best_metrics, best_epoch = current, metrics, epoch
         state = {
-            "epoch": epoch, "step": step, "best_score": best_score, "best_metrics": best_metrics,
-            "best_epoch": best_epoch, "select": select, "settings": asdict(settings),
+            "epoch": epoch,
+            "step": step,
+            "best_score": best_score,
+            "best_metrics": best_metrics,
+            "best_epoch": best_epoch,
+            "select": select,
+            "settings": asdict(settings),
         }
         if accelerator.is_main_process:
             if improved:
@@ -283,8 +320,11 @@ def train(settings: TrainSettings, *, score: Scorer | None = None) -> TrainResul
     if not (out / "best").is_dir():  # nothing trained (resumed at the end): keep what there is
         _save_checkpoint(out / "best", unwrapped, {"epoch": first_epoch - 1, "best_metrics": best_metrics})
     return TrainResult(
-        out=out, best=out / "best", last=out / "last", best_metrics=best_metrics, history=history,
-        parameters=unwrapped.num_parameters(), seconds=time.perf_counter() - started,
+        out=out,
+        best=out / "best",
+        last=out / "last",
+        best_metrics=best_metrics,
+        history=history,
+        parameters=unwrapped.num_parameters(),
+        seconds=time.perf_counter() - started,
     )
-
-

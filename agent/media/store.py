@@ -145,8 +145,9 @@ def _text_row(row: Sequence[Any], **extra: Any) -> dict[str, Any]:
     return {**dict(zip(keys, row[:7], strict=True)), "data": json.loads(row[7]), **extra}
 
 
-def _narrowed(sql: str, params: list[Any], *, tools: Sequence[str] | None,
-              video_id: str | None) -> tuple[str, list[Any]]:
+def _narrowed(
+    sql: str, params: list[Any], *, tools: Sequence[str] | None, video_id: str | None
+) -> tuple[str, list[Any]]:
     if tools is not None:
         sql += f" AND t.tool IN ({','.join('?' * len(tools))})"
         params = [*params, *tools]
@@ -210,7 +211,9 @@ class Store:
             )
         for number in range(version, SCHEMA_VERSION):
             try:  # one transaction per migration: all of it or none of it
-                self._db.executescript(f"BEGIN;\n{MIGRATIONS[number]}\nPRAGMA user_version={number + 1};\nCOMMIT;")
+                self._db.executescript(
+                    f"BEGIN;\n{MIGRATIONS[number]}\nPRAGMA user_version={number + 1};\nCOMMIT;"
+                )
             except sqlite3.Error:
                 self._db.rollback()
                 raise
@@ -387,7 +390,9 @@ class Store:
     def settings_key(settings: dict[str, Any]) -> str:
         return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
-    def put_texts(self, video_id: str, tool: str, model_id: str, settings: str, rows: Sequence[dict[str, Any]]) -> None:
+    def put_texts(
+        self, video_id: str, tool: str, model_id: str, settings: str, rows: Sequence[dict[str, Any]]
+    ) -> None:
         """Store a complete set of text rows ({start, end, text, score?, data?}) in one transaction."""
         with self.transaction() as db:
             db.execute(
@@ -398,12 +403,23 @@ class Store:
                 "INSERT INTO texts (video_id, tool, model_id, settings, start, end, text, score, data) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (video_id, tool, model_id, settings, float(r["start"]), float(r["end"]), str(r["text"]),
-                     float(r.get("score", 1.0)), json.dumps(r.get("data", {})))
+                    (
+                        video_id,
+                        tool,
+                        model_id,
+                        settings,
+                        float(r["start"]),
+                        float(r["end"]),
+                        str(r["text"]),
+                        float(r.get("score", 1.0)),
+                        json.dumps(r.get("data", {})),
+                    )
                     for r in rows
                 ],
             )
-            db.execute("INSERT OR REPLACE INTO text_sets VALUES (?, ?, ?, ?)", (video_id, tool, model_id, settings))
+            db.execute(
+                "INSERT OR REPLACE INTO text_sets VALUES (?, ?, ?, ?)", (video_id, tool, model_id, settings)
+            )
 
     @contextlib.contextmanager
     def filling(self, video_id: str, tool: str, model_id: str, settings: str) -> Iterator[None]:
@@ -430,11 +446,20 @@ class Store:
                 "AND settings=? ORDER BY start, id",
                 (video_id, tool, model_id, settings),
             ).fetchall()
-        return [{"start": r[0], "end": r[1], "text": r[2], "score": r[3], "data": json.loads(r[4])} for r in rows]
+        return [
+            {"start": r[0], "end": r[1], "text": r[2], "score": r[3], "data": json.loads(r[4])} for r in rows
+        ]
 
-    def search_texts(self, query: str, *, tool: str | None = None, video_id: str | None = None,
-                     tools: Sequence[str] | None = None, any_word: bool = False,
-                     limit: int = 20) -> list[dict[str, Any]]:
+    def search_texts(
+        self,
+        query: str,
+        *,
+        tool: str | None = None,
+        video_id: str | None = None,
+        tools: Sequence[str] | None = None,
+        any_word: bool = False,
+        limit: int = 20,
+    ) -> list[dict[str, Any]]:
         """Full-text search (SQLite FTS5, bm25-ranked) over every stored caption, OCR line, transcript.
 
         Every word of ``query`` must be in a row, or with ``any_word`` one of them (bm25 still ranks
@@ -456,9 +481,13 @@ class Store:
             rows = self._db.execute(sql, params).fetchall()
         return [_text_row(r, rank=r[-1]) for r in rows]
 
-    def text_rows(self, *, video_id: str | None = None, tools: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    def text_rows(
+        self, *, video_id: str | None = None, tools: Sequence[str] | None = None
+    ) -> list[dict[str, Any]]:
         """Every stored text row (of one video, of some tools), with its row id."""
-        sql, params = _narrowed(f"SELECT {_TEXT_COLUMNS} FROM texts t WHERE 1", [], tools=tools, video_id=video_id)
+        sql, params = _narrowed(
+            f"SELECT {_TEXT_COLUMNS} FROM texts t WHERE 1", [], tools=tools, video_id=video_id
+        )
         with self._lock:
             rows = self._db.execute(sql + " ORDER BY t.video_id, t.start, t.id", params).fetchall()
         return [_text_row(r) for r in rows]
@@ -483,25 +512,36 @@ class Store:
             db.executemany(
                 "INSERT OR REPLACE INTO text_vectors (text_id, model_id, vector) "
                 "SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM texts WHERE id=?)",
-                [(int(i), model_id, np.asarray(v, dtype=np.float16).tobytes(), int(i))
-                 for i, v in zip(ids, vectors, strict=True)],
+                [
+                    (int(i), model_id, np.asarray(v, dtype=np.float16).tobytes(), int(i))
+                    for i, v in zip(ids, vectors, strict=True)
+                ],
             )
 
     # --- object memory: tracks -------------------------------------------------------------
-    def put_tracks(self, video_id: str, model_id: str, settings: str, tracks: Sequence[dict[str, Any]]) -> None:
+    def put_tracks(
+        self, video_id: str, model_id: str, settings: str, tracks: Sequence[dict[str, Any]]
+    ) -> None:
         """Store a complete set of tracks ({track_id, label, ...JSON data}) in one transaction."""
         with self.transaction() as db:
-            db.execute("DELETE FROM tracks WHERE video_id=? AND model_id=? AND settings=?", (video_id, model_id, settings))
+            db.execute(
+                "DELETE FROM tracks WHERE video_id=? AND model_id=? AND settings=?",
+                (video_id, model_id, settings),
+            )
             db.executemany(
                 "INSERT INTO tracks VALUES (?, ?, ?, ?, ?, ?)",
-                [(video_id, model_id, settings, int(t["track_id"]), str(t["label"]), json.dumps(t)) for t in tracks],
+                [
+                    (video_id, model_id, settings, int(t["track_id"]), str(t["label"]), json.dumps(t))
+                    for t in tracks
+                ],
             )
             db.execute("INSERT OR REPLACE INTO track_sets VALUES (?, ?, ?)", (video_id, model_id, settings))
 
     def tracks(self, video_id: str, model_id: str, settings: str) -> list[dict[str, Any]] | None:
         with self._lock:
             complete = self._db.execute(
-                "SELECT 1 FROM track_sets WHERE video_id=? AND model_id=? AND settings=?", (video_id, model_id, settings)
+                "SELECT 1 FROM track_sets WHERE video_id=? AND model_id=? AND settings=?",
+                (video_id, model_id, settings),
             ).fetchone()
             if not complete:
                 return None

@@ -76,11 +76,13 @@ class TextSearch:
             stored.update({int(r["id"]): v for r, v in zip(missing, vectors, strict=True)})
         return np.stack([stored[i] for i in ids]).astype(np.float32)
 
-    def search(self, query: str, *, video_id: str | None = None, tools: Sequence[str] | None = None,
-               k: int = 10) -> list[TextHit]:
+    def search(
+        self, query: str, *, video_id: str | None = None, tools: Sequence[str] | None = None, k: int = 10
+    ) -> list[TextHit]:
         """The ``k`` best rows for ``query`` (of one video, of some tools), best first."""
-        keyword = self.store.search_texts(keyword_query(query), video_id=video_id, tools=tools, any_word=True,
-                                          limit=CANDIDATES)
+        keyword = self.store.search_texts(
+            keyword_query(query), video_id=video_id, tools=tools, any_word=True, limit=CANDIDATES
+        )
         keyword_rank = {int(r["id"]): rank for rank, r in enumerate(keyword)}
         rows = self.store.text_rows(video_id=video_id, tools=tools)
         if not rows or not query.strip():
@@ -90,14 +92,19 @@ class TextSearch:
             vectors = self.embed_rows(rows)
             cosines = vectors @ self.embedder.encode([query])[0]
         meaning_order = np.argsort(-cosines, kind="stable")[:CANDIDATES]
-        meaning_rank = {int(rows[i]["id"]): rank for rank, i in enumerate(meaning_order)
-                        if cosines[i] >= MIN_COSINE}
+        meaning_rank = {
+            int(rows[i]["id"]): rank for rank, i in enumerate(meaning_order) if cosines[i] >= MIN_COSINE
+        }
         hits = []
         for row, cosine in zip(rows, cosines, strict=True):
             row_id = int(row["id"])
             if row_id not in keyword_rank and row_id not in meaning_rank:
                 continue
-            score = sum(1.0 / (RRF_K + 1 + ranks[row_id]) for ranks in (keyword_rank, meaning_rank) if row_id in ranks)
-            hits.append(TextHit(row=row, score=score, keyword_rank=keyword_rank.get(row_id), cosine=float(cosine)))
+            score = sum(
+                1.0 / (RRF_K + 1 + ranks[row_id]) for ranks in (keyword_rank, meaning_rank) if row_id in ranks
+            )
+            hits.append(
+                TextHit(row=row, score=score, keyword_rank=keyword_rank.get(row_id), cosine=float(cosine))
+            )
         hits.sort(key=lambda hit: (-hit.score, hit.row["start"]))
         return hits[:k]

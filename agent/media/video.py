@@ -77,8 +77,15 @@ from vidagent.core.errors import (
     VideoNotFound,
 )
 
-__all__ = ["BACKENDS", "DamagedVideoWarning", "Frames", "TruncatedVideoWarning", "Video", "VideoMeta",
-           "target_times"]
+__all__ = [
+    "BACKENDS",
+    "DamagedVideoWarning",
+    "Frames",
+    "TruncatedVideoWarning",
+    "Video",
+    "VideoMeta",
+    "target_times",
+]
 
 BACKENDS = ("auto", "decord", "pyav")
 MAX_SIDE = 16384
@@ -446,8 +453,11 @@ class _PyAVReader:
         failure (frame threads report a failure a few packets late), else the failures' own times."""
         lag = FRAME_THREAD_LAG / self._fps
         near = {g for g in self._gaps if any(g[0] - lag <= e <= g[1] + lag for e in self._errors)}
-        lone = {(round(e, 6), round(e + 1 / self._fps, 6)) for e in self._errors
-                if not any(g[0] - lag <= e <= g[1] + lag for g in near)}
+        lone = {
+            (round(e, 6), round(e + 1 / self._fps, 6))
+            for e in self._errors
+            if not any(g[0] - lag <= e <= g[1] + lag for g in near)
+        }
         return near | lone
 
     def _pull(self) -> _Decoded | None:

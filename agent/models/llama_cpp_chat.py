@@ -84,21 +84,31 @@ def converted_gguf(source: Path, target: str) -> Path:
     if target not in CONVERSIONS:
         raise ValueError(f"convert: {target!r} is not one of {', '.join(CONVERSIONS)} (or leave it out)")
     stat = source.stat()
-    record = {"source": str(source.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "type": target}
+    record = {
+        "source": str(source.resolve()),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "type": target,
+    }
     digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:12]
     folder = gguf_dir() / f"{source.stem}.{target}-{digest}"
     out = folder / f"{source.stem}.{target}.gguf"
     if out.is_file():
         return out
-    log.warning("converting %s to %s once for llama.cpp's fast kernels (cached in %s)", source.name, target, folder)
+    log.warning(
+        "converting %s to %s once for llama.cpp's fast kernels (cached in %s)", source.name, target, folder
+    )
     staged = staging_dir(folder)
     params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = {"f16": llama_cpp.LLAMA_FTYPE_MOSTLY_F16, "q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0}[target]
+    params.ftype = {"f16": llama_cpp.LLAMA_FTYPE_MOSTLY_F16, "q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0}[
+        target
+    ]
     params.allow_requantize = True
     params.nthread = cpu_count()
     with _quiet_fds():  # llama.cpp prints a line per tensor
-        code = llama_cpp.llama_model_quantize(str(source).encode(), str(staged / out.name).encode(),
-                                              ctypes.byref(params))
+        code = llama_cpp.llama_model_quantize(
+            str(source).encode(), str(staged / out.name).encode(), ctypes.byref(params)
+        )
     if code != 0:
         import shutil
 
@@ -196,8 +206,15 @@ class LlamaCppChat:
 
     grammar_patterns = True  # its grammars enforce the per-question word patterns
 
-    def __init__(self, llm: Any, name: str, *, max_new_tokens: int | None = None,
-                 open_context: Callable[[], Any] | None = None, slots: int = 3) -> None:
+    def __init__(
+        self,
+        llm: Any,
+        name: str,
+        *,
+        max_new_tokens: int | None = None,
+        open_context: Callable[[], Any] | None = None,
+        slots: int = 3,
+    ) -> None:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         self.name = name
@@ -211,15 +228,25 @@ class LlamaCppChat:
         template = llm.metadata.get("tokenizer.chat_template")
         if not template:
             raise ValueError(f"{name}: the GGUF file has no chat template (tokenizer.chat_template)")
-        self._formatter = Jinja2ChatFormatter(template=template, eos_token=self._token_text(llm, llm.token_eos()),
-                                              bos_token=self._token_text(llm, llm.token_bos()))
+        self._formatter = Jinja2ChatFormatter(
+            template=template,
+            eos_token=self._token_text(llm, llm.token_eos()),
+            bos_token=self._token_text(llm, llm.token_bos()),
+        )
         self._add_bos = str(llm.metadata.get("tokenizer.ggml.add_bos_token", "false")).lower() == "true"
         self._grammars: OrderedDict[str, Any] = OrderedDict()
         self._grammar_lock = threading.Lock()
 
     @classmethod
-    def from_loaded(cls, llm: Any, settings: dict[str, Any] | None, name: str, *,
-                    max_new_tokens: int | None = None, slots: int = 3) -> LlamaCppChat:
+    def from_loaded(
+        cls,
+        llm: Any,
+        settings: dict[str, Any] | None,
+        name: str,
+        *,
+        max_new_tokens: int | None = None,
+        slots: int = 3,
+    ) -> LlamaCppChat:
         """Over a hub-loaded model; more slots are opened with the same ``settings``."""
         opener = (lambda: open_llama(settings)) if settings else None
         return cls(llm, name, max_new_tokens=max_new_tokens, open_context=opener, slots=slots)
@@ -288,7 +315,7 @@ class LlamaCppChat:
     def _evaluate(self, llm: Any, tokens: list[int]) -> None:
         """Bring a context to ``tokens``: keep its cached common prefix, evaluate the rest (>= 1 token)."""
         llm.n_tokens = min(_common_prefix(llm._input_ids, tokens), len(tokens) - 1)  # one, for fresh logits
-        llm.eval(tokens[llm.n_tokens:])
+        llm.eval(tokens[llm.n_tokens :])
 
     @staticmethod
     def _last_logprobs(llm: Any) -> np.ndarray:
@@ -314,8 +341,12 @@ class LlamaCppChat:
             self._slot_locks[slot].release()
         text = llm.detokenize(generated).decode("utf-8", errors="replace")
         finite = [p for p in logprobs if np.isfinite(p)]
-        return Generation(text=text, prompt_tokens=len(prompt), completion_tokens=len(generated),
-                          mean_logprob=float(np.mean(finite)) if finite else None)
+        return Generation(
+            text=text,
+            prompt_tokens=len(prompt),
+            completion_tokens=len(generated),
+            mean_logprob=float(np.mean(finite)) if finite else None,
+        )
 
     def _decode(self, llm: Any, grammar: Any, max_new_tokens: int) -> tuple[list[int], list[float]]:
         """Greedy decoding from the evaluated prompt, under ``grammar`` when given.
@@ -332,8 +363,9 @@ class LlamaCppChat:
         n_vocab = llm.n_vocab()
         sampler = None
         if grammar is not None:
-            sampler = llama_cpp.llama_sampler_init_grammar(llm._model.vocab, grammar._grammar.encode("utf-8"),
-                                                           grammar._root.encode("utf-8"))
+            sampler = llama_cpp.llama_sampler_init_grammar(
+                llm._model.vocab, grammar._grammar.encode("utf-8"), grammar._root.encode("utf-8")
+            )
             if not sampler:
                 raise ValueError(f"{self.name}: llama.cpp could not parse the plan's grammar")
         one = (llama_cpp.llama_token_data * 1)()
@@ -352,8 +384,9 @@ class LlamaCppChat:
                     if not np.isfinite(one[0].logit):  # rejected: the best token the grammar allows
                         table["id"] = np.arange(n_vocab, dtype=np.int32)
                         table["logit"] = logits
-                        candidates = llama_cpp.llama_token_data_array(data=everything, size=n_vocab, selected=-1,
-                                                                      sorted=False)
+                        candidates = llama_cpp.llama_token_data_array(
+                            data=everything, size=n_vocab, selected=-1, sorted=False
+                        )
                         llama_cpp.llama_sampler_apply(sampler, ctypes.byref(candidates))
                         token = int(table["id"][int(np.argmax(table["logit"]))])
                 if self._is_end(llm, token):

@@ -92,7 +92,9 @@ class TransformersChat:
             self._grammars.move_to_end(key)
         else:
             if self._compiler is None:
-                info = xgr.TokenizerInfo.from_huggingface(self.tokenizer, vocab_size=self.model.config.vocab_size)
+                info = xgr.TokenizerInfo.from_huggingface(
+                    self.tokenizer, vocab_size=self.model.config.vocab_size
+                )
                 self._compiler = xgr.GrammarCompiler(info)
             # compiled from the schema as written: property order is the order the model writes
             self._grammars[key] = self._compiler.compile_json_schema(json.dumps(schema), any_whitespace=False)
@@ -114,12 +116,22 @@ class TransformersChat:
                 from xgrammar.contrib.hf import LogitsProcessor
 
                 kwargs["logits_processor"] = [LogitsProcessor(self._grammar(json_schema))]
-            pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-            output = self.model.generate(
-                ids, attention_mask=torch.ones_like(ids), pad_token_id=pad,
-                return_dict_in_generate=True, output_scores=True, **kwargs,
+            pad = (
+                self.tokenizer.pad_token_id
+                if self.tokenizer.pad_token_id is not None
+                else self.tokenizer.eos_token_id
             )
-            steps = self.model.compute_transition_scores(output.sequences, output.scores, normalize_logits=True)
+            output = self.model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                pad_token_id=pad,
+                return_dict_in_generate=True,
+                output_scores=True,
+                **kwargs,
+            )
+            steps = self.model.compute_transition_scores(
+                output.sequences, output.scores, normalize_logits=True
+            )
         new = output.sequences[0, ids.shape[1] :]
         text = self.tokenizer.decode(new, skip_special_tokens=True)
         finite = steps[0][torch.isfinite(steps[0])]
@@ -171,7 +183,9 @@ class OpenAIChat:
 
         self.name = model or os.environ.get("VIDAGENT_LLM_MODEL", "")
         if not self.name:
-            raise ValueError("the OpenAI-compatible backend needs a model name (profile option or VIDAGENT_LLM_MODEL)")
+            raise ValueError(
+                "the OpenAI-compatible backend needs a model name (profile option or VIDAGENT_LLM_MODEL)"
+            )
         self.client = openai.OpenAI(
             base_url=base_url or os.environ.get("OPENAI_BASE_URL"),
             api_key=api_key or os.environ.get("OPENAI_API_KEY") or "not-needed",
@@ -215,7 +229,10 @@ class OpenAIChat:
             max_tokens=16,
             logprobs=True,
             top_logprobs=min(20, max(len(letters), 5)),
-            response_format={"type": "json_schema", "json_schema": {"name": "choice", "schema": schema, "strict": True}},
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "choice", "schema": schema, "strict": True},
+            },
         )
         choice = reply.choices[0]
         scores = np.full(len(letters), -1e4)
@@ -246,7 +263,9 @@ class ScriptedChat:
     name = "scripted"
     grammar_patterns = True  # it plays a local, grammar-constrained planner: it is given the full schema
 
-    def __init__(self, plans: list[Any] | None = None, answers: list[str] | None = None, choice: int = 0) -> None:
+    def __init__(
+        self, plans: list[Any] | None = None, answers: list[str] | None = None, choice: int = 0
+    ) -> None:
         self.plans = list(plans or [])
         self.answers = list(answers or [])
         self.choice = choice
@@ -259,7 +278,9 @@ class ScriptedChat:
         self.prompts.append(messages)
         self.schemas.append(json_schema)
         queue = self.plans if json_schema is not None else self.answers
-        reply = queue.pop(0) if queue else ('{"thought": "", "calls": [], "done": true}' if json_schema else "")
+        reply = (
+            queue.pop(0) if queue else ('{"thought": "", "calls": [], "done": true}' if json_schema else "")
+        )
         text = reply if isinstance(reply, str) else json.dumps(reply)
         return Generation(text=text, prompt_tokens=10, completion_tokens=len(text.split()), mean_logprob=-0.1)
 

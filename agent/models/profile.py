@@ -60,11 +60,29 @@ from pydantic import (
 from vidagent.core.errors import ProfileError
 
 ROLES: tuple[str, ...] = (
-    "clip", "detector", "segmenter", "video_segmenter", "vlm", "planner", "asr", "ground_head", "embedder",
+    "clip",
+    "detector",
+    "segmenter",
+    "video_segmenter",
+    "vlm",
+    "planner",
+    "asr",
+    "ground_head",
+    "embedder",
 )
 KINDS: tuple[str, ...] = (
-    "clip", "siglip", "causal_lm", "llama_cpp", "grounding_dino", "sam", "sam2_video", "llava", "whisper",
-    "faster_whisper", "ground_head", "sentence_embedder",
+    "clip",
+    "siglip",
+    "causal_lm",
+    "llama_cpp",
+    "grounding_dino",
+    "sam",
+    "sam2_video",
+    "llava",
+    "whisper",
+    "faster_whisper",
+    "ground_head",
+    "sentence_embedder",
 )
 DEFAULT_KIND: dict[str, str] = {
     "clip": "clip",
@@ -81,8 +99,20 @@ DTYPES: tuple[str, ...] = ("auto", "float32", "bfloat16", "float16")
 TINY_PREFIX = "tiny/"
 PACKAGE_PREFIX = "package:"
 
-Kind = Literal["clip", "siglip", "causal_lm", "llama_cpp", "grounding_dino", "sam", "sam2_video", "llava", "whisper",
-               "faster_whisper", "ground_head", "sentence_embedder"]
+Kind = Literal[
+    "clip",
+    "siglip",
+    "causal_lm",
+    "llama_cpp",
+    "grounding_dino",
+    "sam",
+    "sam2_video",
+    "llava",
+    "whisper",
+    "faster_whisper",
+    "ground_head",
+    "sentence_embedder",
+]
 DType = Literal["auto", "float32", "bfloat16", "float16"]
 
 
@@ -139,11 +169,15 @@ COMPILED_KINDS: tuple[str, ...] = ("clip", "siglip")
 def _check_compile(role: str, spec: RoleSpec) -> None:
     value = spec.options["compile"]
     if value is not True and value not in COMPILE_MODES:
-        raise ValueError(f"{role}.options.compile: {value!r} is not true, false or a torch.compile mode "
-                         f"({', '.join(COMPILE_MODES)})")
+        raise ValueError(
+            f"{role}.options.compile: {value!r} is not true, false or a torch.compile mode "
+            f"({', '.join(COMPILE_MODES)})"
+        )
     if spec.kind not in COMPILED_KINDS:
-        raise ValueError(f"{role}.options.compile: only the vision tower of a {' or '.join(COMPILED_KINDS)} model "
-                         f"is compiled; this role's kind is {spec.kind!r}")
+        raise ValueError(
+            f"{role}.options.compile: only the vision tower of a {' or '.join(COMPILED_KINDS)} model "
+            f"is compiled; this role's kind is {spec.kind!r}"
+        )
 
 
 class Profile(BaseModel):
@@ -173,7 +207,9 @@ class Profile(BaseModel):
             return data
         unknown = sorted(str(r) for r in data["roles"] if r not in ROLES)
         if unknown:
-            raise ValueError(f"unknown role(s) {', '.join(map(repr, unknown))}; valid roles: {', '.join(ROLES)}")
+            raise ValueError(
+                f"unknown role(s) {', '.join(map(repr, unknown))}; valid roles: {', '.join(ROLES)}"
+            )
         roles = {}
         for role, spec in data["roles"].items():
             if spec is None:
@@ -195,7 +231,9 @@ class Profile(BaseModel):
                 spec.kind = default_kind(role, spec)  # type: ignore[assignment]
             if spec.fallback is not None:
                 if spec.fallback.fallback is not None or spec.fallback.share_with or spec.share_with:
-                    raise ValueError(f"{role}.fallback: one plain fallback per role (no nesting, no share_with)")
+                    raise ValueError(
+                        f"{role}.fallback: one plain fallback per role (no nesting, no share_with)"
+                    )
                 if not spec.fallback.id:
                     raise ValueError(f"{role}.fallback: needs an `id`")
                 if spec.fallback.kind is None:
@@ -212,7 +250,9 @@ class Profile(BaseModel):
                         f"(its roles: {', '.join(self.roles)})"
                     )
                 if target.share_with is not None:
-                    raise ValueError(f"{role}.share_with: {spec.share_with!r} itself shares with {target.share_with!r}")
+                    raise ValueError(
+                        f"{role}.share_with: {spec.share_with!r} itself shares with {target.share_with!r}"
+                    )
                 if not spec.id:
                     spec.id = target.id
             elif not spec.id:
@@ -261,7 +301,9 @@ def _format(error: ValidationError, source: str) -> str:
 def parse_profile(data: Any, *, source: str = "<dict>", default_name: str = "custom") -> Profile:
     """Validate an already-parsed YAML document; ProfileError with every problem otherwise."""
     if not isinstance(data, dict):
-        raise ProfileError(f"bad profile {source}: expected a mapping with `name` and `roles`, got {type(data).__name__}")
+        raise ProfileError(
+            f"bad profile {source}: expected a mapping with `name` and `roles`, got {type(data).__name__}"
+        )
     data = {"name": default_name, **data}
     try:
         return Profile.model_validate(data)

@@ -33,13 +33,19 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class Sam2ImageProcessorTorch:
     """``Sam2ImageProcessor``'s resize / rescale / normalise and ``post_process_masks`` in plain torch."""
 
-    def __init__(self, size: int = 1024, image_mean: tuple[float, ...] = IMAGENET_MEAN,
-                 image_std: tuple[float, ...] = IMAGENET_STD) -> None:
+    def __init__(
+        self,
+        size: int = 1024,
+        image_mean: tuple[float, ...] = IMAGENET_MEAN,
+        image_std: tuple[float, ...] = IMAGENET_STD,
+    ) -> None:
         self.size = {"height": int(size), "width": int(size)}
         self.image_mean = tuple(float(v) for v in image_mean)
         self.image_std = tuple(float(v) for v in image_std)
 
-    def __call__(self, images: Any, return_tensors: str | None = "pt", device: Any = None, **_: Any) -> BatchFeature:
+    def __call__(
+        self, images: Any, return_tensors: str | None = "pt", device: Any = None, **_: Any
+    ) -> BatchFeature:
         """RGB uint8 ``(H, W, 3)`` array(s) -> ``pixel_values`` ``(N, 3, S, S)`` and ``original_sizes``."""
         batch = [images] if isinstance(images, np.ndarray) and images.ndim == 3 else list(images)
         mean = torch.tensor(self.image_mean).view(1, 3, 1, 1)
@@ -51,8 +57,13 @@ class Sam2ImageProcessorTorch:
             x = array.permute(2, 0, 1)[None].float().div_(255.0)
             if device is not None:
                 x = x.to(device)
-            x = F.interpolate(x, (self.size["height"], self.size["width"]), mode="bilinear",
-                              align_corners=False, antialias=True)
+            x = F.interpolate(
+                x,
+                (self.size["height"], self.size["width"]),
+                mode="bilinear",
+                align_corners=False,
+                antialias=True,
+            )
             pixels.append((x - mean.to(x.device)) / std.to(x.device))
         data = {
             "pixel_values": torch.cat(pixels),
@@ -61,9 +72,17 @@ class Sam2ImageProcessorTorch:
         }
         return BatchFeature(data=data)
 
-    def post_process_masks(self, masks: Any, original_sizes: Any, mask_threshold: float = 0.0, binarize: bool = True,
-                           max_hole_area: float = 0.0, max_sprinkle_area: float = 0.0,
-                           apply_non_overlapping_constraints: bool = False, **_: Any) -> list[torch.Tensor]:
+    def post_process_masks(
+        self,
+        masks: Any,
+        original_sizes: Any,
+        mask_threshold: float = 0.0,
+        binarize: bool = True,
+        max_hole_area: float = 0.0,
+        max_sprinkle_area: float = 0.0,
+        apply_non_overlapping_constraints: bool = False,
+        **_: Any,
+    ) -> list[torch.Tensor]:
         """Upscale low-resolution mask logits to each original size (and threshold them)."""
         if isinstance(original_sizes, torch.Tensor | np.ndarray):
             original_sizes = original_sizes.tolist()
@@ -82,8 +101,12 @@ class Sam2ImageProcessorTorch:
 class TorchSam2VideoProcessor(Sam2VideoProcessor):
     """A ``Sam2VideoProcessor`` (sessions, prompts, post-processing) without torchvision; frames are streamed."""
 
-    def __init__(self, image_processor: Sam2ImageProcessorTorch, target_size: int | None = None,
-                 point_pad_value: int = -10) -> None:
+    def __init__(
+        self,
+        image_processor: Sam2ImageProcessorTorch,
+        target_size: int | None = None,
+        point_pad_value: int = -10,
+    ) -> None:
         # ProcessorMixin.__init__ would insist on transformers' own (torchvision) sub-processors
         self.chat_template = None
         self.image_processor = image_processor
@@ -95,17 +118,27 @@ class TorchSam2VideoProcessor(Sam2VideoProcessor):
         return f"TorchSam2VideoProcessor(size={self.image_processor.size['height']}, target_size={self.target_size})"
 
 
-def processor_config(size: int, image_mean: tuple[float, ...] = IMAGENET_MEAN,
-                     image_std: tuple[float, ...] = IMAGENET_STD) -> dict[str, Any]:
+def processor_config(
+    size: int, image_mean: tuple[float, ...] = IMAGENET_MEAN, image_std: tuple[float, ...] = IMAGENET_STD
+) -> dict[str, Any]:
     """``processor_config.json`` as ``Sam2VideoProcessor.save_pretrained`` writes it."""
     common = {
-        "do_convert_rgb": True, "do_normalize": True, "do_rescale": True, "do_resize": True,
-        "image_mean": list(image_mean), "image_std": list(image_std), "resample": 2,
-        "rescale_factor": 1 / 255, "size": {"height": size, "width": size},
+        "do_convert_rgb": True,
+        "do_normalize": True,
+        "do_rescale": True,
+        "do_resize": True,
+        "image_mean": list(image_mean),
+        "image_std": list(image_std),
+        "resample": 2,
+        "rescale_factor": 1 / 255,
+        "size": {"height": size, "width": size},
     }
     return {
-        "image_processor": {**common, "image_processor_type": "Sam2ImageProcessor",
-                            "mask_size": {"height": size // 4, "width": size // 4}},
+        "image_processor": {
+            **common,
+            "image_processor_type": "Sam2ImageProcessor",
+            "mask_size": {"height": size // 4, "width": size // 4},
+        },
         "video_processor": {**common, "video_processor_type": "Sam2VideoVideoProcessor"},
         "point_pad_value": -10,
         "processor_class": "Sam2VideoProcessor",
@@ -125,7 +158,8 @@ def load(source: str, **pretrained_kwargs: Any) -> TorchSam2VideoProcessor:
         settings = _read(source, "preprocessor_config.json", pretrained_kwargs) or {}
     size = (settings.get("size") or {}).get("height", 1024)
     images = Sam2ImageProcessorTorch(
-        size=size, image_mean=tuple(settings.get("image_mean") or IMAGENET_MEAN),
+        size=size,
+        image_mean=tuple(settings.get("image_mean") or IMAGENET_MEAN),
         image_std=tuple(settings.get("image_std") or IMAGENET_STD),
     )
     return TorchSam2VideoProcessor(images, target_size=target_size)

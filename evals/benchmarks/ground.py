@@ -56,8 +56,15 @@ def _encoder(device: str):  # -> ClipEncoder over a random-weight ViT-B/32
         torch.manual_seed(0)
         model = CLIPModel(CLIPConfig()).eval().to(device)
     processor = CLIPProcessor(image_processor=CLIPImageProcessorPil(), tokenizer=clip_tokenizer())
-    loaded = LoadedModel(role="clip", spec=RoleSpec(id="random/clip-vit-base-patch32"), model=model,
-                         processor=processor, device=device, dtype=torch.float32, source="random weights")
+    loaded = LoadedModel(
+        role="clip",
+        spec=RoleSpec(id="random/clip-vit-base-patch32"),
+        model=model,
+        processor=processor,
+        device=device,
+        dtype=torch.float32,
+        source="random weights",
+    )
     return ClipEncoder(loaded)
 
 
@@ -82,15 +89,21 @@ def run(settings: Settings) -> list[Measurement]:
     batch = 8 if settings.quick else 32
     clips, tokens, words = 75, 50, 20
     rng = torch.Generator().manual_seed(0)
-    video = torch.randn(batch, clips, config.num_layers, tokens, config.vision_width, generator=rng).to(device)
+    video = torch.randn(batch, clips, config.num_layers, tokens, config.vision_width, generator=rng).to(
+        device
+    )
     text = torch.randn(batch, words, config.num_layers, config.text_width, generator=rng).to(device)
     video_mask = torch.ones(batch, clips, dtype=torch.bool, device=device)
     text_mask = torch.ones(batch, words, dtype=torch.bool, device=device)
     windows = torch.tensor([[[10.0, 30.0]]] * batch, device=device)
     saliency = torch.zeros(batch, clips, device=device)
     saliency[:, 10:30] = 1.0
-    targets = GroundTargets(windows, torch.ones(batch, 1, dtype=torch.bool, device=device), saliency,
-                            torch.arange(batch, device=device))
+    targets = GroundTargets(
+        windows,
+        torch.ones(batch, 1, dtype=torch.bool, device=device),
+        saliency,
+        torch.arange(batch, device=device),
+    )
     optimizer = torch.optim.AdamW(head.parameters(), lr=1e-4)
 
     def step() -> None:
@@ -100,8 +113,15 @@ def run(settings: Settings) -> list[Measurement]:
         loss.backward()
         optimizer.step()
 
-    rows.append(Measurement(NAME, "train_step", _timed(step, repeats, device), "ms",
-                            {**extra, "batch": batch, "clips": clips, "tokens": tokens}))
+    rows.append(
+        Measurement(
+            NAME,
+            "train_step",
+            _timed(step, repeats, device),
+            "ms",
+            {**extra, "batch": batch, "clips": clips, "tokens": tokens},
+        )
+    )
 
     per_minute = int(60 / config.clip_seconds)
     frames = np.random.default_rng(0).integers(0, 256, size=(per_minute, 224, 224, 3), dtype=np.uint8)
@@ -109,15 +129,25 @@ def run(settings: Settings) -> list[Measurement]:
     query = text_features(encoder, ["a person opens the door of a red car"], config)[0]
     head.eval()
     head_ms = _timed(lambda: head.predict(features, query), repeats, device)
-    clip_ms = _timed(lambda: (vision_features(encoder, frames, config),
-                              text_features(encoder, ["a person opens the door of a red car"], config)),
-                     max(2, repeats // 2), device)
+    clip_ms = _timed(
+        lambda: (
+            vision_features(encoder, frames, config),
+            text_features(encoder, ["a person opens the door of a red car"], config),
+        ),
+        max(2, repeats // 2),
+        device,
+    )
     rows += [
         Measurement(NAME, "head_infer", head_ms, "ms/min video", {**extra, "clips": per_minute}),
         Measurement(NAME, "clip_features", clip_ms, "ms/min video", {**extra, "frames": per_minute}),
         Measurement(NAME, "infer_total", head_ms + clip_ms, "ms/min video", extra),
-        Measurement(NAME, "feature_bytes", features.nbytes / 2**20, "MiB/min video",
-                    {**extra, "shape": "x".join(map(str, features.shape))}),
+        Measurement(
+            NAME,
+            "feature_bytes",
+            features.nbytes / 2**20,
+            "MiB/min video",
+            {**extra, "shape": "x".join(map(str, features.shape))},
+        ),
     ]
     return rows
 

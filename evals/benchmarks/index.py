@@ -56,8 +56,11 @@ def hub_for(encoder: str, device: str):  # -> ModelHub
         clip_id = str(random_clip(cache_dir() / "bench" / base, large=base == "vit-l14"))
     dtype = "bfloat16" if device == "cuda" else "float32"
     role = {"id": clip_id, "device": device, "dtype": dtype, "options": {"compile": True} if compiled else {}}
-    return ModelHub(parse_profile({"name": f"bench-{encoder}", "roles": {"clip": role}},
-                                  source="bench", default_name="bench"))
+    return ModelHub(
+        parse_profile(
+            {"name": f"bench-{encoder}", "roles": {"clip": role}}, source="bench", default_name="bench"
+        )
+    )
 
 
 def random_clip(out: Path, large: bool = False) -> Path:
@@ -73,8 +76,13 @@ def random_clip(out: Path, large: bool = False) -> Path:
     if large:
         config = CLIPConfig(
             text_config={"hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12},
-            vision_config={"hidden_size": 1024, "intermediate_size": 4096, "num_attention_heads": 16,
-                           "num_hidden_layers": 24, "patch_size": 14},
+            vision_config={
+                "hidden_size": 1024,
+                "intermediate_size": 4096,
+                "num_attention_heads": 16,
+                "num_hidden_layers": 24,
+                "patch_size": 14,
+            },
             projection_dim=768,
         )
     else:
@@ -136,14 +144,22 @@ def run(settings: Settings) -> list[Measurement]:
             store = work / f"{encoder.replace('+', '-')}_{minutes}.sqlite"
             result = subprocess.run(
                 [sys.executable, "-c", CHILD, str(video), str(store), encoder, settings.device],
-                check=True, capture_output=True, text=True,
+                check=True,
+                capture_output=True,
+                text=True,
             )
             measured = json.loads(result.stdout.strip().splitlines()[-1])
             case = f"{encoder} {minutes} min @1fps"
             fps = measured["frames"] / measured["seconds"]
-            rows.append(Measurement("index", case, fps, "frames/s",
-                                    {"frames": measured["frames"], "realtime_x": round(fps, 1),
-                                     "device": settings.device}))
+            rows.append(
+                Measurement(
+                    "index",
+                    case,
+                    fps,
+                    "frames/s",
+                    {"frames": measured["frames"], "realtime_x": round(fps, 1), "device": settings.device},
+                )
+            )
             rows.append(Measurement("index", case, measured["peak_rss_mb"], "MiB peak RSS"))
     return rows
 

@@ -40,19 +40,37 @@ def run(settings: Settings) -> list[Measurement]:
             retrieve(video, query=f"a moving gradient number {q}", k=5)
             latencies.append(time.perf_counter() - started)
         extra = {"frames": minutes * 60, "queries": QUERIES, "profile": "tiny"}
-        rows.append(Measurement("retrieve", f"{minutes} min p50", 1000 * float(np.percentile(latencies, 50)),
-                                "ms/query", extra))
-        rows.append(Measurement("retrieve", f"{minutes} min p95", 1000 * float(np.percentile(latencies, 95)),
-                                "ms/query"))
+        rows.append(
+            Measurement(
+                "retrieve",
+                f"{minutes} min p50",
+                1000 * float(np.percentile(latencies, 50)),
+                "ms/query",
+                extra,
+            )
+        )
+        rows.append(
+            Measurement(
+                "retrieve", f"{minutes} min p95", 1000 * float(np.percentile(latencies, 95)), "ms/query"
+            )
+        )
     latencies = []
     for q in range(QUERIES):
         started = time.perf_counter()
         search_library(agent.ctx, f"a moving gradient number {q}", k=10)
         latencies.append(time.perf_counter() - started)
-    rows.append(Measurement("retrieve", f"search over {len(videos)} videos p50",
-                            1000 * float(np.percentile(latencies, 50)), "ms/query",
-                            {"frames": sum(m * 60 for m in lengths)}))
+    rows.append(
+        Measurement(
+            "retrieve",
+            f"search over {len(videos)} videos p50",
+            1000 * float(np.percentile(latencies, 50)),
+            "ms/query",
+            {"frames": sum(m * 60 for m in lengths)},
+        )
+    )
     return rows
 
 
-BENCHMARK = Benchmark("retrieve", "retrieve and library search latency by indexed video length (tiny CLIP)", run)
+BENCHMARK = Benchmark(
+    "retrieve", "retrieve and library search latency by indexed video length (tiny CLIP)", run
+)

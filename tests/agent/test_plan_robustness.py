@@ -23,13 +23,24 @@ from vidagent.media.store import Store
 from vidagent.models.llm import Generation, OptionScores, ScriptedChat
 from vidagent.tools.base import ToolContext
 
-NUMBERS = st.one_of(st.integers(), st.floats(allow_nan=True, allow_infinity=True))  # huge ints: the cases below
+NUMBERS = st.one_of(
+    st.integers(), st.floats(allow_nan=True, allow_infinity=True)
+)  # huge ints: the cases below
 JSONISH = st.recursive(
     st.one_of(st.none(), st.booleans(), NUMBERS, st.text(max_size=50), st.sampled_from(list(REGISTRY.tools))),
-    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(
-        st.one_of(st.text(max_size=8), st.sampled_from(["tool", "args", "calls", "done", "span", "times", "t", "k",
-                                                          "query"])), inner, max_size=4)),
-    max_leaves=20)
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(
+            st.one_of(
+                st.text(max_size=8),
+                st.sampled_from(["tool", "args", "calls", "done", "span", "times", "t", "k", "query"]),
+            ),
+            inner,
+            max_size=4,
+        ),
+    ),
+    max_leaves=20,
+)
 
 
 def graph(tmp_path: Path) -> AgentGraph:
@@ -44,8 +55,11 @@ def dumped(value: Any) -> str:
 @given(value=JSONISH)
 def test_no_reply_escapes_the_parser_or_validate(tmp_path: Path, value: Any) -> None:
     agent_graph = graph(tmp_path)
-    for text in (dumped(value), dumped({"calls": [value], "done": False}),
-                 dumped({"calls": [{"tool": "retrieve", "args": value}]})):
+    for text in (
+        dumped(value),
+        dumped({"calls": [value], "done": False}),
+        dumped({"calls": [{"tool": "retrieve", "args": value}]}),
+    ):
         calls, done, thought, problems = agent_graph._parse_plan(text)
         assert isinstance(problems, list) and isinstance(done, bool) and isinstance(thought, str)
         for call in calls:  # what passes is sane
@@ -54,18 +68,25 @@ def test_no_reply_escapes_the_parser_or_validate(tmp_path: Path, value: Any) -> 
         REGISTRY.validate(value)
 
 
-@pytest.mark.parametrize("text", [
-    "[" * 10_000 + "]" * 10_000,  # RecursionError in json
-    '{"calls": ' + "[" * 5_000 + "]" * 5_000 + "}",
-    '{"calls": [{"tool": "retrieve", "args": {"query": "x", "k": ' + "9" * 5_000 + "}}]}",  # past the digit limit
-    '{"calls": [{"tool": "look", "args": {"span": [NaN, 2]}}]}',
-    '{"calls": [{"tool": "look", "args": {"span": [1, Infinity]}}]}',
-    '{"calls": [{"tool": "look", "args": {"span": [5, 2]}}]}',  # reversed
-    '{"calls": [{"tool": "look", "args": {"span": [-3, 2]}}]}',  # negative
-    '{"calls": [' + ",".join(['{"tool": "retrieve", "args": {"query": "a"}}'] * 50) + "]}",  # past maxItems
-    '{"calls": [{"tool": ' + "[" * 3_000 + "]" * 3_000 + "}]}",
-    "x" * 100_000,
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 10_000 + "]" * 10_000,  # RecursionError in json
+        '{"calls": ' + "[" * 5_000 + "]" * 5_000 + "}",
+        '{"calls": [{"tool": "retrieve", "args": {"query": "x", "k": '
+        + "9" * 5_000
+        + "}}]}",  # past the digit limit
+        '{"calls": [{"tool": "look", "args": {"span": [NaN, 2]}}]}',
+        '{"calls": [{"tool": "look", "args": {"span": [1, Infinity]}}]}',
+        '{"calls": [{"tool": "look", "args": {"span": [5, 2]}}]}',  # reversed
+        '{"calls": [{"tool": "look", "args": {"span": [-3, 2]}}]}',  # negative
+        '{"calls": ['
+        + ",".join(['{"tool": "retrieve", "args": {"query": "a"}}'] * 50)
+        + "]}",  # past maxItems
+        '{"calls": [{"tool": ' + "[" * 3_000 + "]" * 3_000 + "}]}",
+        "x" * 100_000,
+    ],
+)
 def test_hostile_replies_are_problems_not_exceptions(tmp_path: Path, text: str) -> None:
     calls, _, _, problems = graph(tmp_path)._parse_plan(text)
     assert not calls and problems
@@ -96,13 +117,26 @@ class JunkChat:
         self.rng = random.Random(seed)
 
     def generate(self, messages, *, json_schema=None, max_new_tokens=256) -> Generation:
-        junk = self.rng.choice([
-            "", "not json", "[" * 3000, '{"calls": "retrieve"}', '{"calls": [{"tool": "nope"}]}', "{" + "9" * 5000 + "}",
-            '{"calls": [{"tool": "look", "args": {"span": [9, 1]}}]}', "NaN", '{"done": "maybe"}',
-            "".join(chr(self.rng.randrange(32, 0x2FFF)) for _ in range(200)),
-        ])
-        return Generation(text=junk, prompt_tokens=5, completion_tokens=5,
-                          mean_logprob=self.rng.choice([float("nan"), float("-inf"), None, -0.5]))
+        junk = self.rng.choice(
+            [
+                "",
+                "not json",
+                "[" * 3000,
+                '{"calls": "retrieve"}',
+                '{"calls": [{"tool": "nope"}]}',
+                "{" + "9" * 5000 + "}",
+                '{"calls": [{"tool": "look", "args": {"span": [9, 1]}}]}',
+                "NaN",
+                '{"done": "maybe"}',
+                "".join(chr(self.rng.randrange(32, 0x2FFF)) for _ in range(200)),
+            ]
+        )
+        return Generation(
+            text=junk,
+            prompt_tokens=5,
+            completion_tokens=5,
+            mean_logprob=self.rng.choice([float("nan"), float("-inf"), None, -0.5]),
+        )
 
     def score_options(self, messages, options) -> OptionScores:
         values = [self.rng.choice([float("nan"), float("-inf"), -1.0, 0.0]) for _ in options]

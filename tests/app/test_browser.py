@@ -22,12 +22,21 @@ from vidagent.media.sample_videos import sample_video
 
 CHROMIUM = os.environ.get("VIDAGENT_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 pytestmark = [
-    pytest.mark.skipif(not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None,
-                       reason=f"no Chromium at {CHROMIUM} (make test installs Debian's chromium)"),
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None,
+        reason=f"no Chromium at {CHROMIUM} (make test installs Debian's chromium)",
+    ),
     pytest.mark.timeout(600),
 ]
 
@@ -70,7 +79,9 @@ def test_upload_ask_and_click_evidence_seeks_the_player(server: str) -> None:
         page.wait_for_function(
             "([s, e]) => { const p = document.getElementById('player');"
             " return p.readyState >= 1 && p.currentTime >= s - 0.05 && p.currentTime <= e + 0.05 }",
-            arg=[start, end], timeout=30_000)
+            arg=[start, end],
+            timeout=30_000,
+        )
         current = page.evaluate("document.getElementById('player').currentTime")
         assert start - 0.05 <= current <= end + 0.05
         expect(page.locator("#evidence-view")).to_be_visible()
@@ -91,8 +102,12 @@ def test_a_question_left_without_an_answer_is_marked_interrupted(server: str) ->
     bikes = sample_video("bikes")
     video_id = hashlib.sha256(bikes.read_bytes()).hexdigest()
     session = "f" * 32
-    stored = {"session": session, "video": video_id, "evidence": [],
-              "messages": [{"role": "user", "content": "Where does the cyclist go?", "interrupted": True}]}
+    stored = {
+        "session": session,
+        "video": video_id,
+        "evidence": [],
+        "messages": [{"role": "user", "content": "Where does the cyclist go?", "interrupted": True}],
+    }
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
         page = browser.new_page()
@@ -100,8 +115,9 @@ def test_a_question_left_without_an_answer_is_marked_interrupted(server: str) ->
         page.on("pageerror", lambda error: problems.append(str(error)))
         page.route(f"**/api/sessions/{session}", lambda route: route.fulfill(json=stored))
         page.goto(server + "/")
-        page.evaluate("([key, value]) => sessionStorage.setItem(key, value)",
-                      [f"vidagent-session-{video_id}", session])
+        page.evaluate(
+            "([key, value]) => sessionStorage.setItem(key, value)", [f"vidagent-session-{video_id}", session]
+        )
         page.set_input_files("#upload", str(bikes))
         expect(page.locator("li.msg.user")).to_contain_text("Where does the cyclist go?", timeout=60_000)
         expect(page.locator("li.msg.error")).to_contain_text("interrupted")

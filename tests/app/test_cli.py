@@ -25,8 +25,21 @@ def test_info_json_on_a_real_sample_video() -> None:
 
 @pytest.mark.parametrize("backend", ["pyav", "decord"])
 def test_frames_writes_jpegs(tmp_path: Path, backend: str) -> None:
-    result = runner.invoke(app, ["frames", str(sample_video("carphone")), "--out", str(tmp_path), "-n", "4",
-                                 "--short-side", "64", "--backend", backend])
+    result = runner.invoke(
+        app,
+        [
+            "frames",
+            str(sample_video("carphone")),
+            "--out",
+            str(tmp_path),
+            "-n",
+            "4",
+            "--short-side",
+            "64",
+            "--backend",
+            backend,
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert len(list(tmp_path.glob("*.jpg"))) == 4
 
@@ -46,8 +59,12 @@ def test_bad_input_is_one_line_and_exit_code_1(tmp_path: Path, capsys: pytest.Ca
 def test_a_damaged_file_is_one_warning_line_naming_its_seconds(
     tmp_path: Path, capfd: pytest.CaptureFixture[str], backend: str
 ) -> None:
-    video = damaged_copy(write_video(tmp_path / "v.mp4", fps=10, seconds=4, size=(64, 48), gop=10),
-                         tmp_path / "damaged.mp4", 2.0, 2.5)
+    video = damaged_copy(
+        write_video(tmp_path / "v.mp4", fps=10, seconds=4, size=(64, 48), gop=10),
+        tmp_path / "damaged.mp4",
+        2.0,
+        2.5,
+    )
     with pytest.raises(SystemExit) as exit_info:
         main(["frames", str(video), "--out", str(tmp_path / "frames"), "--fps", "4", "--backend", backend])
     assert exit_info.value.code == 0
@@ -59,7 +76,9 @@ def test_a_damaged_file_is_one_warning_line_naming_its_seconds(
     start, end = map(float, re.search(r"damaged at (\d+\.\d+)-(\d+\.\d+)s", warned[0]).groups())
     assert 1.5 <= start <= 2.0 and 2.5 <= end <= 3.0, warned[0]
     written = len(list((tmp_path / "frames").glob("*.jpg")))
-    assert f"wrote {written} frames" in err and f"({16 - written} samples showed a frame already written)" in err
+    assert (
+        f"wrote {written} frames" in err and f"({16 - written} samples showed a frame already written)" in err
+    )
 
 
 def test_usage_errors_exit_2() -> None:
@@ -78,8 +97,21 @@ def test_models_list_names_the_roles() -> None:
 
 def test_ask_end_to_end_with_the_tiny_profile(tmp_path: Path) -> None:
     """Tiny random planner (schema-constrained) + tiny CLIP: plumbing, not accuracy."""
-    result = runner.invoke(app, ["ask", str(sample_video("bikes")), "What happens?", "--profile", "tiny",
-                                 "--store", str(tmp_path / "s.sqlite"), "--json", "--max-steps", "2"])
+    result = runner.invoke(
+        app,
+        [
+            "ask",
+            str(sample_video("bikes")),
+            "What happens?",
+            "--profile",
+            "tiny",
+            "--store",
+            str(tmp_path / "s.sqlite"),
+            "--json",
+            "--max-steps",
+            "2",
+        ],
+    )
     assert result.exit_code == 0, result.output
     answer = json.loads(result.stdout)
     assert answer["text"] and 0.0 <= answer["confidence"] <= 1.0
@@ -91,9 +123,27 @@ def test_ask_end_to_end_with_the_tiny_profile(tmp_path: Path) -> None:
 
 
 def test_ask_multiple_choice_with_the_tiny_profile(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["ask", str(sample_video("carphone")), "Who is talking?", "-o", "a man",
-                                 "-o", "a dog", "-o", "nobody", "--profile", "tiny", "--max-steps", "1",
-                                 "--store", str(tmp_path / "s.sqlite"), "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "ask",
+            str(sample_video("carphone")),
+            "Who is talking?",
+            "-o",
+            "a man",
+            "-o",
+            "a dog",
+            "-o",
+            "nobody",
+            "--profile",
+            "tiny",
+            "--max-steps",
+            "1",
+            "--store",
+            str(tmp_path / "s.sqlite"),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     answer = json.loads(result.stdout)
     assert answer["choice"] in (0, 1, 2)
@@ -135,15 +185,34 @@ def test_eval_real_writes_its_clips_and_scores_them(tmp_path: Path) -> None:
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed (make test installs Debian's espeak-ng)")
     out = tmp_path / "real.jsonl"
-    result = runner.invoke(app, ["eval", "real", "--per-kind", "1", "--seed", "4", "--data", str(tmp_path / "data"),
-                                 "--method", "blind", "--profile", "tiny", "--out", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "real",
+            "--per-kind",
+            "1",
+            "--seed",
+            "4",
+            "--data",
+            str(tmp_path / "data"),
+            "--method",
+            "blind",
+            "--profile",
+            "tiny",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "data" / "videos").glob("*.mp4"))) == 5 and "accuracy %" in result.stdout
     rows = [json.loads(line) for line in out.read_text().splitlines()[1:]]
     assert sorted(r["category"] for r in rows) == ["both", "said", "shown", "when_said", "when_shown"]
 
 
-def test_ask_on_a_bad_file_fails_before_any_model_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ask_on_a_bad_file_fails_before_any_model_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import vidagent.app.cli as cli
 
     def no_models(*args, **kwargs):
@@ -152,7 +221,14 @@ def test_ask_on_a_bad_file_fails_before_any_model_loads(tmp_path: Path, monkeypa
     monkeypatch.setattr(cli, "_agent", no_models)
     notes = tmp_path / "notes.mp4"
     notes.write_text("not a video")
-    for command in (["ask", str(notes), "What happens?"], ["chat", str(notes)], ["ask", str(tmp_path / "gone.mp4"), "?"]):
+    for command in (
+        ["ask", str(notes), "What happens?"],
+        ["chat", str(notes)],
+        ["ask", str(tmp_path / "gone.mp4"), "?"],
+    ):
         result = runner.invoke(app, command)
         message = str(result.exception)
-        assert result.exit_code == 1 and ("not a video" in message or "no such file" in message), (command, message)
+        assert result.exit_code == 1 and ("not a video" in message or "no such file" in message), (
+            command,
+            message,
+        )

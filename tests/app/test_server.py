@@ -35,30 +35,49 @@ class QueryInput(BaseModel):
 
 
 def fake_retrieve(ctx: ToolContext, video: Path, args: QueryInput) -> Evidence:
-    return Evidence.from_rows([{"tool": "retrieve", "start": 2.0, "end": 4.0, "score": 0.8,
-                                "data": {"best_t": 3.0}}])
+    return Evidence.from_rows(
+        [{"tool": "retrieve", "start": 2.0, "end": 4.0, "score": 0.8, "data": {"best_t": 3.0}}]
+    )
 
 
 def fake_segment(ctx: ToolContext, video: Path, args: QueryInput) -> Evidence:
     mask = np.zeros((68, 160), bool)  # a quarter-size mask, as SAM stores them
     mask[20:50, 60:100] = True
     ctx.store.put_masks(ctx.store.content_hash(video), [("m-1", 5.0, mask)])
-    return Evidence.from_rows([{"tool": "segment", "start": 5.0, "end": 5.0, "score": 0.9, "box": list(BOX),
-                                "mask_ref": "m-1", "data": {"label": args.query}}])
+    return Evidence.from_rows(
+        [
+            {
+                "tool": "segment",
+                "start": 5.0,
+                "end": 5.0,
+                "score": 0.9,
+                "box": list(BOX),
+                "mask_ref": "m-1",
+                "data": {"label": args.query},
+            }
+        ]
+    )
 
 
-REGISTRY = ToolRegistry({
-    "retrieve": ToolSpec("retrieve", "find moments", QueryInput, fake_retrieve),
-    "segment": ToolSpec("segment", "segment an object", QueryInput, fake_segment),
-})
+REGISTRY = ToolRegistry(
+    {
+        "retrieve": ToolSpec("retrieve", "find moments", QueryInput, fake_retrieve),
+        "segment": ToolSpec("segment", "segment an object", QueryInput, fake_segment),
+    }
+)
 
 
 def plan(tool: str, query: str = "bike") -> dict[str, Any]:
     return {"thought": "look", "calls": [{"tool": tool, "args": {"query": query}}], "done": True}
 
 
-def make_client(tmp_path: Path, llm: ScriptedChat | None = None, base_url: str = "http://127.0.0.1",
-                hub: Any = None, **options: Any) -> TestClient:
+def make_client(
+    tmp_path: Path,
+    llm: ScriptedChat | None = None,
+    base_url: str = "http://127.0.0.1",
+    hub: Any = None,
+    **options: Any,
+) -> TestClient:
     ctx = ToolContext(hub=hub, store=Store(tmp_path / "store.sqlite"))
     agent = VideoAgent(ctx, llm or ScriptedChat(), registry=REGISTRY)
     return TestClient(create_app(agent, upload_dir=tmp_path / "uploads", **options), base_url=base_url)
@@ -66,7 +85,9 @@ def make_client(tmp_path: Path, llm: ScriptedChat | None = None, base_url: str =
 
 def upload(client: TestClient, path: Path, name: str | None = None, **headers: str) -> Any:
     with path.open("rb") as handle:
-        return client.post("/api/videos", files={"file": (name or path.name, handle, "video/mp4")}, headers=headers)
+        return client.post(
+            "/api/videos", files={"file": (name or path.name, handle, "video/mp4")}, headers=headers
+        )
 
 
 def events(response: Any) -> list[tuple[str, dict[str, Any]]]:
@@ -163,8 +184,9 @@ def test_index_job_reports_progress_until_done(tmp_path: Path, tiny_hub: Any) ->
     assert client.get("/api/jobs/nope").status_code == 404
 
 
-def test_serve_off_loopback_without_a_key_exits_1(monkeypatch: pytest.MonkeyPatch,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_serve_off_loopback_without_a_key_exits_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.delenv("VIDAGENT_API_KEY", raising=False)
     with pytest.raises(SystemExit) as exit_info:
         main(["serve", "--host", "0.0.0.0", "--profile", "tiny"])
@@ -190,8 +212,9 @@ def test_chat_streams_plan_tools_answer_then_done(tmp_path: Path) -> None:
     assert all(data["session"] == session for _, data in found)
     answer = found[3][1]
     assert answer["text"] == "A cyclist rides past [0]."
-    assert answer["evidence"] == [{"id": 0, "tool": "retrieve", "start": 2.0, "end": 4.0, "score": 0.8,
-                                   "data": {"best_t": 3.0}}]
+    assert answer["evidence"] == [
+        {"id": 0, "tool": "retrieve", "start": 2.0, "end": 4.0, "score": 0.8, "data": {"best_t": 3.0}}
+    ]
 
 
 def test_the_answer_event_cites_rows_before_the_checkpoint_is_written(tmp_path: Path) -> None:
@@ -220,11 +243,14 @@ def test_a_question_cut_off_by_a_dying_server_is_marked_interrupted(tmp_path: Pa
     video = upload(client, sample_video("bikes")).json()["id"]
     session = client.post(f"/api/videos/{video}/sessions").json()["session"]
     path = Path(client.app.state.vidagent.video(video)["path"])
-    dying = VideoAgent(ToolContext(hub=None, store=Store(tmp_path / "store.sqlite")),
-                       ScriptedChat([plan("retrieve")], ["A cyclist rides past [0]."]),
-                       registry=ToolRegistry({"retrieve": ToolSpec("retrieve", "find moments", QueryInput,
-                                                                   stuck_retrieve)}))
-    turn = threading.Thread(target=lambda: list(dying.stream(path, "When does the cyclist pass?", session=session)))
+    dying = VideoAgent(
+        ToolContext(hub=None, store=Store(tmp_path / "store.sqlite")),
+        ScriptedChat([plan("retrieve")], ["A cyclist rides past [0]."]),
+        registry=ToolRegistry({"retrieve": ToolSpec("retrieve", "find moments", QueryInput, stuck_retrieve)}),
+    )
+    turn = threading.Thread(
+        target=lambda: list(dying.stream(path, "When does the cyclist pass?", session=session))
+    )
     turn.start()
     try:
         assert started.wait(30)
@@ -262,7 +288,10 @@ def test_sessions_are_isolated_and_bound_to_their_video(tmp_path: Path) -> None:
     refused = client.post("/api/chat", json={"video": carphone, "session": first, "question": "hi"})
     assert refused.status_code == 409
     assert client.get(f"/api/sessions/{'0' * 32}").status_code == 404
-    assert client.post("/api/chat", json={"video": bikes, "session": "0" * 32, "question": "x"}).status_code == 404
+    assert (
+        client.post("/api/chat", json={"video": bikes, "session": "0" * 32, "question": "x"}).status_code
+        == 404
+    )
 
 
 def test_thumbnail_is_a_jpeg_with_the_box_and_mask_drawn(tmp_path: Path) -> None:
@@ -297,7 +326,10 @@ def test_client_paths_are_never_opened(tmp_path: Path, monkeypatch: pytest.Monke
         response = client.post("/api/chat", json={"video": video, "question": "what is this?"})
         assert response.status_code in (404, 422), response.text
         assert client.post(f"/api/videos/{video}/sessions").status_code == 404
-    assert client.post("/api/chat", json={"video": "a" * 64, "question": "q", "path": str(secret)}).status_code == 422
+    assert (
+        client.post("/api/chat", json={"video": "a" * 64, "question": "q", "path": str(secret)}).status_code
+        == 422
+    )
     assert client.get("/api/videos/..%2F..%2Fetc%2Fpasswd/file").status_code == 404
     assert str(secret.resolve()) not in opened and not any("passwd" in p for p in opened)
 
@@ -305,10 +337,22 @@ def test_client_paths_are_never_opened(tmp_path: Path, monkeypatch: pytest.Monke
 def raw_upload(client: TestClient, path: Path, disposition: bytes) -> Any:
     """A multipart body written by hand, so the file name's bytes are exactly what a browser sends."""
     boundary = b"vidagent-boundary"
-    body = (b"--" + boundary + b"\r\nContent-Disposition: form-data; name=\"file\"; " + disposition +
-            b"\r\nContent-Type: video/mp4\r\n\r\n" + path.read_bytes() + b"\r\n--" + boundary + b"--\r\n")
-    return client.post("/api/videos", content=body,
-                       headers={"Content-Type": "multipart/form-data; boundary=" + boundary.decode()})
+    body = (
+        b"--"
+        + boundary
+        + b'\r\nContent-Disposition: form-data; name="file"; '
+        + disposition
+        + b"\r\nContent-Type: video/mp4\r\n\r\n"
+        + path.read_bytes()
+        + b"\r\n--"
+        + boundary
+        + b"--\r\n"
+    )
+    return client.post(
+        "/api/videos",
+        content=body,
+        headers={"Content-Type": "multipart/form-data; boundary=" + boundary.decode()},
+    )
 
 
 @pytest.mark.parametrize("name", ["日本 video.mp4", "emoji 🚲.mp4", "vidéo ünï.mp4", "plain name.mp4"])
@@ -325,8 +369,11 @@ def test_rfc5987_file_names_and_a_file_indexed_before_its_upload(tmp_path: Path)
 
     client = make_client(tmp_path)
     carphone = sample_video("carphone")
-    Store(tmp_path / "store.sqlite").add_video(hashlib.sha256(carphone.read_bytes()).hexdigest(), carphone,
-                                               {"duration": 4.0, "width": 176, "height": 144, "fps": 29.97})
+    Store(tmp_path / "store.sqlite").add_video(
+        hashlib.sha256(carphone.read_bytes()).hexdigest(),
+        carphone,
+        {"duration": 4.0, "width": 176, "height": 144, "fps": 29.97},
+    )
     disposition = b"filename=\"fallback.mp4\"; filename*=UTF-8''" + quote("日本 clip.mp4").encode()
     response = raw_upload(client, carphone, disposition)
     assert response.status_code == 201, response.text  # stored as an upload, under the client's name

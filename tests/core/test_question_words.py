@@ -15,11 +15,26 @@ from vidagent.core.question_words import (
 )
 
 
-@pytest.mark.parametrize(("a", "b"), [
-    ("cars", "car"), ("boxes", "box"), ("buses", "bus"), ("puppies", "puppy"), ("running", "run"),
-    ("stopped", "stop"), ("danced", "dance"), ("taking", "take"), ("falling", "fall"), ("people", "person"),
-    ("knives", "knife"), ("geese", "goose"), ("women", "woman"), ("runner's", "runner"), ("Helmet", "helmet"),
-])
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("cars", "car"),
+        ("boxes", "box"),
+        ("buses", "bus"),
+        ("puppies", "puppy"),
+        ("running", "run"),
+        ("stopped", "stop"),
+        ("danced", "dance"),
+        ("taking", "take"),
+        ("falling", "fall"),
+        ("people", "person"),
+        ("knives", "knife"),
+        ("geese", "goose"),
+        ("women", "woman"),
+        ("runner's", "runner"),
+        ("Helmet", "helmet"),
+    ],
+)
 def test_inflections_share_a_lemma(a: str, b: str) -> None:
     assert lemma(a) == lemma(b)
 
@@ -38,8 +53,11 @@ def test_the_questions_words_pass_and_invented_ones_are_named() -> None:
 
 
 def test_options_and_earlier_turns_count_as_the_question() -> None:
-    vocabulary = Vocabulary.of("How many are there?", options=["two", "three"],
-                               history=[{"role": "user", "content": "Are there sheep in the field?"}])
+    vocabulary = Vocabulary.of(
+        "How many are there?",
+        options=["two", "three"],
+        history=[{"role": "user", "content": "Are there sheep in the field?"}],
+    )
     assert vocabulary.foreign("sheep.") == []
     assert vocabulary.foreign("goat.") == ["goat"]
 
@@ -52,17 +70,20 @@ def test_check_arguments_only_reads_the_free_text_fields() -> None:
     assert "detect_track.prompt" in problem and "'truck'" in problem and "'bus'" in problem
 
 
-@pytest.mark.parametrize(("kind", "text", "ok"), [
-    ("phrase", "the helmet", True),
-    ("phrase", "What colour is the helmet?", True),
-    ("phrase", "helmet, colour", True),
-    ("phrase", "the red helmet", False),
-    ("phrase", "", False),
-    ("objects", "helmet.", True),
-    ("objects", "helmet. cyclist.", True),
-    ("objects", "helmet", False),  # GroundingDINO phrases end with '.'
-    ("objects", "dog.", False),
-])
+@pytest.mark.parametrize(
+    ("kind", "text", "ok"),
+    [
+        ("phrase", "the helmet", True),
+        ("phrase", "What colour is the helmet?", True),
+        ("phrase", "helmet, colour", True),
+        ("phrase", "the red helmet", False),
+        ("phrase", "", False),
+        ("objects", "helmet.", True),
+        ("objects", "helmet. cyclist.", True),
+        ("objects", "helmet", False),  # GroundingDINO phrases end with '.'
+        ("objects", "dog.", False),
+    ],
+)
 def test_the_grammar_pattern_allows_exactly_the_question_words(kind: str, text: str, ok: bool) -> None:
     vocabulary = Vocabulary.of("What colour is the helmet the cyclist wears?")
     assert bool(re.fullmatch(vocabulary.pattern(kind), text)) is ok
@@ -86,8 +107,11 @@ def test_fallback_arguments_come_from_the_question() -> None:
     assert content_words(question) == ["woman", "pick", "up", "phone"]
     assert question_arguments("retrieve", {"query": "phrase"}, question) == {"query": "woman pick up phone"}
     assert question_arguments("detect_track", {"prompt": "objects"}, "How many cars drive past?") == {
-        "prompt": "cars drive past."}
-    assert question_arguments("look", {"question": "phrase"}, "What colour is it?") == {"question": "What colour is it?"}
+        "prompt": "cars drive past."
+    }
+    assert question_arguments("look", {"question": "phrase"}, "What colour is it?") == {
+        "question": "What colour is it?"
+    }
     assert question_arguments("caption", {}, "Describe it.") == {}
     for args in (question_arguments("retrieve", {"query": "phrase"}, question),):
         assert Vocabulary.of(question).foreign(args["query"]) == []

@@ -8,8 +8,14 @@ import torch
 
 from vidagent.evals.benchmarks.ask import _Counting, planner_speed, random_planner
 
-SMALL = {"vocab_size": 49152, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1,
-         "num_attention_heads": 4, "num_key_value_heads": 2}
+SMALL = {
+    "vocab_size": 49152,
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+}
 
 
 def test_the_random_planner_has_qwen25_7b_parameters() -> None:
@@ -23,8 +29,13 @@ def test_a_shrunk_planner_measures_and_plans_under_the_json_grammar() -> None:
     prefill, decode = planner_speed(chat, "cpu", prompt_tokens=16, new_tokens=4, repeats=1)
     assert prefill > 0 and decode >= 0
     counting = _Counting(chat)
-    schema = {"type": "object", "properties": {"tool": {"type": "string", "enum": ["retrieve", "look"]}},
-              "required": ["tool"]}
-    reply = counting.generate([{"role": "user", "content": "Which tool?"}], json_schema=schema, max_new_tokens=16)
+    schema = {
+        "type": "object",
+        "properties": {"tool": {"type": "string", "enum": ["retrieve", "look"]}},
+        "required": ["tool"],
+    }
+    reply = counting.generate(
+        [{"role": "user", "content": "Which tool?"}], json_schema=schema, max_new_tokens=16
+    )
     assert json.loads(reply.text)["tool"] in ("retrieve", "look")  # random weights, still a valid plan
     assert counting.calls == 1 and counting.generated_tokens == reply.completion_tokens > 0

@@ -27,9 +27,12 @@ def test_split_options_reads_the_option_styles_of_video_tasks() -> None:
     assert videomme.question.splitlines()[1] == "What moves across the scene?"
     assert "A. A bicycle." not in videomme.question and videomme.question.endswith("directly.")
     # mvbench: "(A) text" lines under an "Option:" header
-    mvbench = split_options("Question:What is the man doing?\nOption:\n(A) running\n(B) sitting\n(C) swimming\n"
-                            "Best option:(")
-    assert mvbench == Prompt("Question:What is the man doing?\nBest option:(", ["running", "sitting", "swimming"])
+    mvbench = split_options(
+        "Question:What is the man doing?\nOption:\n(A) running\n(B) sitting\n(C) swimming\nBest option:("
+    )
+    assert mvbench == Prompt(
+        "Question:What is the man doing?\nBest option:(", ["running", "sitting", "swimming"]
+    )
     assert split_options("When does the cyclist appear?") == Prompt("When does the cyclist appear?")
     # letters that do not run A, B, C, ... are not options
     assert split_options("Who won?\nB. Bob\nD. Dan").options is None
@@ -42,7 +45,9 @@ def test_truncate_cuts_at_the_first_stop_string() -> None:
     assert truncate("a bike", None) == truncate("a bike", ["", "zzz"]) == "a bike"
 
 
-def test_the_entry_point_registers_the_model_as_vidagent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_entry_point_registers_the_model_as_vidagent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """What pip writes for the pyproject entry point; lmms-eval's registry resolves it to the wrapper."""
     info = tmp_path / "vidagent_lmms_probe-0.0.dist-info"
     info.mkdir()
@@ -68,7 +73,9 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> VidagentLMM:
     lm = VidagentLMM.create_from_arg_string(
         f"profile=tiny,store={store},fps=1,max_steps=2", {"batch_size": 1, "device": "cpu"}
     )
-    lm.task_dict = {TASK: {SPLIT: [{"video": str(sample_video("bikes"))}, {"video": str(sample_video("bikes"))}]}}
+    lm.task_dict = {
+        TASK: {SPLIT: [{"video": str(sample_video("bikes"))}, {"video": str(sample_video("bikes"))}]}
+    }
     return lm
 
 
@@ -77,17 +84,26 @@ def request(context: str, until: list[str], doc_id: int) -> Instance:
         return [doc["video"]]
 
     gen_kwargs = {"until": until, "max_new_tokens": 16, "temperature": 0}
-    return Instance(request_type="generate_until", arguments=(context, gen_kwargs, doc_to_visual, doc_id, TASK, SPLIT),
-                    idx=0, metadata={"task": TASK, "doc_id": doc_id, "repeats": 1})
+    return Instance(
+        request_type="generate_until",
+        arguments=(context, gen_kwargs, doc_to_visual, doc_id, TASK, SPLIT),
+        idx=0,
+        metadata={"task": TASK, "doc_id": doc_id, "repeats": 1},
+    )
 
 
 @pytest.mark.slow
-def test_generate_until_asks_the_agent_about_the_video(model: VidagentLMM, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_generate_until_asks_the_agent_about_the_video(
+    model: VidagentLMM, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert model.agent.budget.max_steps == 2 and model.agent.ctx.fps == 1.0
     asked: list = []
     real_ask = model.agent.ask
-    monkeypatch.setattr(model.agent, "ask", lambda *args, **kwargs: asked.append((args, real_ask(*args, **kwargs)))
-                        or asked[-1][1])
+    monkeypatch.setattr(
+        model.agent,
+        "ask",
+        lambda *args, **kwargs: asked.append((args, real_ask(*args, **kwargs))) or asked[-1][1],
+    )
     replies = model.generate_until([request(VIDEOMME_CONTEXT, ["\n\n"], 0)])
     assert isinstance(replies, list) and len(replies) == 1
     assert replies[0] in {"A", "B", "C", "D"}  # the agent scored the four options

@@ -36,13 +36,16 @@ def task(tmp_path_factory: pytest.TempPathFactory) -> Task:
     broken = folder / "broken.mp4"
     broken.write_bytes(b"not a video")
     options = ["red", "green", "blue"]
-    return Task("toy", [
-        Sample("q0", a, "What colour comes first?", options, 0, category="colour"),
-        Sample("q1", a, "What colour is last?", options, 2, category="colour"),
-        Sample("q2", b, "Which colour is shown?", options, 1, category="colour"),
-        Sample("q3", a, "What colour is in this part?", options, 1, category="colour", span=(1.0, 2.0)),
-        Sample("q4", broken, "What colour?", options, 0, category="colour"),
-    ])
+    return Task(
+        "toy",
+        [
+            Sample("q0", a, "What colour comes first?", options, 0, category="colour"),
+            Sample("q1", a, "What colour is last?", options, 2, category="colour"),
+            Sample("q2", b, "Which colour is shown?", options, 1, category="colour"),
+            Sample("q3", a, "What colour is in this part?", options, 1, category="colour", span=(1.0, 2.0)),
+            Sample("q4", broken, "What colour?", options, 0, category="colour"),
+        ],
+    )
 
 
 def without_timings(rows: list[dict]) -> list[dict]:
@@ -52,7 +55,9 @@ def without_timings(rows: list[dict]) -> list[dict]:
     def strip(row: dict) -> dict:
         kept = {k: v for k, v in row.items() if k not in ("latency", "tokens")}
         kept["cited"] = sorted({cited["tool"] for cited in row.get("cited", [])})
-        kept["trajectory"] = [{k: v for k, v in event.items() if k != "seconds"} for event in row.get("trajectory", [])]
+        kept["trajectory"] = [
+            {k: v for k, v in event.items() if k != "seconds"} for event in row.get("trajectory", [])
+        ]
         return kept
 
     return [strip(row) for row in sorted(rows, key=lambda r: r["id"])]
@@ -64,12 +69,15 @@ def test_the_driver_pre_indexes_each_file_that_opens_once(task: Task, tmp_path: 
     a = task.samples[0].video
     outside = Sample("q5", a, "After the end?", ["x", "y"], 0, span=(100.0, 101.0))  # no frames there
     videos = videos_to_index([outside, *task.samples], tmp_path / "clips")
-    assert [v.name for v in videos[:2]] == ["a.mp4", "b.mp4"] and len(videos) == 3  # + q3's clip, not broken.mp4
+    assert [v.name for v in videos[:2]] == ["a.mp4", "b.mp4"] and len(
+        videos
+    ) == 3  # + q3's clip, not broken.mp4
     assert videos[2].parent == tmp_path / "clips"
 
 
-def test_ray_eval_writes_the_run_file_the_local_engine_writes(task: Task, tmp_path: Path, tiny_hub, local_ray,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ray_eval_writes_the_run_file_the_local_engine_writes(
+    task: Task, tmp_path: Path, tiny_hub, local_ray, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from vidagent.evals.ray_eval import RayEngine
     from vidagent.media import ray_engine
 
@@ -85,11 +93,19 @@ def test_ray_eval_writes_the_run_file_the_local_engine_writes(task: Task, tmp_pa
     local = run_task(task, settings, tmp_path / "local.jsonl", store=tmp_path / "local.sqlite")
     seen: list[tuple[int, int]] = []
     store = tmp_path / "ray.sqlite"
-    remote = run_task(task, settings, tmp_path / "ray.jsonl", store=store,
-                      engine=RayEngine(store=store, workers=2), progress=lambda d, t: seen.append((d, t)))
+    remote = run_task(
+        task,
+        settings,
+        tmp_path / "ray.jsonl",
+        store=store,
+        engine=RayEngine(store=store, workers=2),
+        progress=lambda d, t: seen.append((d, t)),
+    )
 
     assert read_run(tmp_path / "ray.jsonl")[0] == read_run(tmp_path / "local.jsonl")[0]  # same header
-    assert without_timings(read_run(tmp_path / "ray.jsonl")[1]) == without_timings(read_run(tmp_path / "local.jsonl")[1])
+    assert without_timings(read_run(tmp_path / "ray.jsonl")[1]) == without_timings(
+        read_run(tmp_path / "local.jsonl")[1]
+    )
     assert without_timings(json.loads(json.dumps(local, default=str))) == without_timings(remote)
     assert [r["id"] for r in remote] == ["q0", "q1", "q2", "q3", "q4"] and seen[-1] == (5, 5)
     assert "error" in remote[4] and remote[4]["correct"] is False  # a broken file is a line, not a crash
@@ -99,8 +115,9 @@ def test_ray_eval_writes_the_run_file_the_local_engine_writes(task: Task, tmp_pa
     assert len(Store(store).videos()) == 3
 
 
-def test_a_local_run_resumes_on_ray_and_the_driver_loads_no_model(task: Task, tmp_path: Path, tiny_hub,
-                                                                  local_ray) -> None:
+def test_a_local_run_resumes_on_ray_and_the_driver_loads_no_model(
+    task: Task, tmp_path: Path, tiny_hub, local_ray
+) -> None:
     from vidagent.evals.ray_eval import RayEngine
 
     settings = RunSettings(task="toy", method="blind", profile="tiny")
@@ -118,16 +135,44 @@ def test_a_local_run_resumes_on_ray_and_the_driver_loads_no_model(task: Task, tm
 
 def test_cli_eval_engine_ray(task: Task, tmp_path: Path, tiny_hub, local_ray) -> None:
     data = tmp_path / "mine.jsonl"
-    data.write_text("\n".join(json.dumps({"id": s.id, "video": str(s.video), "question": s.question,
-                                          "options": s.options, "answer": s.answer}) for s in task.samples[:3]))
+    data.write_text(
+        "\n".join(
+            json.dumps(
+                {
+                    "id": s.id,
+                    "video": str(s.video),
+                    "question": s.question,
+                    "options": s.options,
+                    "answer": s.answer,
+                }
+            )
+            for s in task.samples[:3]
+        )
+    )
     out = tmp_path / "cli.jsonl"
-    result = CliRunner().invoke(app, ["eval", "jsonl", "--data", str(data), "--method", "blind", "--profile", "tiny",
-                                      "--engine", "ray", "--workers", "2", "--out", str(out)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "jsonl",
+            "--data",
+            str(data),
+            "--method",
+            "blind",
+            "--profile",
+            "tiny",
+            "--engine",
+            "ray",
+            "--workers",
+            "2",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "accuracy %" in result.stdout and len(read_run(out)[1]) == 3
     bad = CliRunner().invoke(app, ["eval", "jsonl", "--data", str(data), "--engine", "dask"])
     assert bad.exit_code == 2 and "--engine must be local or ray" in bad.output
-
 
 
 def test_a_tasks_own_scorer_scores_on_ray_too(task: Task, tmp_path: Path, tiny_hub, local_ray) -> None:
@@ -139,6 +184,10 @@ def test_a_tasks_own_scorer_scores_on_ray_too(task: Task, tmp_path: Path, tiny_h
 
     scorer = RealContentScorer({"q0": Truth("said", ("red",)), "q1": Truth("both", polar="yes")})
     scored = replace(task, samples=task.samples[:2], score_prediction=scorer)
-    rows = run_task(scored, RunSettings(task="toy", method="blind", profile="tiny"), tmp_path / "run.jsonl",
-                    engine=RayEngine(workers=1))
+    rows = run_task(
+        scored,
+        RunSettings(task="toy", method="blind", profile="tiny"),
+        tmp_path / "run.jsonl",
+        engine=RayEngine(workers=1),
+    )
     assert [sorted(r["scores"]) for r in rows] == [["hedged", "words"], ["hedged", "words"]], rows

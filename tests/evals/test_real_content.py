@@ -38,8 +38,10 @@ from vidagent.evals.tasks import TaskError, load_task
 
 COMMITTED_DEMO = Path(__file__).resolve().parents[2] / "agent" / "media" / "data" / "announcement.mp4"
 
-needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
-                                  reason="espeak-ng is not installed (make test installs Debian's espeak-ng)")
+needs_espeak = pytest.mark.skipif(
+    shutil.which("espeak-ng") is None,
+    reason="espeak-ng is not installed (make test installs Debian's espeak-ng)",
+)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +54,9 @@ def real(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def rows(folder: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (folder / "real_content.jsonl").read_text(encoding="utf-8").splitlines()]
+    return [
+        json.loads(line) for line in (folder / "real_content.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
 
 
 def decoded_audio(path: Path) -> np.ndarray:
@@ -89,7 +93,10 @@ def check_speech(audio: np.ndarray, speech: list[dict[str, Any]]) -> None:
         inside = (times > line["start"]) & (times < line["end"])
         loud = rms[inside] > 0.01
         assert loud.mean() > 0.6, (line, loud.mean())
-        assert abs(times[inside][loud][0] - line["start"]) < 0.06 and abs(times[inside][loud][-1] - line["end"]) < 0.06
+        assert (
+            abs(times[inside][loud][0] - line["start"]) < 0.06
+            and abs(times[inside][loud][-1] - line["end"]) < 0.06
+        )
         near |= (times > line["start"] - 0.1) & (times < line["end"] + 0.1)
     assert near.any() and rms[~near].max() < 1e-3, "silence between and around the utterances"
 
@@ -101,7 +108,9 @@ def check_signs(frames: np.ndarray, clip: Clip) -> None:
     for sign in clip.signs:
         x0, y0, x1, y1 = sign.bbox
         assert 0 <= x0 < x1 <= clip.width and 0 <= y0 < y1 <= clip.height
-        change = np.abs(frames[:, y0:y1, x0:x1].astype(int) - base[:, y0:y1, x0:x1].astype(int)).mean(axis=(1, 2, 3))
+        change = np.abs(frames[:, y0:y1, x0:x1].astype(int) - base[:, y0:y1, x0:x1].astype(int)).mean(
+            axis=(1, 2, 3)
+        )
         shown = visible_frames(sign, clip.frames)
         assert shown.sum() >= FPS, sign  # a second or more
         others = np.zeros(clip.frames, bool)  # frames where another sign covers part of this box
@@ -222,14 +231,36 @@ def test_demo_clip_is_small_and_holds_its_announcement(tmp_path: Path) -> None:
 # --- answers checked by rule -----------------------------------------------------------------------
 def fixture_rows() -> list[dict[str, Any]]:
     def row(id_: str, kind: str, answer: str, **truth: Any) -> dict[str, Any]:
-        return {"id": id_, "video": f"videos/{id_}.mp4", "question": "?", "options": None, "answer": answer,
-                "category": kind, "sub": {"topic": "t", "source": "bikes"}, "truth": {"kind": kind, **truth}}
+        return {
+            "id": id_,
+            "video": f"videos/{id_}.mp4",
+            "question": "?",
+            "options": None,
+            "answer": answer,
+            "category": kind,
+            "sub": {"topic": "t", "source": "bikes"},
+            "truth": {"kind": kind, **truth},
+        }
 
     return [
-        row("city", "said", "Boston", words=["Boston"], spans=[[1.0, 3.0]], tools=["transcribe", "find_text"],
-            distractors=["Paris"]),
-        row("gate", "shown", "42", words=["42"], spans=[[2.0, 6.0]], tools=["read_text", "find_text"],
-            distractors=["17"]),
+        row(
+            "city",
+            "said",
+            "Boston",
+            words=["Boston"],
+            spans=[[1.0, 3.0]],
+            tools=["transcribe", "find_text"],
+            distractors=["Paris"],
+        ),
+        row(
+            "gate",
+            "shown",
+            "42",
+            words=["42"],
+            spans=[[2.0, 6.0]],
+            tools=["read_text", "find_text"],
+            distractors=["17"],
+        ),
         row("forty", "shown", "40", words=["40"]),
         row("board", "both", "Leeds", words=["Leeds", "4"], distractors=["York"]),
         row("same", "both", "no", words=["no"], polar="no"),
@@ -240,12 +271,16 @@ def fixture_rows() -> list[dict[str, Any]]:
 
 @pytest.fixture()
 def fixture_task(tmp_path: Path):
-    (tmp_path / "real_content.jsonl").write_text("".join(json.dumps(r) + "\n" for r in fixture_rows()), "utf-8")
+    (tmp_path / "real_content.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in fixture_rows()), "utf-8"
+    )
     task = load_task("real", tmp_path)
     return task, {s.id: s for s in task.samples}
 
 
-def judged(fixture_task, sample_id: str, text: str, cited: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def judged(
+    fixture_task, sample_id: str, text: str, cited: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     task, samples = fixture_task
     return task.score_prediction(samples[sample_id], Prediction(text=text, cited=cited or []))
 
@@ -266,8 +301,16 @@ def test_what_answers_need_the_expected_words(fixture_task) -> None:
 
 
 def test_numbers_count_as_digits_or_words(fixture_task) -> None:
-    for text in ("Gate 42.", "forty-two", "It says Forty Two", "GATE42", "gate fortytwo is not a number word"):
-        assert judged(fixture_task, "gate", text)["correct"] is (text != "gate fortytwo is not a number word"), text
+    for text in (
+        "Gate 42.",
+        "forty-two",
+        "It says Forty Two",
+        "GATE42",
+        "gate fortytwo is not a number word",
+    ):
+        assert judged(fixture_task, "gate", text)["correct"] is (
+            text != "gate fortytwo is not a number word"
+        ), text
     for text in ("142", "4.2", "forty", "24", "gate 17"):
         assert not judged(fixture_task, "gate", text)["correct"], text
     assert judged(fixture_task, "forty", "Forty.")["correct"]
@@ -284,7 +327,9 @@ def test_yes_no_answers_take_the_first_yes_or_no(fixture_task) -> None:
 def test_when_answers_by_cited_rows(fixture_task) -> None:
     overlapping = judged(fixture_task, "heard", "Then.", [row("transcribe", 2.5, 3.2)])
     assert overlapping["correct"] and overlapping["scores"] == {"cited": 1.0, "cited_any": 1.0, "times": 0.0}
-    assert judged(fixture_task, "heard", "Then.", [row("read_text", 0, 1), row("find_text", 4.4, 6.0)])["correct"]
+    assert judged(fixture_task, "heard", "Then.", [row("read_text", 0, 1), row("find_text", 4.4, 6.0)])[
+        "correct"
+    ]
     wrong_tool = judged(fixture_task, "heard", "Then.", [row("read_text", 3.0, 4.0)])
     assert not wrong_tool["correct"] and wrong_tool["scores"]["cited_any"] == 1.0
     touching = [row("transcribe", 4.5, 6.0)]  # touching the span is not overlapping it
@@ -296,10 +341,24 @@ def test_when_answers_by_cited_rows(fixture_task) -> None:
 
 
 def test_when_answers_by_the_times_named(fixture_task) -> None:
-    right = ("At 4.2 s.", "From 2 to 5 seconds.", "between 3.1s and 4.4s", "around 0:04", "3-4.5 s", "at 5.4 seconds")
+    right = (
+        "At 4.2 s.",
+        "From 2 to 5 seconds.",
+        "between 3.1s and 4.4s",
+        "around 0:04",
+        "3-4.5 s",
+        "at 5.4 seconds",
+    )
     for text in right:
         assert judged(fixture_task, "heard", text)["correct"], text
-    wrong = ("At 8 s.", "0-12 s", "at 1.9 s", "At 4 (no unit)", "Gate 4 is said at 9 s, the sign at 4 s.", "soon")
+    wrong = (
+        "At 8 s.",
+        "0-12 s",
+        "at 1.9 s",
+        "At 4 (no unit)",
+        "Gate 4 is said at 9 s, the sign at 4 s.",
+        "soon",
+    )
     for text in wrong:
         assert not judged(fixture_task, "heard", text)["correct"], text
     assert named_times("from 0:06 to 0:08") == [6.0, 8.0] and named_times("at 1:02.5") == [62.5]

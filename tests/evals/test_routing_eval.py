@@ -48,29 +48,47 @@ def test_bad_routing_lines_name_the_line(tmp_path: Path) -> None:
 
 def test_a_run_scores_tool_and_words_per_kind(tmp_path: Path, tiny_hub) -> None:
     plans = [
-        call("transcribe"),                              # t1 right
-        call("detect_track", prompt="bus."),             # t2 right (a lemma)
-        call("ground", query="a dog running"),           # t3 invented words: retried ...
-        call("ground", query="door open"),               # ... and right the second time
-        call("detect_track", prompt="dog."),             # t4 wrong tool
-        call("transcribe", span=[2.0, 3.0]),             # t5 right (a follow-up)
+        call("transcribe"),  # t1 right
+        call("detect_track", prompt="bus."),  # t2 right (a lemma)
+        call("ground", query="a dog running"),  # t3 invented words: retried ...
+        call("ground", query="door open"),  # ... and right the second time
+        call("detect_track", prompt="dog."),  # t4 wrong tool
+        call("transcribe", span=[2.0, 3.0]),  # t5 right (a follow-up)
         call("look", question="What colour is the car?"),  # t6 right (multiple choice)
     ]
     llm = ScriptedChat(plans=plans)
-    graph = AgentGraph(ctx=None, registry=ToolRegistry(discover_tools()), llm=llm,  # type: ignore[arg-type]
-                       planner=PlannerSettings(exemplars=0))
+    graph = AgentGraph(
+        ctx=None,
+        registry=ToolRegistry(discover_tools()),
+        llm=llm,  # type: ignore[arg-type]
+        planner=PlannerSettings(exemplars=0),
+    )
     task = load_routing(FIXTURE)
     out = tmp_path / "run.jsonl"
-    rows = Runner(task, RunSettings(task="routing", method="planner", profile="tiny"),
-                  RoutingMethod(graph, tiny_hub), out).run()
+    rows = Runner(
+        task,
+        RunSettings(task="routing", method="planner", profile="tiny"),
+        RoutingMethod(graph, tiny_hub),
+        out,
+    ).run()
     header, lines = read_run(out)
     assert header["method"] == "planner" and header["exemplars"].startswith("exemplars@v")
     by_id = {r["id"]: r for r in rows}
-    assert [by_id[i]["correct"] for i in ("t1", "t2", "t3", "t4", "t5", "t6")] == [True, True, True, False, True, True]
+    assert [by_id[i]["correct"] for i in ("t1", "t2", "t3", "t4", "t5", "t6")] == [
+        True,
+        True,
+        True,
+        False,
+        True,
+        True,
+    ]
     assert by_id["t4"]["scores"] == {"tool": 0.0, "tool_any": 0.0, "words": 1.0, "routed": 0.0}
     assert by_id["t4"]["first_tools"] == ["detect_track"] and by_id["t2"]["prediction"].startswith("[{")
     assert "dog" in llm.prompts[3][-1]["content"]  # t3's retry told the planner which words were invented
-    assert "Earlier in this chat" in llm.prompts[5][-1]["content"] and "Options: A. red" in llm.prompts[6][-1]["content"]
+    assert (
+        "Earlier in this chat" in llm.prompts[5][-1]["content"]
+        and "Options: A. red" in llm.prompts[6][-1]["content"]
+    )
     summary = summarise(lines)
     assert summary["accuracy"] == round(100 * 5 / 6, 2) and summary["categories"]["when"]["accuracy"] == 50.0
     assert summary["metrics"]["words"] == 100.0
@@ -78,7 +96,9 @@ def test_a_run_scores_tool_and_words_per_kind(tmp_path: Path, tiny_hub) -> None:
 
 def test_vidagent_eval_routing_runs_a_profiles_planner(tmp_path: Path) -> None:
     out = tmp_path / "routing.jsonl"
-    result = CliRunner().invoke(app, ["eval", "routing", "--data", str(FIXTURE), "--profile", "tiny", "--out", str(out)])
+    result = CliRunner().invoke(
+        app, ["eval", "routing", "--data", str(FIXTURE), "--profile", "tiny", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert "# routing" in result.stdout and "· count %" in result.stdout and "routed %" in result.stdout
     header, rows = read_run(out)
@@ -91,12 +111,29 @@ def test_vidagent_eval_routing_runs_a_profiles_planner(tmp_path: Path) -> None:
 def test_the_run_header_names_a_planner_that_loaded_instead(tmp_path: Path) -> None:
     """auto's planner without the hub: the header keeps the profile's id and says what ran instead."""
     profile = tmp_path / "p.yaml"
-    profile.write_text("name: p\nroles:\n  planner: {id: Qwen/not-cached-GGUF, gguf_file: q.gguf, "
-                       "fallback: {id: tiny/planner}}\n  embedder: {id: tiny/embedder}\n")
+    profile.write_text(
+        "name: p\nroles:\n  planner: {id: Qwen/not-cached-GGUF, gguf_file: q.gguf, "
+        "fallback: {id: tiny/planner}}\n  embedder: {id: tiny/embedder}\n"
+    )
     out = tmp_path / "run.jsonl"
-    result = CliRunner().invoke(app, ["eval", "routing", "--data", str(FIXTURE), "--profile", str(profile),
-                                      "--limit", "1", "--out", str(out)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "routing",
+            "--data",
+            str(FIXTURE),
+            "--profile",
+            str(profile),
+            "--limit",
+            "1",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     header, _ = read_run(out)
-    assert header["models"]["planner"] == "Qwen/not-cached-GGUF" and header["substitutes"] == {"planner": "tiny/planner"}
+    assert header["models"]["planner"] == "Qwen/not-cached-GGUF" and header["substitutes"] == {
+        "planner": "tiny/planner"
+    }
     assert "planner=Qwen/not-cached-GGUF (ran tiny/planner)" in result.stdout

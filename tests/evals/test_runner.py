@@ -34,14 +34,28 @@ def coloured(i: int, size: tuple[int, int] = (64, 48)) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_video(tmp_path_factory.mktemp("eval") / "clip.mp4", fps=5, seconds=3, size=(64, 48),
-                       frames_fn=coloured)
+    return write_video(
+        tmp_path_factory.mktemp("eval") / "clip.mp4", fps=5, seconds=3, size=(64, 48), frames_fn=coloured
+    )
 
 
 def mc_task(clip: Path, n: int = 4) -> Task:
     categories = ["counting", "colour"]
-    return Task("toy", [Sample(id=f"q{i}", video=clip, question=f"question {i}?", options=["red", "green", "blue"],
-                               answer=i % 3, category=categories[i % 2], sub={"length": "short"}) for i in range(n)])
+    return Task(
+        "toy",
+        [
+            Sample(
+                id=f"q{i}",
+                video=clip,
+                question=f"question {i}?",
+                options=["red", "green", "blue"],
+                answer=i % 3,
+                category=categories[i % 2],
+                sub={"length": "short"},
+            )
+            for i in range(n)
+        ],
+    )
 
 
 class Fixed(Method):
@@ -59,9 +73,14 @@ class Fixed(Method):
     def answer(self, sample: Sample, video: Path) -> Prediction:
         self.calls.append(sample.id)
         choice = self.choices[sample.id]
-        return Prediction(text="?" if choice is None else "ABC"[choice], choice=choice, parse_failed=choice is None,
-                          tool_calls=1, tokens=10,
-                          trajectory=[{"type": "tool_call", "tool": "retrieve"}, {"type": "tool_result"}])
+        return Prediction(
+            text="?" if choice is None else "ABC"[choice],
+            choice=choice,
+            parse_failed=choice is None,
+            tool_calls=1,
+            tokens=10,
+            trajectory=[{"type": "tool_call", "tool": "retrieve"}, {"type": "tool_result"}],
+        )
 
 
 def test_multiple_choice_scoring_and_summary(clip: Path, tmp_path: Path) -> None:
@@ -72,7 +91,10 @@ def test_multiple_choice_scoring_and_summary(clip: Path, tmp_path: Path) -> None
     assert rows[3]["parse_failed"] and rows[3]["prediction"] is None  # never a random pick
     summary = summarise(rows)
     assert summary["accuracy"] == 50.0
-    assert summary["categories"] == {"colour": {"n": 2, "accuracy": 0.0}, "counting": {"n": 2, "accuracy": 100.0}}
+    assert summary["categories"] == {
+        "colour": {"n": 2, "accuracy": 0.0},
+        "counting": {"n": 2, "accuracy": 100.0},
+    }
     assert summary["sub_categories"] == {"length=short": {"n": 4, "accuracy": 50.0}}
     assert summary["parse_failures"] == 1 and summary["errors"] == 0
     assert summary["tool_usage"] == {"retrieve": 4} and summary["mean_tool_calls"] == 1.0
@@ -80,13 +102,30 @@ def test_multiple_choice_scoring_and_summary(clip: Path, tmp_path: Path) -> None
 
 def test_run_file_is_a_header_then_one_line_per_sample(clip: Path, tmp_path: Path) -> None:
     out = tmp_path / "run.jsonl"
-    Runner(mc_task(clip), RunSettings(task="toy", method="fixed", profile="tiny"),
-           Fixed(dict.fromkeys(["q0", "q1", "q2", "q3"], 1)), out).run()
+    Runner(
+        mc_task(clip),
+        RunSettings(task="toy", method="fixed", profile="tiny"),
+        Fixed(dict.fromkeys(["q0", "q1", "q2", "q3"], 1)),
+        out,
+    ).run()
     lines = [json.loads(line) for line in out.read_text().splitlines()]
-    assert lines[0]["type"] == "run" and lines[0]["models"] == {"vlm": "fixed-table"} and lines[0]["profile"] == "tiny"
+    assert (
+        lines[0]["type"] == "run"
+        and lines[0]["models"] == {"vlm": "fixed-table"}
+        and lines[0]["profile"] == "tiny"
+    )
     assert [line["id"] for line in lines[1:]] == ["q0", "q1", "q2", "q3"]
-    for key in ("question", "options", "prediction", "correct", "category", "latency", "tool_calls", "tokens",
-                "trajectory"):
+    for key in (
+        "question",
+        "options",
+        "prediction",
+        "correct",
+        "category",
+        "latency",
+        "tool_calls",
+        "tokens",
+        "trajectory",
+    ):
         assert key in lines[1]
 
 
@@ -112,10 +151,14 @@ def test_resume_answers_only_what_is_missing_and_gives_identical_results(clip: P
 
 def test_resume_refuses_other_settings_and_runs_never_overwrite(clip: Path, tmp_path: Path) -> None:
     out = tmp_path / "run.jsonl"
-    Runner(mc_task(clip, 2), RunSettings(task="toy", method="fixed", frames=8), Fixed({"q0": 0, "q1": 0}), out).run()
+    Runner(
+        mc_task(clip, 2), RunSettings(task="toy", method="fixed", frames=8), Fixed({"q0": 0, "q1": 0}), out
+    ).run()
     before = out.read_text()
     with pytest.raises(RunError, match="different settings \\(frames\\)"):
-        Runner(mc_task(clip, 2), RunSettings(task="toy", method="fixed", frames=16), Fixed({}), out).run(resume=True)
+        Runner(mc_task(clip, 2), RunSettings(task="toy", method="fixed", frames=16), Fixed({}), out).run(
+            resume=True
+        )
     with pytest.raises(RunError, match="exists: pass --resume"):
         Runner(mc_task(clip, 2), RunSettings(task="toy", method="fixed"), Fixed({}), out).run()
     assert out.read_text() == before
@@ -133,7 +176,9 @@ def test_a_broken_video_is_an_error_row_not_a_crash(clip: Path, tmp_path: Path) 
             return super().answer(sample, video)
 
     task = Task("toy", [Sample("a", broken, "q?", ["x", "y"], 0), Sample("b", clip, "q?", ["x", "y"], 1)])
-    rows = Runner(task, RunSettings(task="toy", method="fixed"), Opens({"a": 0, "b": 1}), tmp_path / "r.jsonl").run()
+    rows = Runner(
+        task, RunSettings(task="toy", method="fixed"), Opens({"a": 0, "b": 1}), tmp_path / "r.jsonl"
+    ).run()
     assert "error" in rows[0] and rows[0]["correct"] is False and "broken.mp4" in rows[0]["error"]
     assert rows[1]["correct"] is True
     assert summarise(rows)["errors"] == 1
@@ -150,8 +195,16 @@ def test_open_ended_scores_and_hidden_answers(clip: Path, tmp_path: Path) -> Non
         def answer(self, sample: Sample, video: Path) -> Prediction:
             return Prediction(text={"a": "The Dog.", "b": "a cat", "c": "anything"}[sample.id])
 
-    task = Task("oe", [Sample("a", clip, "what?", answer="dog"), Sample("b", clip, "what?", answer="bird"),
-                       Sample("c", clip, "what?", answer=None)], open_ended=True, score_text=score)
+    task = Task(
+        "oe",
+        [
+            Sample("a", clip, "what?", answer="dog"),
+            Sample("b", clip, "what?", answer="bird"),
+            Sample("c", clip, "what?", answer=None),
+        ],
+        open_ended=True,
+        score_text=score,
+    )
     rows = Runner(task, RunSettings(task="oe", method="says"), Says(), tmp_path / "r.jsonl").run()
     assert [r["correct"] for r in rows] == [True, False, None]
     assert rows[0]["scores"] == {"exact": 1.0} and rows[0]["prediction"] == "The Dog."
@@ -192,8 +245,9 @@ def test_each_method_runs_on_the_tiny_profile(method: str, clip: Path, tmp_path:
 
 
 @pytest.mark.parametrize("method", ["agent", "blind"])
-def test_a_planner_that_cannot_load_stops_the_run_before_the_first_sample(method: str, clip: Path,
-                                                                          tmp_path: Path) -> None:
+def test_a_planner_that_cannot_load_stops_the_run_before_the_first_sample(
+    method: str, clip: Path, tmp_path: Path
+) -> None:
     from vidagent.core.errors import ModelNotAvailable
 
     profile = tmp_path / "broken.yaml"
@@ -206,18 +260,38 @@ def test_a_planner_that_cannot_load_stops_the_run_before_the_first_sample(method
 
 def test_cli_eval_jsonl_then_report(clip: Path, tmp_path: Path, tiny_hub) -> None:
     data = tmp_path / "mine.jsonl"
-    data.write_text("\n".join(json.dumps({"id": f"s{i}", "video": str(clip), "question": "Which colour?",
-                                          "options": ["red", "green", "blue"], "answer": "red",
-                                          "category": "colour"}) for i in range(2)) + "\n")
+    data.write_text(
+        "\n".join(
+            json.dumps(
+                {
+                    "id": f"s{i}",
+                    "video": str(clip),
+                    "question": "Which colour?",
+                    "options": ["red", "green", "blue"],
+                    "answer": "red",
+                    "category": "colour",
+                }
+            )
+            for i in range(2)
+        )
+        + "\n"
+    )
     assert load_task("jsonl", data).samples[0].answer == 0
     out = tmp_path / "run.jsonl"
-    result = CliRunner().invoke(app, ["eval", "jsonl", "--data", str(data), "--method", "blind", "--profile", "tiny",
-                                      "--out", str(out)])
+    result = CliRunner().invoke(
+        app,
+        ["eval", "jsonl", "--data", str(data), "--method", "blind", "--profile", "tiny", "--out", str(out)],
+    )
     assert result.exit_code == 0, result.output
     printed = result.stdout
     assert "# jsonl" in printed and "accuracy %" in printed and "· colour %" in printed
     assert len(read_run(out)[1]) == 2
-    assert CliRunner().invoke(app, ["eval", "report", str(out), str(out), "--json", str(tmp_path / "r.json")]).exit_code == 0
+    assert (
+        CliRunner()
+        .invoke(app, ["eval", "report", str(out), str(out), "--json", str(tmp_path / "r.json")])
+        .exit_code
+        == 0
+    )
     assert json.loads((tmp_path / "r.json").read_text())["difference"]["accuracy"] == 0.0
 
 
@@ -237,8 +311,23 @@ def test_cli_eval_bad_input_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_cli_synthetic_benchmark_end_to_end_on_the_tiny_profile(tmp_path: Path, tiny_hub) -> None:
     out = tmp_path / "runs" / "synthetic-agent.jsonl"
-    result = CliRunner().invoke(app, ["eval", "synthetic", "--profile", "tiny", "--per-kind", "1", "--max-steps", "2",
-                                      "--out", str(out), "--store", str(tmp_path / "s.sqlite")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "synthetic",
+            "--profile",
+            "tiny",
+            "--per-kind",
+            "1",
+            "--max-steps",
+            "2",
+            "--out",
+            str(out),
+            "--store",
+            str(tmp_path / "s.sqlite"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     header, rows = read_run(out)
     kinds = {"counting", "colour", "order", "when", "spatial", "reading"}
@@ -247,6 +336,22 @@ def test_cli_synthetic_benchmark_end_to_end_on_the_tiny_profile(tmp_path: Path, 
     assert (tmp_path / "runs" / "synthetic-data" / "synthetic.jsonl").exists()
     for kind in kinds:
         assert f"· {kind} %" in result.stdout
-    resumed = CliRunner().invoke(app, ["eval", "synthetic", "--profile", "tiny", "--per-kind", "1", "--max-steps", "2",
-                                       "--out", str(out), "--store", str(tmp_path / "s.sqlite"), "--resume"])
+    resumed = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "synthetic",
+            "--profile",
+            "tiny",
+            "--per-kind",
+            "1",
+            "--max-steps",
+            "2",
+            "--out",
+            str(out),
+            "--store",
+            str(tmp_path / "s.sqlite"),
+            "--resume",
+        ],
+    )
     assert resumed.exit_code == 0 and read_run(out)[1] == rows  # nothing redone

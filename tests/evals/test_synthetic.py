@@ -48,8 +48,14 @@ def blobs(frame: np.ndarray) -> list[Blob]:
             fill = area / component.size
             assert fill > 0.65, f"a {colour} blob fills {fill:.2f} of its box: neither square nor circle"
             ys, xs = np.nonzero(component)
-            found.append(Blob(colour, "square" if fill > 0.88 else "circle",
-                              box[1].start + xs.mean() + 0.5, box[0].start + ys.mean() + 0.5))
+            found.append(
+                Blob(
+                    colour,
+                    "square" if fill > 0.88 else "circle",
+                    box[1].start + xs.mean() + 0.5,
+                    box[0].start + ys.mean() + 0.5,
+                )
+            )
     return found
 
 
@@ -105,9 +111,14 @@ def test_same_seed_same_bytes_and_frames(tmp_path: Path) -> None:
     second = write_synthetic(tmp_path / "b", per_kind=1, seed=3)
     assert first.name == "synthetic.jsonl" and first.read_bytes() == second.read_bytes()
     by_dir, by_file = load_task("synthetic", tmp_path / "a"), load_task("synthetic", first)
-    assert [(s.id, s.video, s.answer) for s in by_dir.samples] == [(s.id, s.video, s.answer) for s in by_file.samples]
-    for a, b in zip(load_task("synthetic", tmp_path / "a").samples, load_task("synthetic", tmp_path / "b").samples,
-                    strict=True):
+    assert [(s.id, s.video, s.answer) for s in by_dir.samples] == [
+        (s.id, s.video, s.answer) for s in by_file.samples
+    ]
+    for a, b in zip(
+        load_task("synthetic", tmp_path / "a").samples,
+        load_task("synthetic", tmp_path / "b").samples,
+        strict=True,
+    ):
         assert np.array_equal(all_frames(a), all_frames(b)), a.id
     other = write_synthetic(tmp_path / "c", per_kind=1, seed=4)
     assert other.read_bytes() != first.read_bytes()
@@ -121,7 +132,10 @@ def test_second_call_reuses_the_videos(tmp_path: Path) -> None:
     write_synthetic(tmp_path, per_kind=1, seed=0)
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "videos").iterdir()} == written
     assert jsonl.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["synthetic.jsonl", "videos"]  # no partial files left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "synthetic.jsonl",
+        "videos",
+    ]  # no partial files left
 
 
 def test_per_kind_must_be_positive(tmp_path: Path) -> None:

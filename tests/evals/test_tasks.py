@@ -45,7 +45,9 @@ FIXTURES = Path(__file__).parent / "fixtures"
 @pytest.fixture(scope="module")
 def placeholder_mp4(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """The bytes of a tiny real mp4 (32x32, 3 frames), copied wherever a fixture needs a video."""
-    path = write_video(tmp_path_factory.mktemp("placeholder") / "tiny.mp4", size=(32, 32), fps=10, seconds=0.3)
+    path = write_video(
+        tmp_path_factory.mktemp("placeholder") / "tiny.mp4", size=(32, 32), fps=10, seconds=0.3
+    )
     return path.read_bytes()
 
 
@@ -75,8 +77,17 @@ def test_nextqa_multiple_choice(bench) -> None:
     assert task.name == "nextqa" and not task.open_ended and task.settings == {"split": "val"}
     assert [s.id for s in task.samples] == ["4010069381_6", "4010069381_9", "7771650716_2"]
     how, after, count = task.samples
-    assert how.options == ["roll the handle", "tap their feet", "strum the string", "hit with sticks", "pat with hand"]
-    assert how.options[how.answer] == "hit with sticks" and how.question == "how do the two man play the instrument"
+    assert how.options == [
+        "roll the handle",
+        "tap their feet",
+        "strum the string",
+        "hit with sticks",
+        "pat with hand",
+    ]
+    assert (
+        how.options[how.answer] == "hit with sticks"
+        and how.question == "how do the two man play the instrument"
+    )
     assert (how.category, how.sub) == ("causal", {"type": "CH"})
     assert (after.category, after.options[after.answer]) == ("temporal", "look at the other man")
     assert (count.category, count.sub["type"], count.options[count.answer]) == ("descriptive", "DC", "three")
@@ -113,8 +124,11 @@ def test_nextqa_bad_files(bench, tmp_path: Path) -> None:
 
 
 # --- EgoSchema --------------------------------------------------------------------------------------
-UIDS = ["001934bb-81bd-4cd8-a574-0472ef3f6678", "00b9a0de-c59e-49cb-a127-6081e2fb8c8e",
-        "00f93e1e-cf4e-4835-88b4-4ad68216e86f"]
+UIDS = [
+    "001934bb-81bd-4cd8-a574-0472ef3f6678",
+    "00b9a0de-c59e-49cb-a127-6081e2fb8c8e",
+    "00f93e1e-cf4e-4835-88b4-4ad68216e86f",
+]
 
 
 def test_egoschema_subset_and_full(bench) -> None:
@@ -163,10 +177,15 @@ def test_mvbench(bench) -> None:
     samples = by_id(task)
     assert list(samples) == ["action_sequence/0", "action_sequence/1", "object_shuffle/0"]
     cut, original, shuffle = samples.values()
-    assert cut.options[cut.answer] == "Ate the medicine." and (cut.category, cut.sub) == ("action_sequence",
-                                                                                          {"aspect": "Action"})
+    assert cut.options[cut.answer] == "Ate the medicine." and (cut.category, cut.sub) == (
+        "action_sequence",
+        {"aspect": "Action"},
+    )
     assert cut.video.parent.name == "Charades_segment" and cut.span is None  # the release's clip: no span
-    assert original.video.parent.name == "Charades_v1_480" and original.span == (4.0, 13.5)  # cut from the source
+    assert original.video.parent.name == "Charades_v1_480" and original.span == (
+        4.0,
+        13.5,
+    )  # cut from the source
     assert original.options[original.answer] == "Put down the food."
     assert shuffle.sub == {"aspect": "Object"} and shuffle.answer == 1 and len(shuffle.options) == 3
     assert shuffle.video == root / "video" / "perception" / "videos" / "video_10042.mp4"
@@ -182,7 +201,9 @@ def test_mvbench_bad_files(bench, tmp_path: Path) -> None:
     path = root / "json" / "object_shuffle.json"
     item = json.loads(path.read_text())[0]
     path.write_text(json.dumps([{**item, "answer": "Under the fourth object."}]))
-    with pytest.raises(TaskError, match=re.escape("object_shuffle.json item 0: answer 'Under the fourth object.' is not one")):
+    with pytest.raises(
+        TaskError, match=re.escape("object_shuffle.json item 0: answer 'Under the fourth object.' is not one")
+    ):
         load_task("mvbench", root, split="object_shuffle")
     path.write_text(json.dumps([{"video": "v.mp4", "question": "q", "answer": "a"}]))
     with pytest.raises(TaskError, match="item 0: missing field 'candidates'"):
@@ -203,15 +224,21 @@ def test_videomme_official_json_layout(bench) -> None:
     assert counting.options == ["Apples.", "Candles.", "Berries.", "The three kinds are of the same number."]
     assert counting.answer == 2 and genre.answer == 0 and travel.answer == 3
     assert (counting.category, travel.category) == ("short", "long")
-    assert counting.sub == {"duration": "short", "domain": "Knowledge", "sub_category": "Humanity & History",
-                            "task_type": "Counting Problem"}
+    assert counting.sub == {
+        "duration": "short",
+        "domain": "Knowledge",
+        "sub_category": "Humanity & History",
+        "task_type": "Counting Problem",
+    }
     assert counting.video == root / "data" / "fFjv93ACGo8.mp4" and counting.video.is_file()
     assert counting.context is None and counting.prompt == counting.question
     with_subtitles = load_task("videomme", root, subtitles=True)
     assert with_subtitles.settings["subtitles"] is True
     first = with_subtitles.samples[0]
-    assert first.context == ("This video's subtitles are listed below:\n"
-                             "In Germany the first trees\nwere hung with apples and candles.")
+    assert first.context == (
+        "This video's subtitles are listed below:\n"
+        "In Germany the first trees\nwere hung with apples and candles."
+    )
     assert first.prompt == f"{first.context}\n\nQuestion: {first.question}"
     assert with_subtitles.samples[2].context is None  # no .srt for that video
 
@@ -219,7 +246,9 @@ def test_videomme_official_json_layout(bench) -> None:
 def test_videomme_jsonl_rows(bench) -> None:
     task = load_task("videomme", bench("videomme_jsonl"))
     assert [(s.id, s.answer, s.category, s.sub["task_type"]) for s in task.samples] == [
-        ("301-1", 1, "medium", "Action Recognition"), ("302-2", 0, "medium", "Object Reasoning")]
+        ("301-1", 1, "medium", "Action Recognition"),
+        ("302-2", 0, "medium", "Object Reasoning"),
+    ]
     assert task.samples[0].options[1] == "Passes the ball." and task.samples[0].video.stem == "sNNSbnLQE-0"
 
 
@@ -233,7 +262,9 @@ def test_videomme_parquet(bench) -> None:
     pd.DataFrame(rows).to_parquet(root / "videomme" / "test-00000-of-00001.parquet")
     task = load_task("videomme", root)
     assert [(s.id, s.answer, s.options[s.answer]) for s in task.samples] == [
-        ("301-1", 1, "Passes the ball."), ("302-2", 0, "The home team.")]
+        ("301-1", 1, "Passes the ball."),
+        ("302-2", 0, "The home team."),
+    ]
 
 
 def test_videomme_parquet_without_pandas_says_what_to_install(bench, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -251,9 +282,11 @@ def test_videomme_bad_files(bench, tmp_path: Path) -> None:
         load_task("videomme", tmp_path / "nothing")
     root = bench("videomme_jsonl")
     row = json.loads((root / "videomme.jsonl").read_text().splitlines()[0])
-    for change, message in [({"answer": "E"}, "301-1: .*answer 'E' is not one of the option letters"),
-                            ({"answer": ""}, "answer '' is not one of the option letters"),
-                            ({"options": None}, "301-1: TypeError")]:
+    for change, message in [
+        ({"answer": "E"}, "301-1: .*answer 'E' is not one of the option letters"),
+        ({"answer": ""}, "answer '' is not one of the option letters"),
+        ({"options": None}, "301-1: TypeError"),
+    ]:
         (root / "videomme.jsonl").write_text(json.dumps({**row, **change}) + "\n")
         with pytest.raises(TaskError, match=message):
             load_task("videomme", root)
@@ -271,7 +304,10 @@ def test_activitynet_qa(bench) -> None:
     task = load_task("activitynet-qa", root)
     assert task.name == "activitynet-qa" and task.open_ended and task.settings == {"split": "test"}
     assert [(s.id, s.answer, s.category) for s in task.samples] == [
-        ("v_1QIUV7WYKXg_1", "no", "yes_no"), ("v_1QIUV7WYKXg_6", "Blue", "color"), ("v_wAqDPnY3kCg_3", "2", "number")]
+        ("v_1QIUV7WYKXg_1", "no", "yes_no"),
+        ("v_1QIUV7WYKXg_6", "Blue", "color"),
+        ("v_wAqDPnY3kCg_3", "2", "number"),
+    ]
     # the name with or without its v_ prefix finds videos/v_<name>.mp4
     assert [s.video.name for s in task.samples] == ["v_1QIUV7WYKXg.mp4"] * 2 + ["v_wAqDPnY3kCg.mp4"]
     assert all(s.video.is_file() for s in task.samples)
@@ -306,31 +342,57 @@ def test_jsonl(bench) -> None:
     assert (second.answer, second.sub) == (1, {"room": "kitchen"})  # answer given as its letter
     assert (third.answer, third.category) == (2, "all")  # answer given as the option text
     assert third.video == root / "garden.mp4"
-    assert [s.id for s in load_task("jsonl", root / "questions.jsonl").samples] == ["kitchen-1", "kitchen-2",
-                                                                                     "garden-1"]
+    assert [s.id for s in load_task("jsonl", root / "questions.jsonl").samples] == [
+        "kitchen-1",
+        "kitchen-2",
+        "garden-1",
+    ]
 
 
 def test_jsonl_open_ended(tmp_path: Path) -> None:
     path = tmp_path / "open.jsonl"
-    path.write_text(json.dumps({"id": "a", "video": "/abs/v.mp4", "question": "What colour?", "answer": "Red"}) + "\n")
+    path.write_text(
+        json.dumps({"id": "a", "video": "/abs/v.mp4", "question": "What colour?", "answer": "Red"}) + "\n"
+    )
     task = load_task("jsonl", path)
     assert task.open_ended and task.samples[0].video == Path("/abs/v.mp4") and task.samples[0].options is None
     assert task.score_text(task.samples[0], "red.") == {"exact": 1.0}
     assert task.score_text(task.samples[0], "dark red") == {"exact": 0.0}
 
 
-@pytest.mark.parametrize(("lines", "message"), [
-    (['{"id": "a", "video": "v.mp4"'], r"bad\.jsonl:1: JSONDecodeError"),
-    (['{"id": "a", "video": "v.mp4", "answer": 0, "options": ["x", "y"]}'], r"bad\.jsonl:1: KeyError: 'question'"),
-    (['{"id": "a", "video": "v.mp4", "question": "q", "options": ["x", "y"], "answer": 2}'],
-     "answer index 2 out of range"),
-    (['{"id": "a", "video": "v.mp4", "question": "q", "options": ["x", "y"], "answer": "z"}'],
-     "answer 'z' is neither an option, its index nor its letter"),
-    (['{"id": "a", "video": "v.mp4", "question": "q", "options": ["x", "y"], "answer": "x"}', "",
-      '{"id": "b", "video": "v.mp4", "question": "q", "answer": "x"}'], r"bad\.jsonl:3: mixes open-ended"),
-    (['{"id": "a", "video": "v.mp4", "question": "q", "answer": "x"}',
-      '{"id": "a", "video": "w.mp4", "question": "r", "answer": "y"}'], "sample id 'a' appears twice"),
-])
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        (['{"id": "a", "video": "v.mp4"'], r"bad\.jsonl:1: JSONDecodeError"),
+        (
+            ['{"id": "a", "video": "v.mp4", "answer": 0, "options": ["x", "y"]}'],
+            r"bad\.jsonl:1: KeyError: 'question'",
+        ),
+        (
+            ['{"id": "a", "video": "v.mp4", "question": "q", "options": ["x", "y"], "answer": 2}'],
+            "answer index 2 out of range",
+        ),
+        (
+            ['{"id": "a", "video": "v.mp4", "question": "q", "options": ["x", "y"], "answer": "z"}'],
+            "answer 'z' is neither an option, its index nor its letter",
+        ),
+        (
+            [
+                '{"id": "a", "video": "v.mp4", "question": "q", "options": ["x", "y"], "answer": "x"}',
+                "",
+                '{"id": "b", "video": "v.mp4", "question": "q", "answer": "x"}',
+            ],
+            r"bad\.jsonl:3: mixes open-ended",
+        ),
+        (
+            [
+                '{"id": "a", "video": "v.mp4", "question": "q", "answer": "x"}',
+                '{"id": "a", "video": "w.mp4", "question": "r", "answer": "y"}',
+            ],
+            "sample id 'a' appears twice",
+        ),
+    ],
+)
 def test_jsonl_bad_files(tmp_path: Path, lines: list[str], message: str) -> None:
     (tmp_path / "bad.jsonl").write_text("\n".join(lines) + "\n")
     with pytest.raises(TaskError, match=message):
@@ -362,13 +424,31 @@ def test_task_head_keeps_order_and_records_the_limit() -> None:
 
 
 # --- metrics ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("reply", "n_options", "expected"), [
-    ("B", 5, 1), ("B.", 5, 1), ("(C)", 5, 2), ("D) a dog", 5, 3), ("A: the red square", 3, 0),
-    ("  E. The cup.", 5, 4), ("The answer is D", 5, 3), ("the answer is (b)", 5, None), ("Answer: (C)", 5, 2),
-    ("The answer is: B", 5, 1), ("I think the correct option is A.", 4, 0), ("Banana", 5, None),
-    ("A cat sits on the mat", 5, None), ("I don't know", 5, None), ("E", 4, None), ("The answer is E", 4, None),
-    ("The answer is B, not option C", 5, None), ("", 5, None), ("The answer is a dog", 5, None), ("b", 5, None),
-])
+@pytest.mark.parametrize(
+    ("reply", "n_options", "expected"),
+    [
+        ("B", 5, 1),
+        ("B.", 5, 1),
+        ("(C)", 5, 2),
+        ("D) a dog", 5, 3),
+        ("A: the red square", 3, 0),
+        ("  E. The cup.", 5, 4),
+        ("The answer is D", 5, 3),
+        ("the answer is (b)", 5, None),
+        ("Answer: (C)", 5, 2),
+        ("The answer is: B", 5, 1),
+        ("I think the correct option is A.", 4, 0),
+        ("Banana", 5, None),
+        ("A cat sits on the mat", 5, None),
+        ("I don't know", 5, None),
+        ("E", 4, None),
+        ("The answer is E", 4, None),
+        ("The answer is B, not option C", 5, None),
+        ("", 5, None),
+        ("The answer is a dog", 5, None),
+        ("b", 5, None),
+    ],
+)
 def test_parse_letter_is_strict(reply: str, n_options: int, expected: int | None) -> None:
     assert parse_letter(reply, n_options) == expected
 
@@ -377,10 +457,17 @@ def test_parse_letter_reads_every_letter_of_the_options() -> None:
     assert [parse_letter(f"({letter})", 26) for letter in LETTERS] == list(range(26))
 
 
-@pytest.mark.parametrize(("text", "normal"), [
-    ("The Cat!", "cat"), ("  a   red\tball. ", "red ball"), ("An apple, the end", "apple end"),
-    ("dog's toy", "dog s toy"), ("Theatre", "theatre"), ("3 people", "3 people"),
-])
+@pytest.mark.parametrize(
+    ("text", "normal"),
+    [
+        ("The Cat!", "cat"),
+        ("  a   red\tball. ", "red ball"),
+        ("An apple, the end", "apple end"),
+        ("dog's toy", "dog s toy"),
+        ("Theatre", "theatre"),
+        ("3 people", "3 people"),
+    ],
+)
 def test_normalize_answer(text: str, normal: str) -> None:
     assert normalize_answer(text) == normal
 
@@ -421,9 +508,13 @@ def wordnet():
         pytest.skip(f"WordNet 3.0 unavailable ({exc})")
 
 
-def test_wordnet_folder_from_the_environment_is_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wordnet_folder_from_the_environment_is_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("VIDAGENT_WORDNET", str(tmp_path))
-    with pytest.raises(WordNetUnavailable, match=r"VIDAGENT_WORDNET=.* is not a WordNet dict folder \(no data\.noun"):
+    with pytest.raises(
+        WordNetUnavailable, match=r"VIDAGENT_WORDNET=.* is not a WordNet dict folder \(no data\.noun"
+    ):
         _wordnet_dir()
 
 
@@ -436,19 +527,22 @@ def test_wup_values_of_wordnet_3_0(wordnet) -> None:
     assert wup("xyzzy", "cat", 0.0, wordnet) == 0.0 and wup("xyzzy", "xyzzy", 0.9, wordnet) == 1.0
 
 
-@pytest.mark.parametrize(("pred", "truth", "at0", "at9"), [
-    ("dog", "cat", 6 / 7, 0.6 / 7),
-    ("doll", "toy", 12 / 13, 12 / 13),
-    ("ball", "toy", 2 / 3, 0.2 / 3),
-    # each word's best match, multiplied: dog->cat 6/7 (> dog-toy 8/15), doll->toy 12/13 (> doll-cat 8/21)
-    ("dog doll", "cat toy", 6 / 7 * 12 / 13, 0.6 / 7 * 12 / 13),
-    # the smaller direction: dog->dog is 1, but cat->dog only 6/7
-    ("dog", "dog cat", 6 / 7, 0.6 / 7),
-    ("dog xyzzy", "cat", 6 / 7, 0.6 / 7),  # a word with no synset is skipped
-    ("xyzzy", "cat", 0.0, 0.0),  # nothing matched at all
-    ("", "cat", 0.0, 0.0),
-    ("man walk", "man walk", 1.0, 1.0),
-])
+@pytest.mark.parametrize(
+    ("pred", "truth", "at0", "at9"),
+    [
+        ("dog", "cat", 6 / 7, 0.6 / 7),
+        ("doll", "toy", 12 / 13, 12 / 13),
+        ("ball", "toy", 2 / 3, 0.2 / 3),
+        # each word's best match, multiplied: dog->cat 6/7 (> dog-toy 8/15), doll->toy 12/13 (> doll-cat 8/21)
+        ("dog doll", "cat toy", 6 / 7 * 12 / 13, 0.6 / 7 * 12 / 13),
+        # the smaller direction: dog->dog is 1, but cat->dog only 6/7
+        ("dog", "dog cat", 6 / 7, 0.6 / 7),
+        ("dog xyzzy", "cat", 6 / 7, 0.6 / 7),  # a word with no synset is skipped
+        ("xyzzy", "cat", 0.0, 0.0),  # nothing matched at all
+        ("", "cat", 0.0, 0.0),
+        ("man walk", "man walk", 1.0, 1.0),
+    ],
+)
 def test_wups_by_hand(wordnet, pred: str, truth: str, at0: float, at9: float) -> None:
     assert wups(pred, truth, 0.0, wordnet) == pytest.approx(at0)
     assert wups(pred, truth, 0.9, wordnet) == pytest.approx(at9)
@@ -462,15 +556,28 @@ def test_nextqa_oe_scores(wordnet) -> None:
     assert scores == pytest.approx({"wups0": 6 / 7, "wups9": 0.6 / 7, "exact": 0.0})
     # best over the answer and the extra reference answers
     assert nextqa_oe_scores("a doll", "ball", "DO", ["toy"], stop, wordnet) == pytest.approx(
-        {"wups0": 12 / 13, "wups9": 12 / 13, "exact": 0.0})
+        {"wups0": 12 / 13, "wups9": 12 / 13, "exact": 0.0}
+    )
     # counting and binary questions: exact match after lemmatising
-    assert nextqa_oe_scores("Two.", "two", "DC", [], stop, wordnet) == {"wups0": 1.0, "wups9": 1.0, "exact": 1.0}
-    assert nextqa_oe_scores("three", "two", "DC", [], stop, wordnet) == {"wups0": 0.0, "wups9": 0.0, "exact": 0.0}
+    assert nextqa_oe_scores("Two.", "two", "DC", [], stop, wordnet) == {
+        "wups0": 1.0,
+        "wups9": 1.0,
+        "exact": 1.0,
+    }
+    assert nextqa_oe_scores("three", "two", "DC", [], stop, wordnet) == {
+        "wups0": 0.0,
+        "wups9": 0.0,
+        "exact": 0.0,
+    }
 
 
 def test_nextqa_oe_task_scores_with_references(bench, wordnet) -> None:
     task = load_task("nextqa-oe", bench("nextqa_oe"))
     samples = by_id(task)
     assert task.score_text(samples["6233408665_0"], "a ball") == {"wups0": 1.0, "wups9": 1.0, "exact": 1.0}
-    assert task.score_text(samples["4882821564_3"], "rides bikes") == {"wups0": 1.0, "wups9": 1.0, "exact": 1.0}
+    assert task.score_text(samples["4882821564_3"], "rides bikes") == {
+        "wups0": 1.0,
+        "wups9": 1.0,
+        "exact": 1.0,
+    }
     assert task.score_text(samples["4882821564_5"], "2") == {"wups0": 0.0, "wups9": 0.0, "exact": 0.0}

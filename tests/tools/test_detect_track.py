@@ -35,12 +35,16 @@ from vidagent.tools.detect_track import (
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_video(tmp_path_factory.mktemp("dt") / "square.mp4", fps=10, seconds=2, size=(96, 64),
-                       frames_fn=moving_square)
+    return write_video(
+        tmp_path_factory.mktemp("dt") / "square.mp4",
+        fps=10,
+        seconds=2,
+        size=(96, 64),
+        frames_fn=moving_square,
+    )
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 
 
 # --- prompt -----------------------------------------------------------------------------------
@@ -102,7 +106,8 @@ def test_boxes_equal_a_direct_grounding_dino_call(ctx: ToolContext, clip: Path) 
         with torch.inference_mode():
             outputs = model(**inputs)
         results = processor.post_process_grounded_object_detection(
-            outputs, inputs.input_ids, threshold=0.3, text_threshold=0.0, target_sizes=[size] * len(batch))
+            outputs, inputs.input_ids, threshold=0.3, text_threshold=0.0, target_sizes=[size] * len(batch)
+        )
         for t, result in zip(frames.timestamps[start : start + BATCH_SIZE], results, strict=True):
             boxes = result["boxes"].numpy()
             boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, size[1])
@@ -122,8 +127,11 @@ def crossing(frames: int = 16) -> list[FrameDetections]:
         a, b = 10 + 8 * k, 130 - 8 * k
         boxes = np.array([[a, 40, a + 24, 64], [b, 46, b + 24, 70]], np.float32)
         order = [1, 0] if k % 2 else [0, 1]
-        found.append(FrameDetections(k / 2, 5 * k, boxes[order], np.array([0.9, 0.8], np.float32)[order],
-                                     np.zeros(2, np.int64)))
+        found.append(
+            FrameDetections(
+                k / 2, 5 * k, boxes[order], np.array([0.9, 0.8], np.float32)[order], np.zeros(2, np.int64)
+            )
+        )
     return found
 
 
@@ -140,9 +148,13 @@ def test_track_ids_stay_stable_where_paths_cross() -> None:
 
 def test_labels_are_tracked_apart_and_singletons_kept() -> None:
     frames = crossing(4)
-    frames = [FrameDetections(f.t, f.frame_index, f.boxes, f.scores, (f.boxes[:, 1] == 46).astype(np.int64))
-              for f in frames]  # the lower box is a cup
-    lone = FrameDetections(2.0, 20, np.array([[0, 0, 5, 5]], np.float32), np.array([0.5], np.float32), np.array([1]))
+    frames = [
+        FrameDetections(f.t, f.frame_index, f.boxes, f.scores, (f.boxes[:, 1] == 46).astype(np.int64))
+        for f in frames
+    ]  # the lower box is a cup
+    lone = FrameDetections(
+        2.0, 20, np.array([[0, 0, 5, 5]], np.float32), np.array([0.5], np.float32), np.array([1])
+    )
     tracks = build_tracks([*frames, lone], ["ball", "cup"], fps=2, box_threshold=0.3)
     assert sorted((t["label"], len(t["t"])) for t in tracks) == [("ball", 4), ("cup", 1), ("cup", 4)]
     assert len(build_tracks([*frames, lone], ["ball", "cup"], fps=2, box_threshold=0.3, min_frames=2)) == 2
@@ -161,14 +173,24 @@ def count_calls(monkeypatch: pytest.MonkeyPatch, model: torch.nn.Module) -> list
     return calls
 
 
-def test_end_to_end_rows_and_object_memory(ctx: ToolContext, clip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_end_to_end_rows_and_object_memory(
+    ctx: ToolContext, clip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls = count_calls(monkeypatch, ctx.hub.get("detector").model)
     evidence = TOOL(ctx, clip, prompt="Square. circle", fps=4, box_threshold=0.3)
     assert calls and len(evidence) > 0
     assert set(evidence.tool) == {"detect_track"}
-    assert (evidence.start >= 0).all() and (evidence.end <= 2.0 + 1e-6).all() and (evidence.end > evidence.start).all()
+    assert (
+        (evidence.start >= 0).all()
+        and (evidence.end <= 2.0 + 1e-6).all()
+        and (evidence.end > evidence.start).all()
+    )
     assert len(set(evidence.track_id)) == len(evidence) and (evidence.track_id >= 1).all()
-    assert (evidence.box[:, 0] >= 0).all() and (evidence.box[:, 2] <= 96).all() and (evidence.box[:, 3] <= 64).all()
+    assert (
+        (evidence.box[:, 0] >= 0).all()
+        and (evidence.box[:, 2] <= 96).all()
+        and (evidence.box[:, 3] <= 64).all()
+    )
     labels = [row["label"] for row in evidence.data]
     assert set(labels) <= {"square", "circle"}
     for row in evidence.data:
@@ -178,15 +200,18 @@ def test_end_to_end_rows_and_object_memory(ctx: ToolContext, clip: Path, monkeyp
     assert set(evidence.video) == {video_id}
 
     first = len(calls)
-    again = TOOL(ctx, clip, prompt="square. circle.", fps=4, box_threshold=0.3)  # same question, other spelling
+    again = TOOL(
+        ctx, clip, prompt="square. circle.", fps=4, box_threshold=0.3
+    )  # same question, other spelling
     assert len(calls) == first  # read back from object memory: no model call
     assert again.to_json() == evidence.to_json()
     TOOL(ctx, clip, prompt="square.", fps=4, box_threshold=0.3)
     assert len(calls) > first  # another prompt is another question
 
 
-def test_no_detection_is_empty_evidence_and_is_remembered(ctx: ToolContext, clip: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_detection_is_empty_evidence_and_is_remembered(
+    ctx: ToolContext, clip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls = count_calls(monkeypatch, ctx.hub.get("detector").model)
     for _ in range(2):
         evidence = TOOL(ctx, clip, prompt="square.", fps=2, box_threshold=1.0)
@@ -208,8 +233,21 @@ def test_render_and_cli(ctx: ToolContext, clip: Path, tmp_path: Path) -> None:
     with Video.open(out) as video:
         assert (video.width, video.height) == (96, 64) and video.frame_count == 10
 
-    result = CliRunner().invoke(app, ["detect", str(clip), "square.", "--profile", "tiny", "--store",
-                                      str(tmp_path / "cli.sqlite"), "--box-threshold", "0.3", "--json"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "detect",
+            str(clip),
+            "square.",
+            "--profile",
+            "tiny",
+            "--store",
+            str(tmp_path / "cli.sqlite"),
+            "--box-threshold",
+            "0.3",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert '"detect_track"' in result.stdout
     with warnings.catch_warnings():
@@ -232,7 +270,8 @@ def test_extreme_and_odd_sizes_detect(tmp_path: Path, tiny_hub, size: tuple[int,
 
 def test_a_missing_path_or_a_folder_is_one_clear_line(tmp_path: Path) -> None:
     for path, message in ((tmp_path / "nope.mp4", "no such file"), (tmp_path, "not a regular file")):
-        result = CliRunner().invoke(app, ["detect", str(path), "person.", "--profile", "tiny",
-                                          "--store", str(tmp_path / "s.sqlite")])
+        result = CliRunner().invoke(
+            app, ["detect", str(path), "person.", "--profile", "tiny", "--store", str(tmp_path / "s.sqlite")]
+        )
         assert result.exit_code == 1 and isinstance(result.exception, VidagentError), result.exception
         assert message in str(result.exception)

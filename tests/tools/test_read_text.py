@@ -53,8 +53,13 @@ def text_frame(lines: list[str], size: tuple[int, int] = SIZE) -> np.ndarray:
 def two_signs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """4 s at 10 fps: "HELLO WORLD" for 2 s, then "EXIT 42"."""
     hello, exit_ = text_frame(["HELLO WORLD"]), text_frame(["EXIT 42"])
-    return write_video(tmp_path_factory.mktemp("ocr") / "signs.mp4", seconds=4, fps=10, size=SIZE,
-                       frames_fn=lambda i: hello if i < 20 else exit_)
+    return write_video(
+        tmp_path_factory.mktemp("ocr") / "signs.mp4",
+        seconds=4,
+        fps=10,
+        size=SIZE,
+        frames_fn=lambda i: hello if i < 20 else exit_,
+    )
 
 
 @pytest.fixture
@@ -77,7 +82,9 @@ def test_reads_rendered_text_back_with_spans_and_boxes(ctx: ToolContext, two_sig
         assert 0 <= row["frame_index"] < 40
     # stored as text rows, searchable across the library
     hits = ctx.store.search_texts("hello", tool="read_text")
-    assert [h["text"] for h in hits] == ["HELLO WORLD"] and hits[0]["video_id"] == ctx.store.content_hash(two_signs)
+    assert [h["text"] for h in hits] == ["HELLO WORLD"] and hits[0]["video_id"] == ctx.store.content_hash(
+        two_signs
+    )
 
 
 def test_span_and_cache(ctx: ToolContext, two_signs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -113,7 +120,9 @@ def test_merging_tolerates_misreads_and_one_missed_frame() -> None:
     ]
     runs = merge_lines(frames)
     assert [(r[0].text, r[0].t, r[-1].t, len(r)) for r in runs] == [
-        ("OPEN 24 HOURS", 0.5, 2.5, 3), ("EXIT", 0.5, 2.5, 2), ("OPEN 24 HOURS", 5.5, 5.5, 1),
+        ("OPEN 24 HOURS", 0.5, 2.5, 3),
+        ("EXIT", 0.5, 2.5, 2),
+        ("OPEN 24 HOURS", 5.5, 5.5, 1),
     ]
     # the same text twice on one frame stays two findings, each following its own box
     twice = merge_lines([[_line("EXIT", 0.5, x=0), _line("EXIT", 0.5, x=200)]] * 2)
@@ -129,8 +138,13 @@ def test_on_screen_instructions_stay_quoted_data(tmp_path: Path) -> None:
     registry = ToolRegistry({"read_text": TOOL})
     before = sorted(discover_tools())
 
-    llm = ScriptedChat(plans=[{"thought": "read it", "calls": [{"tool": "read_text", "args": {}}], "done": False},
-                              {"thought": "", "calls": [], "done": True}], answers=["It shows a sign."])
+    llm = ScriptedChat(
+        plans=[
+            {"thought": "read it", "calls": [{"tool": "read_text", "args": {}}], "done": False},
+            {"thought": "", "calls": [], "done": True},
+        ],
+        answers=["It shows a sign."],
+    )
     answer = VideoAgent(ctx, llm, budget=Budget(), registry=registry).ask(video, "What does the sign say?")
 
     calls = [e for e in answer.trace if e["type"] == "tool_call"]
@@ -155,17 +169,27 @@ SPACED = [  # RapidOCR alone reads the first seven without (some of) their space
     Render("OPEN 24 HOURS", LB + "LiberationSans-Italic.ttf", 34),
     Render("PLATFORM 9 EXIT", upside_down=True),
     Render("PLATFORM 9 EXIT", size=26, tracking=0.15),  # letter spaced: RapidOCR reads "PLATFORM 9EXIT"
-    Render("NO ENTRY", DV + "DejaVuSans.ttf", 30, light_on_dark=True, tracking=0.25),  # no space inside the words
+    Render(
+        "NO ENTRY", DV + "DejaVuSans.ttf", 30, light_on_dark=True, tracking=0.25
+    ),  # no space inside the words
     Render("Next train to Oxford", size=24),
     Render("Gate 42", size=32, light_on_dark=True),
-    Render("Departures 10:45 to London", LB + "LiberationMono-Regular.ttf", 21, light_on_dark=True),  # not "10 : 45"
+    Render(
+        "Departures 10:45 to London", LB + "LiberationMono-Regular.ttf", 21, light_on_dark=True
+    ),  # not "10 : 45"
     Render("Welcome to the museum shop", size=28, photo="bikes.mp4"),
 ]
 
 
-@pytest.mark.parametrize("spec", SPACED, ids=lambda s: f"{s.text}-{s.font or 'default'}-{s.size}"
-                         f"{'-dark' if s.light_on_dark else ''}{'-spaced' if s.tracking else ''}"
-                         f"{'-upside-down' if s.upside_down else ''}{'-photo' if s.photo else ''}")
+@pytest.mark.parametrize(
+    "spec",
+    SPACED,
+    ids=lambda s: (
+        f"{s.text}-{s.font or 'default'}-{s.size}"
+        f"{'-dark' if s.light_on_dark else ''}{'-spaced' if s.tracking else ''}"
+        f"{'-upside-down' if s.upside_down else ''}{'-photo' if s.photo else ''}"
+    ),
+)
 def test_reads_words_with_their_spaces(spec: Render) -> None:
     if not font_available(spec):
         pytest.skip(f"font {spec.font} is not installed")
@@ -175,7 +199,9 @@ def test_reads_words_with_their_spaces(spec: Render) -> None:
     assert [text for text, _, _ in read_frame(image)] == [spec.text]
 
 
-def _blocks(spans: list[tuple[int, int]], dark: bool = False, slant: float = 0.0) -> tuple[np.ndarray, list[list[list[int]]]]:
+def _blocks(
+    spans: list[tuple[int, int]], dark: bool = False, slant: float = 0.0
+) -> tuple[np.ndarray, list[list[list[int]]]]:
     """A BGR frame with a 20-pixel-high block ("letter") over each x span (its middle row), and a box centred on each.
 
     ``slant`` leans the blocks like italics: each row is shifted right by ``slant`` pixels per row above the middle.
@@ -185,7 +211,7 @@ def _blocks(spans: list[tuple[int, int]], dark: bool = False, slant: float = 0.0
     for x1, x2 in spans:
         for y in range(20, 40):
             shift = round(slant * (30 - y))
-            frame[y, x1 + shift:x2 + shift] = 255 if dark else 0
+            frame[y, x1 + shift : x2 + shift] = 255 if dark else 0
         middle = (x1 + x2) // 2
         boxes.append([[middle - 5, 15], [middle + 5, 15], [middle + 5, 45], [middle - 5, 45]])
     return frame, boxes
@@ -198,10 +224,17 @@ def test_spaces_go_in_wide_gaps_only() -> None:
     for dark in (False, True):
         frame, boxes = _blocks(spans, dark)
         assert spaced(None, frame, line, "ABCDE", boxes, list("ABCDE")) == "ABC DE"
-        assert spaced(None, frame, line, "ABC DE", [*boxes[:3], boxes[2], *boxes[3:]], list("ABC DE")) == "ABC DE"
+        assert (
+            spaced(None, frame, line, "ABC DE", [*boxes[:3], boxes[2], *boxes[3:]], list("ABC DE"))
+            == "ABC DE"
+        )
     frame, boxes = _blocks(spans)
-    assert spaced(None, frame, line, "AB\u4e2d\u6587E", boxes, list("AB\u4e2d\u6587E")) == "AB\u4e2d\u6587E"  # CJK: no spaces
-    assert spaced(None, frame, line, "123:45", boxes[:3] + boxes[2:], list("123:45")) == "123:45"  # not before ':'
+    assert (
+        spaced(None, frame, line, "AB\u4e2d\u6587E", boxes, list("AB\u4e2d\u6587E")) == "AB\u4e2d\u6587E"
+    )  # CJK: no spaces
+    assert (
+        spaced(None, frame, line, "123:45", boxes[:3] + boxes[2:], list("123:45")) == "123:45"
+    )  # not before ':'
     # letter-spaced: every gap is 12 pixels, so the 30-pixel one is a space but the 12-pixel ones are not
     frame, boxes = _blocks([(20, 40), (52, 72), (84, 104), (134, 154), (166, 186)])
     assert spaced(None, frame, line, "ABCDE", boxes, list("ABCDE")) == "ABC DE"
@@ -219,21 +252,36 @@ def sign_frame(i: int) -> np.ndarray:
     """'PLATFORM 9 EXIT' drifting right a pixel a frame for 3 s (10 fps), then an empty frame for 1 s."""
     image = Image.new("RGB", SIZE, "white")
     if i < 30:
-        ImageDraw.Draw(image).text((12 + i, 60), "PLATFORM 9 EXIT", fill="black", font=ImageFont.load_default(size=26))
+        ImageDraw.Draw(image).text(
+            (12 + i, 60), "PLATFORM 9 EXIT", fill="black", font=ImageFont.load_default(size=26)
+        )
     return np.asarray(image)
 
 
 def test_a_spaced_line_on_consecutive_frames_is_one_row_and_old_unspaced_rows_are_not_reused(
-        ctx: ToolContext, tmp_path: Path) -> None:
+    ctx: ToolContext, tmp_path: Path
+) -> None:
     video = write_video(tmp_path / "platform.mp4", seconds=4, fps=10, size=SIZE, frames_fn=sign_frame)
     video_id = ctx.store.content_hash(video)
     # what the version before word spacing stored for these settings (its settings had no "spacing")
-    old_settings = ctx.store.settings_key({
-        "span": [0.0, 4.0], "fps": 2.0, "min_confidence": 0.5, "max_frames": MAX_FRAMES, "short_side": SHORT_SIDE,
-        "similar": SIMILAR, "gap": GAP,
-    })
-    ctx.store.put_texts(video_id, "read_text", ocr_version(), old_settings,
-                        [{"start": 0.0, "end": 3.0, "text": "PLATFORM9EXIT", "score": 0.99, "data": {}}])
+    old_settings = ctx.store.settings_key(
+        {
+            "span": [0.0, 4.0],
+            "fps": 2.0,
+            "min_confidence": 0.5,
+            "max_frames": MAX_FRAMES,
+            "short_side": SHORT_SIDE,
+            "similar": SIMILAR,
+            "gap": GAP,
+        }
+    )
+    ctx.store.put_texts(
+        video_id,
+        "read_text",
+        ocr_version(),
+        old_settings,
+        [{"start": 0.0, "end": 3.0, "text": "PLATFORM9EXIT", "score": 0.99, "data": {}}],
+    )
 
     rows = TOOL(ctx, video, fps=2).to_records()
     assert [r["text"] for r in rows] == ["PLATFORM 9 EXIT"]  # read again, with its spaces
@@ -244,12 +292,20 @@ def test_a_spaced_line_on_consecutive_frames_is_one_row_and_old_unspaced_rows_ar
     assert [h["text"] for h in ctx.store.search_texts("platform", tool="read_text")] == ["PLATFORM 9 EXIT"]
 
 
-@pytest.mark.parametrize(("ink", "background", "name"), [
-    ((230, 30, 30), (255, 255, 255), "red"), ((250, 210, 20), (15, 25, 70), "yellow"),
-    ((255, 255, 255), (10, 10, 10), "white"), ((30, 60, 220), (235, 235, 235), "blue"),
-    ((20, 160, 40), (250, 250, 250), "green"), ((10, 10, 10), (255, 215, 0), "black"),
-])
-def test_the_ink_colour_of_a_line(ink: tuple[int, int, int], background: tuple[int, int, int], name: str) -> None:
+@pytest.mark.parametrize(
+    ("ink", "background", "name"),
+    [
+        ((230, 30, 30), (255, 255, 255), "red"),
+        ((250, 210, 20), (15, 25, 70), "yellow"),
+        ((255, 255, 255), (10, 10, 10), "white"),
+        ((30, 60, 220), (235, 235, 235), "blue"),
+        ((20, 160, 40), (250, 250, 250), "green"),
+        ((10, 10, 10), (255, 215, 0), "black"),
+    ],
+)
+def test_the_ink_colour_of_a_line(
+    ink: tuple[int, int, int], background: tuple[int, int, int], name: str
+) -> None:
     image = Image.new("RGB", SIZE, background)
     ImageDraw.Draw(image).text((12, 60), "EXIT 42", fill=ink, font=ImageFont.load_default(size=36))
     frame = np.asarray(image)
@@ -258,14 +314,17 @@ def test_the_ink_colour_of_a_line(ink: tuple[int, int, int], background: tuple[i
 
 
 def test_colour_names() -> None:
-    assert [colour_name(np.array(rgb)) for rgb in [(250, 120, 10), (128, 128, 128), (140, 40, 200), (240, 100, 180),
-                                                   (20, 20, 20)]] == ["orange", "grey", "purple", "pink", "black"]
+    assert [
+        colour_name(np.array(rgb))
+        for rgb in [(250, 120, 10), (128, 128, 128), (140, 40, 200), (240, 100, 180), (20, 20, 20)]
+    ] == ["orange", "grey", "purple", "pink", "black"]
     flat = np.full((60, 200, 3), 128, np.uint8)  # no ink apart from the background
     assert ink_colour(flat, np.array([[10, 10], [190, 10], [190, 50], [10, 50]], np.float32)) is None
 
 
-def test_two_threads_asking_for_the_same_reading_read_once(two_signs: Path, ctx: ToolContext,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_threads_asking_for_the_same_reading_read_once(
+    two_signs: Path, ctx: ToolContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """recall runs find_text and read_text on a new clip at once: the OCR runs once, the other waits
     and finds the rows stored."""
     from concurrent.futures import ThreadPoolExecutor

@@ -17,6 +17,7 @@ from vidagent.tools.retrieve import TOOL, peaks_to_spans, search_library, smooth
 
 def two_colour_video(path: Path) -> Path:
     """5 s of red, then 5 s of blue."""
+
     def draw(i: int) -> np.ndarray:
         frame = np.zeros((48, 64, 3), np.uint8)
         frame[..., 0 if i < 50 else 2] = 220
@@ -43,7 +44,9 @@ def test_frame_scores_equal_a_direct_clip_call(ctx: ToolContext, tmp_path: Path)
     with Video.open(video) as v:
         frames = v.sample_at(rows.timestamps, short_side=encoder.input_size).frames
     with torch.inference_mode():
-        out = model(**processor(text=["a red square"], images=list(frames), return_tensors="pt", padding=True))
+        out = model(
+            **processor(text=["a red square"], images=list(frames), return_tensors="pt", padding=True)
+        )
         direct = (out.logits_per_image[:, 0] / model.logit_scale.exp()).numpy()
     np.testing.assert_allclose(ours, direct, atol=2e-3)  # float16 storage
 
@@ -97,5 +100,6 @@ def test_short_videos_retrieve(ctx: ToolContext, tmp_path: Path, seconds: float)
     assert len(smooth(np.array([0.1, 0.9]))) == 2 and len(smooth(np.array([0.4]))) == 1
     video = write_video(tmp_path / "short.mp4", fps=10, seconds=seconds, size=(64, 48))
     evidence = TOOL(ctx, video, query="a red square", k=3)
-    assert len(evidence) >= 1 and all(0.0 <= s < e <= seconds + 1e-6 for s, e in zip(evidence.start, evidence.end,
-                                                                                   strict=True))
+    assert len(evidence) >= 1 and all(
+        0.0 <= s < e <= seconds + 1e-6 for s, e in zip(evidence.start, evidence.end, strict=True)
+    )

