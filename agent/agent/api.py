@@ -28,7 +28,7 @@ from vidagent.agent.exemplars import ExemplarSelector
 from vidagent.agent.graph import AgentGraph, Budget, PlannerSettings
 from vidagent.agent.registry import ToolRegistry
 from vidagent.core.errors import VidagentError
-from vidagent.core.evidence import Evidence
+from vidagent.core.evidence import Evidence, numbered
 from vidagent.media.index import IndexReport
 from vidagent.media.store import Store
 from vidagent.media.video import Video
@@ -310,8 +310,13 @@ class VideoAgent:
 
     def evidence(self, session: str) -> Evidence:
         """Everything a session has gathered so far."""
-        rows = self._graph.get_state({"configurable": {"thread_id": session}}).values.get("evidence", [])
-        return Evidence.from_rows(rows)
+        return Evidence.from_rows(self.evidence_records(session))
+
+    def evidence_records(self, session: str) -> list[dict[str, Any]]:
+        """The same as records (the JSON form), each with its ``id``: what answers cite as ``[id]``."""
+        return numbered(
+            self._graph.get_state({"configurable": {"thread_id": session}}).values.get("evidence", [])
+        )
 
     def history(self, session: str) -> list[dict[str, Any]]:
         """A session's turns, oldest first: ``{role, content}``; answers also carry ``cited`` row ids.
@@ -353,6 +358,11 @@ class ChatSession:
     @property
     def evidence(self) -> Evidence:
         return self.agent.evidence(self.id)
+
+    @property
+    def evidence_records(self) -> list[dict[str, Any]]:
+        """The session's evidence as records with their ids (``VideoAgent.evidence_records``)."""
+        return self.agent.evidence_records(self.id)
 
 
 def _bound(spec: Any, ctx: ToolContext) -> Any:

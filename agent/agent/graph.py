@@ -51,7 +51,7 @@ from vidagent.agent.exemplars import ExemplarSelector, Selection
 from vidagent.agent.registry import CallError, ToolCall, ToolRegistry
 from vidagent.agent.text_answers import text_answer, text_question
 from vidagent.core.errors import VidagentError
-from vidagent.core.evidence import Evidence
+from vidagent.core.evidence import Evidence, numbered
 from vidagent.core.question_words import Vocabulary
 from vidagent.models.llm import ChatModel, option_letter
 from vidagent.prompts import Prompt, load_prompt
@@ -637,7 +637,7 @@ class AgentGraph:
         rows = state.get("evidence", [])
         # the event carries its cited rows: checkpoints are written while the run goes on, so a reader
         # of the session's state mid-stream (the server) may not see this turn's rows yet
-        emit({"type": "answer", **answer, "evidence": [{"id": i, **rows[i]} for i in cited if i < len(rows)]})
+        emit({"type": "answer", **answer, "evidence": numbered(rows, cited)})
         return {
             "answer": answer,
             "used": used,

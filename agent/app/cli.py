@@ -325,17 +325,16 @@ def index(
             out.print(f"{path}: {len(captions)} captions, one per {captions_every:g} s")
 
 
-def _evidence_table(evidence, title: str, ids: list[int] | None = None) -> Table:
-    """Evidence rows as a table; ``ids`` are the agent's row ids when they are not 0..N-1."""
+def _evidence_table(records: list[dict], title: str) -> Table:
+    """Evidence records as a table, numbered by their ``id`` (a session's) or their position."""
     table = Table(title=title)
     for col in ("#", "tool", "span (s)", "score", "frame", "details"):
         table.add_column(col)
-    for i, row in enumerate(evidence.to_records()):
-        details = {
-            k: v for k, v in row.items() if k not in ("tool", "start", "end", "score", "frame_index", "video")
-        }
+    shown = ("id", "tool", "start", "end", "score", "frame_index", "video")
+    for i, row in enumerate(records):
+        details = {k: v for k, v in row.items() if k not in shown}
         table.add_row(
-            str(ids[i] if ids else i),
+            str(row.get("id", i)),
             row["tool"],
             f"{row['start']:.1f}-{row['end']:.1f}",
             f"{row['score']:.3f}",
@@ -359,7 +358,9 @@ def retrieve(
     from vidagent.tools.retrieve import TOOL
 
     evidence = TOOL(_context(profile, store), video, query=query, k=k, span=span)
-    out.print_json(evidence.to_json()) if as_json else out.print(_evidence_table(evidence, query))
+    out.print_json(evidence.to_json()) if as_json else out.print(
+        _evidence_table(evidence.to_records(), query)
+    )
 
 
 @app.command()
@@ -426,8 +427,6 @@ def _print_event(event: dict) -> None:
 
 
 def _print_answer(answer) -> None:
-    from vidagent.core.evidence import Evidence
-
     out.print(f"[bold]{answer.text}[/]", highlight=False)
     out.print(
         f"confidence {answer.confidence:.2f} · {answer.seconds:.1f} s · {answer.tool_calls} tool calls · "
@@ -435,8 +434,7 @@ def _print_answer(answer) -> None:
         highlight=False,
     )
     if answer.evidence:
-        rows = Evidence.from_rows([{k: v for k, v in row.items() if k != "id"} for row in answer.evidence])
-        out.print(_evidence_table(rows, "cited evidence", ids=[row["id"] for row in answer.evidence]))
+        out.print(_evidence_table(answer.evidence, "cited evidence"))
 
 
 @app.command()
@@ -509,7 +507,7 @@ def chat(
         if line in ("/quit", "/exit"):
             break
         if line == "/evidence":
-            out.print(_evidence_table(conversation.evidence, f"session {conversation.id}"))
+            out.print(_evidence_table(conversation.evidence_records, f"session {conversation.id}"))
             continue
         try:
             final = None
@@ -910,7 +908,7 @@ def detect(
     if as_json:
         out.print_json(evidence.to_json())
     else:
-        out.print(_evidence_table(evidence, f"{args.prompt} ({len(tracks)} tracks)"))
+        out.print(_evidence_table(evidence.to_records(), f"{args.prompt} ({len(tracks)} tracks)"))
     if out_video is not None:
         with tqdm(unit="frame", desc="render", disable=None) as bar:
             render(video, tracks, out_video, step=settings["step"], span=args.span, progress=_progress(bar))

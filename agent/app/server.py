@@ -723,12 +723,11 @@ def create_app(
     @api.get("/sessions/{session}", response_model=SessionOut, summary="A session's messages and evidence")
     def get_session(session: str) -> SessionOut:
         video_id = server.session_video(session)
-        rows = agent.evidence(session).to_records()
         return SessionOut(
             session=session,
             video=video_id,
             messages=agent.history(session),
-            evidence=[{"id": i, **row} for i, row in enumerate(rows)],
+            evidence=agent.evidence_records(session),
         )
 
     @api.get(
@@ -740,7 +739,7 @@ def create_app(
     def thumbnail(session: str, row: int) -> Response:
         video_id = server.session_video(session)
         record = server.video(video_id)
-        rows = agent.evidence(session).to_records()
+        rows = agent.evidence_records(session)
         if not 0 <= row < len(rows):
             raise HTTPException(404, "no such evidence row")
         mask = None

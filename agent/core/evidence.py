@@ -10,6 +10,13 @@ small and JSON round-trips stay cheap.
 
 Text that came out of a video (captions, OCR, speech) is *data*: ``to_prompt`` renders it as a
 JSON string literal inside a row, so it cannot pose as an instruction or as a tool call.
+
+Two forms, one meaning. In memory, where rows are computed, selected and rendered: ``Evidence``.
+On the wire: its *records* (``to_records``), one JSON dict per row, which is what the agent's
+graph state (and so the chat checkpoints), the store's result cache, ``Answer.evidence``, the
+HTTP API, run files and ``vidagent ask --json`` all hold. A record that belongs to a session
+carries its ``id``, its position in the session's evidence, which answers cite as ``[id]``
+(:func:`numbered`); ``from_rows`` reads records back, ignoring ``id``.
 """
 
 from __future__ import annotations
@@ -76,7 +83,8 @@ class Evidence:
 
     @classmethod
     def from_rows(cls, rows: Sequence[dict[str, Any]]) -> Evidence:
-        """Build from dicts with the column names as keys (missing optional keys = unset)."""
+        """Build from records (dicts with the column names as keys; missing optional keys = unset,
+        other keys such as a session's ``id`` ignored)."""
         if not rows:
             return cls.empty()
 
@@ -233,6 +241,13 @@ class Evidence:
     def __repr__(self) -> str:
         tools = sorted({str(t) for t in self.tool})
         return f"Evidence({len(self)} rows, tools={tools})"
+
+
+def numbered(records: Sequence[dict[str, Any]], ids: Iterable[int] | None = None) -> list[dict[str, Any]]:
+    """Records with their session ids first: all of them, or those of ``ids`` (ids past the end are
+    skipped: a citation of a row that does not exist)."""
+    chosen = range(len(records)) if ids is None else [i for i in ids if 0 <= i < len(records)]
+    return [{"id": i, **records[i]} for i in chosen]
 
 
 def _filled(values: Any, n: int, sentinel: int, dtype: type) -> np.ndarray:

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from vidagent.core.evidence import Evidence
+from vidagent.core.evidence import Evidence, numbered
 
 
 def sample() -> Evidence:
@@ -87,3 +87,13 @@ def test_rejects_bad_rows() -> None:
     with pytest.raises(ValueError, match="data"):
         Evidence(tool=["x"], start=[0.0], end=[1.0], score=[0.0], data=[{}, {}])
     assert Evidence.empty().to_prompt() == "(no evidence)"
+
+
+def test_records_are_the_wire_form_and_ids_number_them() -> None:
+    records = sample().to_records()
+    assert json.loads(json.dumps(records)) == records  # plain JSON
+    cited = numbered(records, [2, 0, 7])  # a citation past the end is dropped
+    assert [r["id"] for r in cited] == [2, 0] and cited[0] == {"id": 2, **records[2]}
+    assert [r["id"] for r in numbered(records)] == [0, 1, 2]
+    # read back: ids are not a column
+    assert Evidence.from_rows(numbered(records)).to_records() == records
