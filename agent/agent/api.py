@@ -238,9 +238,18 @@ class VideoAgent:
 
     # --- questions -------------------------------------------------------------------------
     def stream(
-        self, video: str | Path, question: str, options: list[str] | None = None, session: str | None = None
+        self,
+        video: str | Path,
+        question: str,
+        options: list[str] | None = None,
+        session: str | None = None,
+        history: list[dict[str, str]] | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Yield events (plan, tool_call, tool_result, answer) while answering; the last is the answer."""
+        """Yield events (plan, tool_call, tool_result, answer) while answering; the last is the answer.
+
+        ``history``: earlier ``{role, content}`` turns (user/assistant) that a client kept itself,
+        e.g. an OpenAI-style chat client; they open a new session's chat history (a session that
+        already has turns keeps its own)."""
         question = question.strip()
         if not question:
             raise VidagentError("the question is empty")
@@ -254,12 +263,13 @@ class VideoAgent:
         previous = self._graph.get_state(config).values
         if previous.get("video") and Path(previous["video"]).resolve() != path.resolve():
             raise SessionMismatch(f"session {session} is about {previous['video']}, not {path}")
+        earlier = [] if previous.get("history") else _checked_history(history or [])
         turn = {
             "video": str(path),
             "duration": duration,
             "question": question,
             "options": list(options) if options else None,
-            "history": [{"role": "user", "content": question}],
+            "history": [*earlier, {"role": "user", "content": question}],
             "pending": [],
             "errors": [],
             "done": False,
@@ -363,6 +373,16 @@ class ChatSession:
     def evidence_records(self) -> list[dict[str, Any]]:
         """The session's evidence as records with their ids (``VideoAgent.evidence_records``)."""
         return self.agent.evidence_records(self.id)
+
+
+def _checked_history(history: list[dict[str, str]]) -> list[dict[str, str]]:
+    turns = []
+    for turn in history:
+        role, content = turn.get("role"), turn.get("content")
+        if role not in ("user", "assistant") or not isinstance(content, str):
+            raise VidagentError("history turns are {role: user|assistant, content: text}")
+        turns.append({"role": role, "content": content})
+    return turns
 
 
 def _bound(spec: Any, ctx: ToolContext) -> Any:

@@ -17,6 +17,9 @@ Endpoints (all JSON under ``/api`` except where noted; OpenAPI docs at ``/docs``
 - ``GET /api/sessions/{session}`` messages and evidence (a question left without an answer, e.g.
   by a server that died mid-turn, carries ``interrupted: true``); ``GET
   /api/sessions/{session}/evidence/{row}/thumbnail`` the row's frame with its box and mask (JPEG).
+- ``GET /v1/models`` and ``POST /v1/chat/completions``: OpenAI-compatible chat about an uploaded
+  video (streaming too), with the evidence in the extension field ``vidagent``; errors there in
+  OpenAI's form (``vidagent.app.openai_api``).
 
 Security model:
 
@@ -24,7 +27,7 @@ Security model:
   opened as a path. Uploads are streamed to a temporary file under ``upload_dir`` with a size
   limit, probed with ``Video.open`` before they are accepted, and stored as ``<sha256><ext>``;
   the client's file name is kept as metadata only.
-- With ``api_key`` every ``/api`` request needs ``Authorization: Bearer KEY`` or ``X-API-Key:
+- With ``api_key`` every ``/api`` and ``/v1`` request needs ``Authorization: Bearer KEY`` or ``X-API-Key:
   KEY`` (the page, ``/docs`` and ``/openapi.json`` hold no data and stay open). The ``<video>``
   element cannot send headers, so the video listing hands out a short-lived signed URL per file.
 - Without a key the app only answers requests whose ``Host`` is a loopback name (DNS rebinding),
@@ -69,11 +72,13 @@ from starlette.datastructures import Headers, MutableHeaders
 
 from vidagent import __version__
 from vidagent.agent.api import VideoAgent, index_video
+from vidagent.app.openai_api import install_error_handlers, openai_router
 from vidagent.core.errors import NotAMediaFile, NoVideoStream, VidagentError, VideoError
 from vidagent.media.index import sampling_key
 from vidagent.media.video import Video
 
 __all__ = ["create_app", "is_loopback"]
+INTERNAL_ERROR = "internal error (see the server log)"
 
 log = logging.getLogger("vidagent.app.server")
 
@@ -218,6 +223,7 @@ class _Server:
         self._index_locks: dict[str, threading.Lock] = {}
         self._busy: set[str] = set()
         self.chat_slots = threading.BoundedSemaphore(max_concurrent_chats)
+        self.started = time.time()
 
     # --- auth ----------------------------------------------------------------------------
     def key_ok(self, request: Request) -> bool:
@@ -401,11 +407,23 @@ class _Server:
         with self._lock:
             self._busy.discard(session)
 
-    def run_chat(self, path: Path, body: ChatRequest, session: str, emit: Any, stop: threading.Event) -> None:
-        """Run the graph for one question in this (worker) thread, handing each event to ``emit``."""
+    def run_chat(
+        self,
+        path: Path,
+        body: ChatRequest,
+        session: str,
+        emit: Any,
+        stop: threading.Event,
+        history: list[dict[str, str]] | None = None,
+    ) -> None:
+        """Run the graph for one question in this (worker) thread, handing each event to ``emit``
+        (``history``: earlier turns a client kept itself, for a new session)."""
         try:
             with self.chat_slots:
-                for event in self.agent.stream(path, body.question, body.options, session=session):
+                stream = self.agent.stream(
+                    path, body.question, body.options, session=session, history=history
+                )
+                for event in stream:
                     if stop.is_set():  # the client went away
                         return
                     emit(event)  # the answer event carries its cited rows
@@ -413,7 +431,7 @@ class _Server:
             emit({"type": "error", "session": session, "message": _public(str(exc), path)})
         except Exception:
             log.exception("chat in session %s failed", session)
-            emit({"type": "error", "session": session, "message": "internal error (see the server log)"})
+            emit({"type": "error", "session": session, "message": INTERNAL_ERROR})
         finally:
             self.release(session)
 
@@ -625,7 +643,7 @@ class _Guard:
                 scope, receive, send
             )
             return
-        page = not scope["path"].startswith(("/api/", "/docs", "/redoc", "/openapi.json"))
+        page = not scope["path"].startswith(("/api/", "/v1/", "/docs", "/redoc", "/openapi.json"))
 
         async def send_secure(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
@@ -795,6 +813,8 @@ def create_app(
         )
 
     app.include_router(api)
+    app.include_router(openai_router(server))
+    install_error_handlers(app)
 
     @app.get(
         "/api/videos/{video_id}/file",
