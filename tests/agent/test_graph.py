@@ -207,7 +207,9 @@ def test_chat_session_reuses_evidence_and_survives_restart(tmp_path: Path, video
     assert follow_up.evidence[0]["id"] == 1
     records = restarted.evidence_records(chat.id)  # the one wire form, numbered as answers cite
     assert [r["id"] for r in records] == [0, 1] and follow_up.evidence[0] == records[1]
-    assert restarted.evidence(chat.id).to_records() == [{k: v for k, v in r.items() if k != "id"} for r in records]
+    assert restarted.evidence(chat.id).to_records() == [
+        {k: v for k, v in r.items() if k != "id"} for r in records
+    ]
     planner_prompt = llm2.prompts[0][-1]["content"]
     assert "user: When is the bike visible?" in planner_prompt and "assistant: first" in planner_prompt
     with pytest.raises(SessionMismatch):
