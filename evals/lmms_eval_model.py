@@ -25,7 +25,7 @@ from lmms_eval.api.model import lmms
 from tqdm import tqdm
 
 from vidagent.core.errors import VidagentError
-from vidagent.models.llm import option_letter
+from vidagent.core.options import option_letter
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +41,14 @@ _BUDGET_ARGS = ("max_steps", "max_seconds", "max_tool_calls", "max_frames", "max
 
 
 @dataclass(frozen=True)
-class Prompt:
+class LmmsQuestion:
     """An lmms-eval context split into the question and its options (``None``: open-ended)."""
 
     question: str
     options: list[str] | None = None
 
 
-def split_options(context: str) -> Prompt:
+def split_options(context: str) -> LmmsQuestion:
     """The question and the lettered options of ``context``.
 
     Options count only when their letters run A, B, C, ... in order (two at least); the option
@@ -58,11 +58,11 @@ def split_options(context: str) -> Prompt:
     found = [(i, m) for i, m in enumerate(_OPTION_LINE.match(line) for line in lines) if m]
     letters = [m.group(1) or m.group(2) for _, m in found]
     if len(found) < 2 or letters != [option_letter(i) for i in range(len(found))]:
-        return Prompt(context.strip())
+        return LmmsQuestion(context.strip())
     taken = {i for i, _ in found}
     rest = [line for i, line in enumerate(lines) if i not in taken and not _OPTIONS_HEADER.match(line)]
     question = "\n".join(rest).strip() or "Which option is correct?"
-    return Prompt(question, [m.group(3) for _, m in found])
+    return LmmsQuestion(question, [m.group(3) for _, m in found])
 
 
 def truncate(text: str, until: str | list[str] | None) -> str:
@@ -124,9 +124,9 @@ class VidagentLMM(lmms):
         for request in requests:
             context, gen_kwargs, doc_to_visual, doc_id, task, split = request.args
             video = self._video(doc_to_visual(self.task_dict[task][split][doc_id]), task, doc_id)
-            prompt = split_options(context) if self.use_options else Prompt(context.strip())
-            answer = self.agent.ask(video, prompt.question, prompt.options)
-            if prompt.options and answer.choice is not None:
+            asked = split_options(context) if self.use_options else LmmsQuestion(context.strip())
+            answer = self.agent.ask(video, asked.question, asked.options)
+            if asked.options and answer.choice is not None:
                 reply = option_letter(answer.choice)
             else:
                 reply = truncate(answer.text, (gen_kwargs or {}).get("until"))

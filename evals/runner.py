@@ -39,8 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from vidagent.core.errors import VidagentError
+from vidagent.core.options import lettered
 from vidagent.evals.tasks import (
-    LETTERS,
     LLMJudge,
     Sample,
     Task,
@@ -94,10 +94,6 @@ class RunSettings:
             "exemplars": exemplars,
             "substitutes": substitutes or {},
         }
-
-
-def lettered(options: Sequence[str]) -> list[str]:
-    return [f"{LETTERS[i]}. {option}" for i, option in enumerate(options)]
 
 
 # --- methods ------------------------------------------------------------------------------------
@@ -198,7 +194,7 @@ class UniformVlmMethod(Method):
         with Video.open(video) as opened:
             frames = opened.sample_uniform(self.frames, short_side=frame_short_side(loaded, opened))
             duration = opened.duration
-        options = lettered(sample.options) if sample.options else None
+        options = lettered(sample.options)
         prompt = load_prompt("baseline_vlm").messages(
             n_frames=len(frames), duration=duration, question=sample.prompt, options=options
         )[0]["content"]
@@ -226,7 +222,7 @@ class BlindMethod(Method):
     def answer(self, sample: Sample, video: Path) -> Prediction:
         from vidagent.prompts import load_prompt
 
-        options = lettered(sample.options) if sample.options else None
+        options = lettered(sample.options)
         messages = load_prompt("baseline_blind").messages(question=sample.prompt, options=options)
         if sample.options:
             scores = self.llm.score_options(messages, sample.options)

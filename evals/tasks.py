@@ -3,7 +3,9 @@
 Every adapter turns a benchmark's files into a :class:`Task`: an ordered list of
 :class:`Sample` (id, video path, question, options or none, answer, category and
 sub-categories) plus how to score a free-text prediction. The runner
-(:mod:`vidagent.evals.runner`) does the rest.
+(:mod:`vidagent.evals.runner`) does the rest. Each task registers its loader with :func:`task`
+where the loader is defined; :data:`TASK_REGISTRY` (and so ``vidagent eval --help`` and
+:func:`load_task`) knows them all.
 
 Formats (``DIR`` is ``--data``):
 
@@ -66,9 +68,9 @@ from pathlib import Path
 from typing import Any
 
 from vidagent.core.errors import VidagentError
+from vidagent.core.options import LETTERS, option_letter
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v")
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 class TaskError(VidagentError):
@@ -131,6 +133,43 @@ class Task:
             self.score_text,
             self.score_prediction,
         )
+
+
+# --- the task registry: each task registers its loader where the loader is defined -----------------
+@dataclass(frozen=True)
+class LoadOptions:
+    """The options ``vidagent eval`` gives every task's loader; each reads the ones it knows."""
+
+    split: str | None = None
+    subtitles: bool = False
+    stopwords: str | Path | None = None
+
+
+# load(data, options): data as given (a str or Path; None only for a task that needs no data)
+TaskLoader = Callable[[Any, LoadOptions], Task]
+
+
+@dataclass(frozen=True)
+class RegisteredTask:
+    name: str
+    help: str  # what the task is, for `vidagent eval --help`
+    load: TaskLoader
+    needs_data: bool = True  # False: the loader takes data=None (a shipped default)
+
+
+TASK_REGISTRY: dict[str, RegisteredTask] = {}  # name -> task, in registration order
+
+
+def task(name: str, *, help: str, needs_data: bool = True) -> Callable[[TaskLoader], TaskLoader]:
+    """Register the decorated ``load(data, options) -> Task`` as the task ``name`` (see :func:`load_task`)."""
+
+    def register(load: TaskLoader) -> TaskLoader:
+        if name in TASK_REGISTRY:
+            raise ValueError(f"task {name!r} is registered twice")
+        TASK_REGISTRY[name] = RegisteredTask(name, help, load, needs_data)
+        return load
+
+    return register
 
 
 # --- metrics ------------------------------------------------------------------------------------
@@ -214,7 +253,7 @@ def mvbench_official_correct(reply: str, answer: int, options: Sequence[str]) ->
     inside the truth's ``(x)`` or contain it. An empty reply ``(`` counts as right, "B: cat" as wrong."""
     pred = ("(" + reply.strip()).lower().split(" ")
     pred_option = pred[0]
-    gt_option = f"({LETTERS[answer]})".lower()
+    gt_option = f"({option_letter(answer)})".lower()
     return pred_option.replace(".", "") in gt_option or gt_option in pred_option
 
 
@@ -230,7 +269,10 @@ def official_accuracy(task: str, rows: Sequence[dict[str, Any]]) -> float | None
         if not extracted:
             return 0.0
         return round(
-            100.0 * sum(letter == LETTERS[int(r["answer"])] for letter, r in extracted) / len(extracted), 2
+            100.0
+            * sum(letter == option_letter(int(r["answer"])) for letter, r in extracted)
+            / len(extracted),
+            2,
         )
     right = [
         reply is not None and mvbench_official_correct(reply, int(r["answer"]), r["options"])
@@ -246,7 +288,7 @@ def _reply(row: dict[str, Any]) -> str | None:
         return str(row["prediction_text"])
     choice = row.get("prediction")
     if isinstance(choice, int) and 0 <= choice < len(LETTERS):
-        return LETTERS[choice]
+        return option_letter(choice)
     return None if "error" in row else str(row.get("prediction_text") or "")  # an empty reply is a reply
 
 
@@ -415,13 +457,6 @@ def _wordnet_dir() -> Path:
 
 
 # --- LLM judge -------------------------------------------------------------------------------------
-JUDGE_PROMPT_VERSION = 1
-JUDGE_SYSTEM = (
-    "You grade answers to questions about videos. Compare the predicted answer with the correct "
-    "answer and decide whether they mean the same thing; synonyms and paraphrases count as a match, "
-    "extra detail is fine unless it contradicts the correct answer. Reply with JSON only: "
-    '{"pred": "yes" or "no", "score": an integer from 0 (unrelated) to 5 (same meaning)}.'
-)
 JUDGE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -434,23 +469,27 @@ JUDGE_SCHEMA: dict[str, Any] = {
 
 
 class LLMJudge:
-    """Open-ended answers judged by any ``ChatModel`` with a fixed prompt, decoded under a JSON schema.
+    """Open-ended answers judged by any ``ChatModel`` with a fixed prompt (prompts/judge.yaml), decoded
+    under a JSON schema.
 
     A reply that does not parse is a "no" with score 0, recorded as ``judge_failed``.
     """
-
-    tag = f"judge@v{JUDGE_PROMPT_VERSION}"
 
     def __init__(self, llm: Any) -> None:
         self.llm = llm
         self.name = str(llm.name)
 
+    @property
+    def tag(self) -> str:
+        """The judge prompt's name and version, as run files record it (``judge@v1``)."""
+        from vidagent.prompts import load_prompt
+
+        return load_prompt("judge").tag
+
     def messages(self, question: str, answer: str, prediction: str) -> list[dict[str, str]]:
-        user = (
-            f"Question: {question}\nCorrect answer: {answer}\nPredicted answer: {prediction}\n"
-            "Does the predicted answer match the correct answer?"
-        )
-        return [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": user}]
+        from vidagent.prompts import load_prompt
+
+        return load_prompt("judge").messages(question=question, answer=answer, prediction=prediction)
 
     def __call__(self, question: str, answer: str, prediction: str) -> dict[str, float]:
         generation = self.llm.generate(
@@ -599,6 +638,16 @@ def load_nextqa(
     return Task("nextqa-oe", samples, open_ended=True, settings=settings, score_text=score)
 
 
+@task("nextqa", help="NExT-QA, multiple choice")
+def _nextqa_task(data: str | Path, options: LoadOptions) -> Task:
+    return load_nextqa(Path(data), options.split or "val")
+
+
+@task("nextqa-oe", help="NExT-OE, open-ended, scored by WUPS")
+def _nextqa_oe_task(data: str | Path, options: LoadOptions) -> Task:
+    return load_nextqa(Path(data), options.split or "val", open_ended=True, stopwords=options.stopwords)
+
+
 # --- EgoSchema -----------------------------------------------------------------------------------
 def load_egoschema(data: Path, split: str = "subset") -> Task:
     """EgoSchema: the answered subset, or the full set (answers hidden; write a submission CSV)."""
@@ -635,6 +684,11 @@ def load_egoschema(data: Path, split: str = "subset") -> Task:
                 )
             )
     return Task("egoschema", samples, settings={"split": split})
+
+
+@task("egoschema", help="EgoSchema, multiple choice; --split subset or full")
+def _egoschema_task(data: str | Path, options: LoadOptions) -> Task:
+    return load_egoschema(Path(data), options.split or "subset")
 
 
 def egoschema_submission(rows: Iterable[dict[str, Any]]) -> str:
@@ -725,6 +779,11 @@ def load_mvbench(data: Path, split: str | None = None) -> Task:
                     )
                 )
     return Task("mvbench", samples, settings={"subtasks": names})
+
+
+@task("mvbench", help="MVBench, multiple choice; --split names subtasks")
+def _mvbench_task(data: str | Path, options: LoadOptions) -> Task:
+    return load_mvbench(Path(data), options.split)
 
 
 # --- Video-MME -------------------------------------------------------------------------------------
@@ -819,6 +878,11 @@ def load_videomme(data: Path, subtitles: bool = False, max_subtitle_chars: int =
     )
 
 
+@task("videomme", help="Video-MME, multiple choice; --subtitles gives the subtitles")
+def _videomme_task(data: str | Path, options: LoadOptions) -> Task:
+    return load_videomme(Path(data), subtitles=options.subtitles)
+
+
 # --- ActivityNet-QA --------------------------------------------------------------------------------
 ANET_TYPES = {
     0: "motion",
@@ -863,6 +927,11 @@ def load_activitynet_qa(data: Path, split: str = "test") -> Task:
         return {"exact": exact_match(prediction, [str(sample.answer), *sample.references])}
 
     return Task("activitynet-qa", samples, open_ended=True, settings={"split": split}, score_text=score)
+
+
+@task("activitynet-qa", help="ActivityNet-QA, open-ended; --judge adds an LLM judge")
+def _activitynet_qa_task(data: str | Path, options: LoadOptions) -> Task:
+    return load_activitynet_qa(Path(data), options.split or "test")
 
 
 # --- generic JSONL -------------------------------------------------------------------------------
@@ -921,6 +990,16 @@ def load_jsonl(data: Path, name: str = "jsonl") -> Task:
         settings={"file": data.name},
         score_text=score if open_ended else None,
     )
+
+
+@task("jsonl", help="your own questions, one JSON object a line")
+def _jsonl_task(data: str | Path, options: LoadOptions) -> Task:
+    return load_jsonl(Path(data), "jsonl")
+
+
+@task("synthetic", help="generate videos with known answers, then run")
+def _synthetic_task(data: str | Path, options: LoadOptions) -> Task:
+    return load_jsonl(Path(data), "synthetic")
 
 
 def _jsonl_answer(answer: Any, options: list[str] | None) -> int | str | None:
@@ -982,19 +1061,22 @@ def cut_clip(video: Path, span: tuple[float, float], out_dir: Path) -> Path:
     return target
 
 
-# --- registry --------------------------------------------------------------------------------------
-TASKS = (
-    "nextqa",
-    "nextqa-oe",
-    "egoschema",
-    "mvbench",
-    "videomme",
-    "activitynet-qa",
-    "jsonl",
-    "synthetic",
-    "routing",
-    "real",
-)
+# --- tasks whose loaders live in other modules (imported when the task loads) -------------------
+@task("routing", help="the planner's first step against accepted tools; --data optional", needs_data=False)
+def _routing_task(data: str | Path | None, options: LoadOptions) -> Task:
+    from vidagent.evals.routing import load_routing
+
+    return load_routing(data)
+
+
+@task("real", help="generate real footage with spoken announcements and signs, then run")
+def _real_task(data: str | Path, options: LoadOptions) -> Task:
+    from vidagent.evals.real_content import load_real_content  # speech and on-screen text, sample videos
+
+    return load_real_content(data)
+
+
+TASKS = tuple(TASK_REGISTRY)  # every task's name, in registration order
 
 
 def load_task(
@@ -1005,30 +1087,10 @@ def load_task(
     subtitles: bool = False,
     stopwords: str | Path | None = None,
 ) -> Task:
-    """A task by name (see :data:`TASKS`) over ``data`` (routing: the shipped set when None)."""
-    if name == "routing":
-        from vidagent.evals.routing import load_routing
-
-        return load_routing(data)
-    if data is None:
+    """A task by name (see :data:`TASK_REGISTRY`) over ``data`` (routing: the shipped set when None)."""
+    registered = TASK_REGISTRY.get(name)
+    if data is None and (registered is None or registered.needs_data):
         raise TaskError(f"{name}: give the folder holding the task's files (--data)")
-    data = Path(data)
-    if name == "nextqa":
-        return load_nextqa(data, split or "val")
-    if name == "nextqa-oe":
-        return load_nextqa(data, split or "val", open_ended=True, stopwords=stopwords)
-    if name == "egoschema":
-        return load_egoschema(data, split or "subset")
-    if name == "mvbench":
-        return load_mvbench(data, split)
-    if name == "videomme":
-        return load_videomme(data, subtitles=subtitles)
-    if name == "activitynet-qa":
-        return load_activitynet_qa(data, split or "test")
-    if name in ("jsonl", "synthetic"):
-        return load_jsonl(data, name)
-    if name == "real":  # vidagent.evals.real_content: speech and on-screen text on the sample videos
-        from vidagent.evals.real_content import load_real_content
-
-        return load_real_content(data)
-    raise TaskError(f"unknown task {name!r} (one of: {', '.join(TASKS)})")
+    if registered is None:
+        raise TaskError(f"unknown task {name!r} (one of: {', '.join(TASKS)})")
+    return registered.load(data, LoadOptions(split=split, subtitles=subtitles, stopwords=stopwords))

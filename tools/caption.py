@@ -25,20 +25,19 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from vidagent.core.evidence import Evidence
+from vidagent.core.spans import checked_span
 from vidagent.media.video import Video
 from vidagent.models.hub import LoadedModel
+from vidagent.prompts import load_prompt
 from vidagent.tools.base import ToolContext, ToolSpec
 from vidagent.tools.look import (
     DEFAULT_SHORT_SIDE,
-    checked_span,
     frame_short_side,
-    frame_times_text,
     generation_kwargs,
-    model_key,
+    look_prompt,
     vlm_generate,
 )
 
-CAPTION_PROMPT = "Describe what happens in these frames in one or two sentences."
 DEFAULT_MAX_NEW_TOKENS = 96
 
 
@@ -49,9 +48,16 @@ class CaptionInput(BaseModel):
     frames: int = Field(default=6, ge=1, le=16, description="How many frames the model sees.")
 
 
+def caption_instruction(loaded: LoadedModel) -> str:
+    """What the VLM is asked to do: the role's ``options.caption_prompt``, else prompts/caption.yaml's."""
+    options = loaded.spec.options
+    if "caption_prompt" in options:
+        return str(options["caption_prompt"])
+    return load_prompt("caption").render("instruction")
+
+
 def caption_prompt(loaded: LoadedModel, times: list[float]) -> str:
-    instruction = str(loaded.spec.options.get("caption_prompt", CAPTION_PROMPT))
-    return f"{frame_times_text(times)}\n{instruction}"
+    return look_prompt(caption_instruction(loaded), times)
 
 
 def _settings(ctx: ToolContext, loaded: LoadedModel, **shape: Any) -> str:
@@ -59,7 +65,7 @@ def _settings(ctx: ToolContext, loaded: LoadedModel, **shape: Any) -> str:
     return ctx.store.settings_key(
         {
             **shape,
-            "prompt": str(loaded.spec.options.get("caption_prompt", CAPTION_PROMPT)),
+            "prompt": caption_instruction(loaded),
             "gen": generation_kwargs(loaded, DEFAULT_MAX_NEW_TOKENS),
             "short_side": loaded.spec.options.get("short_side", DEFAULT_SHORT_SIDE),
             "dtype": str(loaded.dtype),
@@ -127,12 +133,12 @@ def caption(ctx: ToolContext, video: Path, args: CaptionInput) -> Evidence:
     loaded = ctx.hub.get("vlm")
     video_id = ctx.store.content_hash(video)
     with Video.open(video) as opened:
-        start, end = checked_span(opened, args.span)
+        start, end = checked_span(opened.path, args.span, opened.duration)
         settings = _settings(ctx, loaded, span=[round(start, 3), round(end, 3)], frames=args.frames)
-        rows = ctx.store.texts(video_id, "caption", model_key(loaded), settings)
+        rows = ctx.store.texts(video_id, "caption", loaded.model_key, settings)
         if rows is None:
             rows = _caption_windows(loaded, opened, [(start, end)], args.frames)
-            ctx.store.put_texts(video_id, "caption", model_key(loaded), settings, rows)
+            ctx.store.put_texts(video_id, "caption", loaded.model_key, settings, rows)
     return _evidence(rows, video_id)
 
 
@@ -165,12 +171,12 @@ def caption_video(
     with Video.open(video) as opened:
         ctx.store.add_video(video_id, video, opened.meta.to_dict())
         settings = _settings(ctx, loaded, every_s=float(every_s), frames=frames)
-        rows = ctx.store.texts(video_id, "caption", model_key(loaded), settings)
+        rows = ctx.store.texts(video_id, "caption", loaded.model_key, settings)
         if rows is None:
             rows = _caption_windows(
                 loaded, opened, caption_windows(opened.duration, every_s), frames, progress
             )
-            ctx.store.put_texts(video_id, "caption", model_key(loaded), settings, rows)
+            ctx.store.put_texts(video_id, "caption", loaded.model_key, settings, rows)
     return _evidence(rows, video_id)
 
 

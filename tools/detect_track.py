@@ -45,8 +45,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field, field_validator
 
-from vidagent.core.errors import SpanOutOfRange, VidagentError
+from vidagent.core.errors import VidagentError
 from vidagent.core.evidence import Evidence
+from vidagent.core.spans import checked_span
 from vidagent.media.video import Video, target_times
 from vidagent.models.hub import LoadedModel
 from vidagent.tools.base import ToolContext, ToolSpec
@@ -133,11 +134,6 @@ class FrameDetections:
 
 
 # --- the detector ------------------------------------------------------------------------------
-def model_key(loaded: LoadedModel) -> str:
-    spec = loaded.spec
-    return f"{spec.id}@{spec.revision}" if spec.revision else spec.id
-
-
 def text_budget(loaded: LoadedModel) -> int:
     """Tokens the detector's text side takes (special tokens included)."""
     config = loaded.model.config
@@ -390,16 +386,6 @@ def build_tracks(
 
 
 # --- the tool ----------------------------------------------------------------------------------
-def _span(video: Video, path: Path, span: tuple[float, float] | None) -> tuple[float, float]:
-    duration = video.duration
-    if span is None:
-        return (0.0, duration)
-    start, end = span
-    if not (end > start and start < duration and end > 0):
-        raise SpanOutOfRange(path, f"span {start:g}-{end:g}s is not inside the video (0-{duration:.2f}s)")
-    return (max(start, 0.0), min(end, duration))
-
-
 def settings_of(
     args: DetectInput, labels: Sequence[str], span: tuple[float, float], fps: float
 ) -> dict[str, Any]:
@@ -449,16 +435,16 @@ def tracks_for(
     video_id = ctx.store.content_hash(video)
     with Video.open(video) as opened:
         ctx.store.add_video(video_id, video, opened.meta.to_dict())
-        span = _span(opened, video, args.span)
+        span = checked_span(video, args.span, opened.duration)
         fps = min(args.fps, MAX_FRAMES / max(span[1] - span[0], 1e-9))
         labels = fit_labels(normalise_prompt(args.prompt), loaded.processor.tokenizer, text_budget(loaded))
         settings = settings_of(args, labels, span, fps)
         key = ctx.store.settings_key(settings)
-        tracks = ctx.store.tracks(video_id, model_key(loaded), key)
+        tracks = ctx.store.tracks(video_id, loaded.model_key, key)
         if tracks is None:
             frames = run_detector(loaded, opened, labels, span, fps, args, progress)
             tracks = build_tracks(frames, labels, fps, args.box_threshold, args.min_frames)
-            ctx.store.put_tracks(video_id, model_key(loaded), key, tracks)
+            ctx.store.put_tracks(video_id, loaded.model_key, key, tracks)
     settings.update(width=opened.width, height=opened.height, labels=labels, span=span, step=1.0 / fps)
     return video_id, tracks, settings
 
@@ -536,7 +522,7 @@ def render(
         for k, t in enumerate(track["t"]):
             by_time.setdefault(t, []).append((track, k))
     with Video.open(video) as opened:
-        lo, hi = _span(opened, video, span)
+        lo, hi = checked_span(video, span, opened.duration)
         rate = opened.fps or 25.0
         total = len(target_times((lo, hi), fps=rate))
         with av.open(str(out), "w") as container:

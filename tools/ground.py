@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
-from vidagent.core.errors import SpanOutOfRange, VidagentError
+from vidagent.core.errors import VidagentError
 from vidagent.core.evidence import Evidence
+from vidagent.core.spans import checked_span
 from vidagent.grounding.features import ClipFeatureMemory
 from vidagent.media.store import FrameRows
 from vidagent.tools.base import ToolContext, ToolSpec
@@ -40,15 +41,6 @@ class GroundInput(BaseModel):
     )
     span: tuple[float, float] | None = Field(default=None, description="Only inside [start, end] seconds.")
     k: int = Field(default=5, ge=1, le=20, description="How many moments to return.")
-
-
-def _check_span(video: Path, span: tuple[float, float] | None, duration: float) -> tuple[float, float]:
-    if span is None:
-        return 0.0, duration
-    start, end = span
-    if end <= start or start >= duration or start < 0:
-        raise SpanOutOfRange(video, f"span {start:g}-{end:g}s is not inside the video (0-{duration:.2f}s)")
-    return float(start), float(min(end, duration))
 
 
 def _curve(times: np.ndarray, values: np.ndarray, start: float, end: float) -> dict[str, object]:
@@ -106,7 +98,7 @@ def _ground_with_head(ctx: ToolContext, video: Path, args: GroundInput) -> Evide
     video_id = ctx.index.video_id(video)
     with Video.open(video) as opened:
         duration = float(opened.duration)
-    start, end = _check_span(video, args.span, duration)
+    start, end = checked_span(video, args.span, duration)
     cfg = head.config
     times = clip_grid(duration, cfg.clip_seconds)
     first = int(start // cfg.clip_seconds)
@@ -140,7 +132,7 @@ def _ground_zero_shot(ctx: ToolContext, video: Path, args: GroundInput) -> Evide
     rows = index.frames(video, fps=ctx.fps)
     video_id = index.video_id(video)
     duration = float(ctx.store.video(video_id)["meta"]["duration"])  # type: ignore[index]
-    start, end = _check_span(video, args.span, duration)
+    start, end = checked_span(video, args.span, duration)
     keep = (rows.timestamps >= start) & (rows.timestamps <= end)
     rows = FrameRows(rows.timestamps[keep], rows.indices[keep], rows.embeddings[keep])
     if not len(rows):

@@ -29,10 +29,11 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
-from vidagent.core.errors import SpanOutOfRange
 from vidagent.core.evidence import Evidence
+from vidagent.core.spans import checked_span
 from vidagent.media.video import Frames, Video
 from vidagent.models.hub import LoadedModel
+from vidagent.prompts import load_prompt
 from vidagent.tools.base import ToolContext, ToolSpec
 
 DEFAULT_MAX_NEW_TOKENS = 128
@@ -46,7 +47,6 @@ GENERATION_OPTIONS = (
     "top_p",
     "repetition_penalty",
 )
-PROMPT_VERSION = 1  # bump when the prompt wording below changes (it is part of every cache key)
 
 _GENERATE_LOCK = threading.Lock()  # one VLM call at a time: predictable memory, no CPU oversubscription
 
@@ -94,12 +94,6 @@ def generation_kwargs(
     kwargs.setdefault("do_sample", False)
     kwargs.setdefault("num_beams", 1)
     return kwargs
-
-
-def model_key(loaded: LoadedModel) -> str:
-    """The model part of a cache key: the role's id (and revision) as the profile names it."""
-    spec = loaded.spec
-    return f"{spec.id}@{spec.revision}" if spec.revision else spec.id
 
 
 def vlm_messages(n_images: int, prompt: str) -> list[dict[str, Any]]:
@@ -171,31 +165,10 @@ def frame_short_side(loaded: LoadedModel, video: Video) -> int:
     return max(1, min(wanted, video.width, video.height))
 
 
-def checked_span(video: Video, span: tuple[float, float] | None) -> tuple[float, float]:
-    """``span`` clamped to the video (whole video for None); SpanOutOfRange when nothing is inside."""
-    duration = video.duration
-    if span is None:
-        return (0.0, duration)
-    start, end = float(span[0]), float(span[1])
-    if not (end > start and start < duration and end > 0):
-        raise SpanOutOfRange(
-            video.path, f"span {start:g}-{end:g}s is not inside the video (0-{duration:.2f}s)"
-        )
-    return (max(start, 0.0), min(end, duration))
-
-
-def frame_times_text(times: Sequence[float]) -> str:
-    if len(times) == 1:
-        return f"The image is a frame of a video at {times[0]:.1f} s."
-    return (
-        f"The {len(times)} images are frames of a video at "
-        + ", ".join(f"{t:.1f}" for t in times)
-        + " s, in order."
-    )
-
-
-def look_prompt(question: str, times: Sequence[float]) -> str:
-    return f"{frame_times_text(times)}\n{question}"
+def look_prompt(request: str, times: Sequence[float]) -> str:
+    """The VLM's prompt for frames taken at ``times`` seconds: when they were taken, then ``request``
+    (look's question, caption's instruction) exactly as given (prompts/look.yaml)."""
+    return load_prompt("look").render("user", times=[float(t) for t in times], request=request)
 
 
 def sample_look_frames(video: Video, args: LookInput, short_side: int) -> tuple[Frames, tuple[float, float]]:
@@ -203,7 +176,7 @@ def sample_look_frames(video: Video, args: LookInput, short_side: int) -> tuple[
     if args.times is not None:
         frames = video.sample_at(sorted(args.times), short_side=short_side)
         return frames, (min(args.times), max(args.times))
-    span = checked_span(video, args.span)
+    span = checked_span(video.path, args.span, video.duration)
     return video.sample_uniform(args.frames, span=span, short_side=short_side), span
 
 
@@ -211,11 +184,11 @@ def look(ctx: ToolContext, video: Path, args: LookInput) -> Evidence:
     loaded = ctx.hub.get("vlm")
     settings = {
         "gen": generation_kwargs(loaded),
-        "prompt": PROMPT_VERSION,
+        "prompt": load_prompt("look").version,
         "dtype": str(loaded.dtype),
         "short_side": loaded.spec.options.get("short_side", DEFAULT_SHORT_SIDE),
     }
-    key = f"{model_key(loaded)}#{ctx.store.settings_key(settings)}"
+    key = f"{loaded.model_key}#{ctx.store.settings_key(settings)}"
 
     def compute() -> Evidence:
         video_id = ctx.store.content_hash(video)

@@ -46,8 +46,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from vidagent.core.errors import SpanOutOfRange, VidagentError
+from vidagent.core.errors import VidagentError
 from vidagent.core.evidence import Evidence
+from vidagent.core.spans import checked_span
 from vidagent.media.video import Video
 from vidagent.tools.base import ToolContext, ToolSpec
 
@@ -465,16 +466,7 @@ def to_evidence(rows: list[dict[str, Any]], video_id: str) -> Evidence:
 def read_text(ctx: ToolContext, video: Path, args: ReadTextInput) -> Evidence:
     video_id = ctx.store.content_hash(video)
     with Video.open(video) as opened:
-        duration = opened.duration
-        if args.span is None:
-            span = (0.0, duration)
-        else:
-            start, end = args.span
-            if not (end > start and start < duration and end > 0):
-                raise SpanOutOfRange(
-                    video, f"span {start:g}-{end:g}s is not inside the video (0-{duration:.2f}s)"
-                )
-            span = (max(start, 0.0), min(end, duration))
+        span = checked_span(video, args.span, opened.duration)
         settings = ctx.store.settings_key(
             {
                 "span": [round(span[0], 3), round(span[1], 3)],

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
-from vidagent.core.errors import SpanOutOfRange
 from vidagent.core.evidence import Evidence
+from vidagent.core.spans import checked_span
 from vidagent.media.store import FrameRows
 from vidagent.tools.base import ToolContext, ToolSpec
 
@@ -112,11 +112,7 @@ def retrieve(ctx: ToolContext, video: Path, args: RetrieveInput) -> Evidence:
     rows = index.frames(video, fps=ctx.fps)
     duration = float(ctx.store.video(index.video_id(video))["meta"]["duration"])  # type: ignore[index]
     if args.span is not None:
-        start, end = args.span
-        if end <= start or start >= duration or start < 0:
-            raise SpanOutOfRange(
-                video, f"span {start:g}-{end:g}s is not inside the video (0-{duration:.2f}s)"
-            )
+        start, end = checked_span(video, args.span, duration)
         keep = (rows.timestamps >= start) & (rows.timestamps <= end)
         rows = FrameRows(rows.timestamps[keep], rows.indices[keep], rows.embeddings[keep])
     encoder = index.encoder

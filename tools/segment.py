@@ -46,10 +46,11 @@ from pydantic import BaseModel, Field, model_validator
 
 from vidagent.core.errors import SpanOutOfRange, VidagentError
 from vidagent.core.evidence import Evidence
+from vidagent.core.spans import checked_span
 from vidagent.media.video import Video, target_times
 from vidagent.models.hub import LoadedModel
 from vidagent.tools.base import ToolContext, ToolSpec
-from vidagent.tools.detect_track import DetectInput, model_key, tracks_for
+from vidagent.tools.detect_track import DetectInput, tracks_for
 
 TOOL_NAME = "segment"
 MAX_FRAMES = 64  # masks per object without a span (a long track is subsampled evenly)
@@ -386,20 +387,11 @@ def summary(records: Sequence[dict[str, Any]], track_id: int, video_id: str) -> 
     }
 
 
-def _span(video: Video, path: Path, span: tuple[float, float]) -> tuple[float, float]:
-    start, end = span
-    if not (start < video.duration and end > 0):
-        raise SpanOutOfRange(
-            path, f"span {start:g}-{end:g}s is not inside the video (0-{video.duration:.2f}s)"
-        )
-    return (max(start, 0.0), min(end, video.duration))
-
-
 def segment(ctx: ToolContext, video: Path, args: SegmentInput) -> Evidence:
     role = "segmenter" if args.span is None else "video_segmenter"
     loaded = ctx.hub.get(role)
     models = (
-        model_key(loaded) if args.prompt is None else f"{model_key(loaded)}+{ctx.hub.get('detector').spec.id}"
+        loaded.model_key if args.prompt is None else f"{loaded.model_key}+{ctx.hub.get('detector').spec.id}"
     )
 
     def compute() -> Evidence:
@@ -412,7 +404,7 @@ def segment(ctx: ToolContext, video: Path, args: SegmentInput) -> Evidence:
             if args.span is None:
                 chunks = segment_frames(loaded, opened, target)
             else:
-                span = _span(opened, video, args.span)
+                span = checked_span(video, args.span, opened.duration)
                 seed_t = float(target.times[0])
                 if not span[0] - 1e-6 <= seed_t <= span[1] + 1e-6:
                     raise SpanOutOfRange(

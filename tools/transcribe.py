@@ -37,8 +37,8 @@ import av
 import numpy as np
 from pydantic import BaseModel, Field
 
-from vidagent.core.errors import SpanOutOfRange
 from vidagent.core.evidence import Evidence
+from vidagent.core.spans import checked_span
 from vidagent.media.video import Video
 from vidagent.models.hub import LoadedModel
 from vidagent.tools.base import ToolContext, ToolSpec
@@ -202,19 +202,10 @@ def transcribe(ctx: ToolContext, video: Path, args: TranscribeInput) -> Evidence
         meta = opened.meta
     if not meta.has_audio:
         return Evidence.empty()
-    duration = meta.duration
-    if args.span is None:
-        span = (0.0, duration)
-    else:
-        start, end = args.span
-        if not (end > start and start < duration and end > 0):
-            raise SpanOutOfRange(
-                video, f"span {start:g}-{end:g}s is not inside the video (0-{duration:.2f}s)"
-            )
-        span = (max(start, 0.0), min(end, duration))
+    span = checked_span(video, args.span, meta.duration)
     loaded = ctx.hub.get("asr")
     video_id = ctx.store.content_hash(video)
-    model_id = f"{loaded.spec.id}@{loaded.spec.revision}" if loaded.spec.revision else loaded.spec.id
+    model_id = loaded.model_key
     ct2 = loaded.spec.kind == "faster_whisper"
     if ct2:
         from vidagent.models.faster_whisper_asr import decoding_settings, transcript_rows

@@ -52,8 +52,9 @@ from vidagent.agent.registry import CallError, ToolCall, ToolRegistry
 from vidagent.agent.text_answers import text_answer, text_question
 from vidagent.core.errors import VidagentError
 from vidagent.core.evidence import Evidence, numbered
+from vidagent.core.options import lettered
 from vidagent.core.question_words import Vocabulary
-from vidagent.models.llm import ChatModel, option_letter
+from vidagent.models.llm import ChatModel
 from vidagent.prompts import Prompt, load_prompt
 from vidagent.tools.base import ToolContext
 
@@ -331,14 +332,14 @@ class AgentGraph:
         if selection is not None:
             bank = self.exemplars.bank if self.exemplars else None
             for exemplar in selection.exemplars:
-                timed = bank is not None and exemplar.uses_times
+                timed_bank = bank if exemplar.uses_times else None  # its video name and duration are shown
                 user = prompt.render(
                     "user",
-                    video_name=bank.video_name if timed else None,
-                    duration=bank.duration if timed else 0.0,
+                    video_name=timed_bank.video_name if timed_bank is not None else None,
+                    duration=timed_bank.duration if timed_bank is not None else 0.0,
                     history=list(exemplar.history),
                     question=exemplar.question,
-                    options=_lettered(list(exemplar.options) or None),
+                    options=lettered(exemplar.options),
                     evidence=exemplar.evidence,
                     errors=[],
                 )
@@ -353,7 +354,7 @@ class AgentGraph:
                     duration=state["duration"],
                     history=history,
                     question=state["question"],
-                    options=_lettered(state.get("options")),
+                    options=lettered(state.get("options")),
                     evidence=evidence.to_prompt(EVIDENCE_IN_PROMPT) if len(evidence) else None,
                     errors=state.get("errors", []),
                 ),
@@ -428,7 +429,7 @@ class AgentGraph:
         ranked = names
         if len(names) > 1:
             menu = load_prompt("tool_menu").messages(
-                question=state["question"], options=_lettered(state.get("options"))
+                question=state["question"], options=lettered(state.get("options"))
             )
             menu_options = [f"{name}: {self.registry.tools[name].description}" for name in names]
             scores = self.llm.score_options(menu, menu_options)
@@ -576,7 +577,7 @@ class AgentGraph:
             evidence=evidence.to_prompt(EVIDENCE_IN_PROMPT),
             note=note,
             question=state["question"],
-            options=_lettered(options),
+            options=lettered(options),
         )
         choice = None
         read = (
@@ -596,7 +597,7 @@ class AgentGraph:
                     ),
                     note="",
                     question=state["question"],
-                    options=_lettered(values),
+                    options=lettered(values),
                 ),
             )
         )
@@ -607,7 +608,7 @@ class AgentGraph:
             scores = self.llm.score_options(messages, list(options))
             choice = scores.best
             confidence = float(scores.probabilities[choice])
-            text = f"{option_letter(choice)}. {options[choice]}"
+            text = lettered(options)[choice]
             used["tokens"] = used.get("tokens", 0) + scores.tokens
         else:
             generation = self.llm.generate(messages, max_new_tokens=96)
@@ -692,10 +693,6 @@ def _new_calls(calls: list[ToolCall], trace: list[dict[str, Any]]) -> list[ToolC
             seen.add(key)
             fresh.append(call)
     return fresh
-
-
-def _lettered(options: list[str] | None) -> list[str] | None:
-    return [f"{option_letter(i)}. {text}" for i, text in enumerate(options)] if options else None
 
 
 def _citations(text: str, n_rows: int) -> list[int]:

@@ -54,11 +54,15 @@ class ProfileError(VidagentError):
 
 
 class ModelNotAvailable(VidagentError):
-    """A checkpoint cannot be loaded (offline and not cached, bad path, wrong class)."""
+    """A checkpoint cannot be loaded (offline and not cached, bad path, wrong class).
+
+    ``reason`` is the bare one-line why, without the advice the message adds around it.
+    """
 
     def __init__(self, role: str, model_id: str, reason: str) -> None:
         self.role = role
         self.model_id = model_id
+        self.reason = reason
         super().__init__(
             f"cannot load the {role!r} model {model_id!r}: {reason}. "
             f"Download it once with `hf download {model_id}` while online, "

@@ -63,7 +63,7 @@ __all__ = [
     "GroundOutput",
     "GroundTargets",
     "HeadMismatch",
-    "Prediction",
+    "MomentPrediction",
     "check_compatible",
     "clip_grid",
     "ground_loss",
@@ -302,7 +302,7 @@ class GroundOutput:
 
 
 @dataclass
-class Prediction:
+class MomentPrediction:
     """Decoded output for one query: moments in seconds, best first, and per-clip saliency."""
 
     moments: np.ndarray  # float64 (M, 3): start s, end s, score in [0, 1]
@@ -414,14 +414,14 @@ class GroundHead(nn.Module):
 
     # -- inference ----------------------------------------------------------------------------------
     @torch.inference_mode()
-    def predict(self, video: np.ndarray, text: np.ndarray, duration: float | None = None) -> Prediction:
+    def predict(self, video: np.ndarray, text: np.ndarray, duration: float | None = None) -> MomentPrediction:
         """Ground one query (``text`` (L, K, Dt)) in one video's clips (``video`` (T, K, N, Dv))."""
         return self.predict_batch([video], [text], [duration])[0]
 
     @torch.inference_mode()
     def predict_batch(
         self, videos: list[np.ndarray], texts: list[np.ndarray], durations: list[float | None] | None = None
-    ) -> list[Prediction]:
+    ) -> list[MomentPrediction]:
         """:meth:`predict` for several (video, query) pairs at once (padded, one forward pass)."""
         cfg = self.config
         durations = durations or [None] * len(videos)
@@ -435,7 +435,7 @@ class GroundHead(nn.Module):
             limit = float(duration) if duration is not None else clips * cfg.clip_seconds
             moments = decode_moments(out, b, int(clips), cfg, limit)
             results.append(
-                Prediction(moments, out.saliency[b, :clips].float().cpu().numpy(), cfg.clip_seconds)
+                MomentPrediction(moments, out.saliency[b, :clips].float().cpu().numpy(), cfg.clip_seconds)
             )
         return results
 

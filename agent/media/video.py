@@ -61,7 +61,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import av
 import numpy as np
@@ -76,6 +76,7 @@ from vidagent.core.errors import (
     VidagentError,
     VideoNotFound,
 )
+from vidagent.core.spans import checked_span
 
 __all__ = [
     "BACKENDS",
@@ -170,7 +171,11 @@ def target_times(span: float | Span, fps: float | None = None, n: int | None = N
     ``n`` (centres of ``n`` equal segments) or ``fps`` (``start + (k + 0.5) / fps`` while before
     ``end``; at least one target, the midpoint, for a span shorter than half a period).
     """
-    start, end = (0.0, float(span)) if np.isscalar(span) else (float(span[0]), float(span[1]))  # type: ignore[index]
+    if np.isscalar(span):  # a duration; NumPy scalars count too (casts: np.isscalar narrows neither branch)
+        start, end = 0.0, float(cast(float, span))
+    else:
+        bounds = cast(Span, span)
+        start, end = float(bounds[0]), float(bounds[1])
     if not end > start:
         raise ValueError(f"span end must be after its start, got {start:g}-{end:g}s")
     if (fps is None) == (n is None):
@@ -571,7 +576,7 @@ def decord_available() -> bool:
     return importlib.util.find_spec("decord") is not None
 
 
-_READERS = {"pyav": _PyAVReader, "decord": _DecordReader}
+_READERS: dict[str, type[_PyAVReader] | type[_DecordReader]] = {"pyav": _PyAVReader, "decord": _DecordReader}
 
 
 # --- the public object ---------------------------------------------------------------------
@@ -670,15 +675,8 @@ class Video:
 
     # internals
     def _span(self, span: Span | None) -> Span:
-        """``span`` clamped to the video; :class:`SpanOutOfRange` if nothing of it is inside."""
-        if span is None:
-            return (0.0, self.duration)
-        start, end = float(span[0]), float(span[1])
-        if not (start < self.duration and end > start and end > 0):
-            raise SpanOutOfRange(
-                self.path, f"span {start:g}-{end:g}s is not inside the video (0-{self.duration:.3f}s)"
-            )
-        return (max(start, 0.0), min(end, self.duration))
+        """``span`` checked against the video by :func:`vidagent.core.spans.checked_span`."""
+        return checked_span(self.path, span, self.duration)
 
     def _size(self, short_side: int | None) -> tuple[int, int]:
         return output_size(self.width, self.height, short_side)

@@ -55,7 +55,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -91,6 +91,11 @@ class LoadedModel:
     fallback_from: str | None = None  # the id that failed, when this is a tiny fallback
     substitute_for: str | None = None  # the id that failed, when this is the role's own ``fallback`` spec
     seconds: float = 0.0  # load time
+
+    @property
+    def model_key(self) -> str:
+        """The model part of a cache key: the loaded spec's id, with its revision when it pins one."""
+        return f"{self.spec.id}@{self.spec.revision}" if self.spec.revision else self.spec.id
 
 
 @dataclass(frozen=True)
@@ -263,6 +268,20 @@ def planned_weights(spec: RoleSpec, profile_path: Path | None = None) -> tuple[s
     return "real", "Hugging Face hub: not cached (downloads on first use)"
 
 
+def fallback_banner(fallbacks: Mapping[str, tuple[str, str]], warning: str = "WARNING:") -> str:
+    """The loud banner naming the roles of ``fallbacks`` (role -> (wanted id, reason), as in
+    ``ModelHub.fallbacks``) that run on tiny random weights; ``warning`` opens it (the CLI styles it)."""
+    return (
+        f"{warning} TINY RANDOM weights for "
+        + "; ".join(
+            f"{role} (could not load {wanted!r}: {reason})" for role, (wanted, reason) in fallbacks.items()
+        )
+        + ". What these roles see is meaningless; the other roles run on real weights (`vidagent doctor`). "
+        "Get real checkpoints with `hf download ID` while online, or point a profile at local copies "
+        "(`--profile my.yaml`, `vidagent models list`)."
+    )
+
+
 class ModelHub:
     """Loads the models of one profile on demand; one instance is shared by all tools."""
 
@@ -354,21 +373,7 @@ class ModelHub:
 
     def auto_fallback(self) -> str | None:
         """The loud banner to print when some roles run on tiny random weights, else None."""
-        if not self.fallbacks:
-            return None
-        lines = [
-            "WARNING: answers are meaningless: these roles run on TINY RANDOM weights because their "
-            "real checkpoints could not be loaded:"
-        ]
-        lines += [
-            f"  {role}: wanted {wanted!r}: {reason}" for role, (wanted, reason) in self.fallbacks.items()
-        ]
-        lines.append(
-            "Point the profile at real checkpoints: download them once while online (`hf download ID`), "
-            "or set each role's `id` to a local directory in your own profile (`--profile my.yaml`; "
-            "`vidagent models list` shows the active one)."
-        )
-        return "\n".join(lines)
+        return fallback_banner(self.fallbacks) if self.fallbacks else None
 
     # -- loading ------------------------------------------------------------------------------
     def _role_lock(self, role: str) -> threading.Lock:
@@ -391,7 +396,7 @@ class ModelHub:
                 except ModelNotAvailable as second_error:
                     error = second_error
                 else:
-                    reason = _reason_of(first_error)
+                    reason = first_error.reason
                     log.warning(
                         "%s: could not load %r (%s); using its fallback %r",
                         role,
@@ -406,7 +411,7 @@ class ModelHub:
 
             if self.profile.fallback != "tiny" or spec.is_tiny or spec.share_with or role not in TINY_ROLES:
                 raise error from None
-            reason = _reason_of(error)
+            reason = error.reason
             tiny = RoleSpec(
                 id=f"{TINY_PREFIX}{role}",
                 kind=DEFAULT_KIND[role],
@@ -499,7 +504,7 @@ class ModelHub:
             try:
                 return str(ensure_tiny(tiny_role)), True
             except ModelNotAvailable as error:
-                raise _unavailable(role, model_id, _reason_of(error)) from error
+                raise _unavailable(role, model_id, error.reason) from error
         if model_id.startswith(PACKAGE_PREFIX):  # package:NAME or package:NAME/folder/inside
             try:
                 return str(package_folder(model_id[len(PACKAGE_PREFIX) :])), True
@@ -619,13 +624,6 @@ class ModelHub:
             shared_from=spec.share_with,
             fallback_from=other.fallback_from,
         )
-
-
-def _reason_of(error: ModelNotAvailable) -> str:
-    """The bare reason inside a ModelNotAvailable message (without the advice around it)."""
-    text = str(error)
-    text = text.removeprefix(f"cannot load the {error.role!r} model {error.model_id!r}: ")
-    return text.partition(". Download it once")[0]
 
 
 def _unavailable(role: str, model_id: str, reason: str) -> ModelNotAvailable:

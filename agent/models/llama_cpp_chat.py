@@ -64,9 +64,10 @@ from typing import Any
 
 import numpy as np
 
+from vidagent.core.options import lettered
 from vidagent.core.paths import gguf_dir, publish_dir, staging_dir
 from vidagent.models.hub import LoadRequest, cpu_count, register_loader
-from vidagent.models.llm import Generation, Message, OptionScores, option_letter
+from vidagent.models.llm import Generation, Message, OptionScores
 
 log = logging.getLogger(__name__)
 
@@ -411,8 +412,8 @@ class LlamaCppChat:
         try:
             self._evaluate(llm, prompt)
             base, first = llm.n_tokens, self._last_logprobs(llm)
-            for i, option in enumerate(options):
-                ids = llm.tokenize(f"{option_letter(i)}. {option}".encode(), add_bos=False, special=False)
+            for answer in lettered(options):
+                ids = llm.tokenize(answer.encode(), add_bos=False, special=False)
                 total = float(first[ids[0]])
                 llm.n_tokens = base
                 for previous, token in itertools.pairwise(ids):

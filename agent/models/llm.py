@@ -21,6 +21,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from vidagent.core.options import lettered, option_letter
+
 Message = dict[str, str]
 GRAMMAR_CACHE = 64  # compiled plan grammars kept per model
 
@@ -58,10 +60,6 @@ class ChatModel(Protocol):
     ) -> Generation: ...
 
     def score_options(self, messages: list[Message], options: list[str]) -> OptionScores: ...
-
-
-def option_letter(i: int) -> str:
-    return chr(ord("A") + i)
 
 
 class TransformersChat:
@@ -150,10 +148,10 @@ class TransformersChat:
         with self._lock, torch.inference_mode():
             prompt = self._prompt_ids(messages)
             tokens = 0
-            for i, option in enumerate(options):
-                answer = self.tokenizer(
-                    f"{option_letter(i)}. {option}", add_special_tokens=False, return_tensors="pt"
-                )["input_ids"].to(prompt.device)
+            for text in lettered(options):
+                answer = self.tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"].to(
+                    prompt.device
+                )
                 ids = torch.cat([prompt, answer], dim=1)
                 logits = self.model(ids).logits[0, prompt.shape[1] - 1 : -1].float()
                 logprobs = torch.log_softmax(logits, dim=-1).gather(1, answer[0][:, None])[:, 0]
@@ -214,7 +212,7 @@ class OpenAIChat:
     def score_options(self, messages: list[Message], options: list[str]) -> OptionScores:
         """A constrained single choice among the option letters, scored by its log-probabilities."""
         letters = [option_letter(i) for i in range(len(options))]
-        listing = "\n".join(f"{letter}. {text}" for letter, text in zip(letters, options, strict=True))
+        listing = "\n".join(lettered(options))
         prompt = [*messages, {"role": "user", "content": f"Options:\n{listing}\nReply with the letter only."}]
         schema = {
             "type": "object",
@@ -250,42 +248,3 @@ class OpenAIChat:
             scores[letters.index(picked)] = 0.0
         usage = reply.usage
         return OptionScores(logprobs=scores, tokens=(usage.total_tokens if usage else 0))
-
-
-class ScriptedChat:
-    """A chat model that replies from a script: the planner double for graph tests.
-
-    ``plans`` are returned in order by ``generate`` calls that pass a JSON schema (strings
-    are returned verbatim, so tests can script invalid output); ``answers`` by the others.
-    ``choice`` is the option index ``score_options`` prefers. Every prompt is recorded.
-    """
-
-    name = "scripted"
-    grammar_patterns = True  # it plays a local, grammar-constrained planner: it is given the full schema
-
-    def __init__(
-        self, plans: list[Any] | None = None, answers: list[str] | None = None, choice: int = 0
-    ) -> None:
-        self.plans = list(plans or [])
-        self.answers = list(answers or [])
-        self.choice = choice
-        self.prompts: list[list[Message]] = []
-        self.schemas: list[dict[str, Any] | None] = []  # the schema of each generate call
-
-    def generate(
-        self, messages: list[Message], *, json_schema: dict[str, Any] | None = None, max_new_tokens: int = 256
-    ) -> Generation:
-        self.prompts.append(messages)
-        self.schemas.append(json_schema)
-        queue = self.plans if json_schema is not None else self.answers
-        reply = (
-            queue.pop(0) if queue else ('{"thought": "", "calls": [], "done": true}' if json_schema else "")
-        )
-        text = reply if isinstance(reply, str) else json.dumps(reply)
-        return Generation(text=text, prompt_tokens=10, completion_tokens=len(text.split()), mean_logprob=-0.1)
-
-    def score_options(self, messages: list[Message], options: list[str]) -> OptionScores:
-        self.prompts.append(messages)
-        scores = np.full(len(options), -5.0)
-        scores[min(self.choice, len(options) - 1)] = -0.5
-        return OptionScores(logprobs=scores, tokens=10 * len(options))

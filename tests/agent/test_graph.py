@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, Field
 
+from tests.doubles import ScriptedChat
 from vidagent.agent.api import SessionMismatch, VideoAgent
 from vidagent.agent.graph import Budget
 from vidagent.agent.registry import ToolRegistry
@@ -19,7 +20,6 @@ from vidagent.core.errors import VidagentError
 from vidagent.core.evidence import Evidence
 from vidagent.media.sample_videos import sample_video
 from vidagent.media.store import Store
-from vidagent.models.llm import ScriptedChat
 from vidagent.tools.base import ToolContext, ToolSpec
 
 

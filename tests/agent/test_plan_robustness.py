@@ -16,11 +16,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.agent.test_graph import REGISTRY, make_agent
+from tests.doubles import ScriptedChat
 from vidagent.agent.graph import AgentGraph
 from vidagent.agent.registry import CallError
 from vidagent.media.sample_videos import sample_video
 from vidagent.media.store import Store
-from vidagent.models.llm import Generation, OptionScores, ScriptedChat
+from vidagent.models.llm import Generation, OptionScores
 from vidagent.tools.base import ToolContext
 
 NUMBERS = st.one_of(

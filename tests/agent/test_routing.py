@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import pytest
 
+from tests.doubles import ScriptedChat
 from vidagent.agent.api import VideoAgent
 from vidagent.agent.graph import Budget
 from vidagent.agent.registry import ToolRegistry
 from vidagent.media.sample_videos import sample_video
 from vidagent.media.store import Store
-from vidagent.models.llm import ScriptedChat
 from vidagent.tools.base import ToolContext
 
 ROUTES = {

@@ -95,6 +95,43 @@ def test_models_list_names_the_roles() -> None:
     assert "RANDOM" in auto.stdout and "PyPI" in auto.stdout
 
 
+def test_eval_help_lists_every_registered_task() -> None:
+    from vidagent.evals.tasks import TASK_REGISTRY
+
+    result = runner.invoke(app, ["eval", "--help"], env={"COLUMNS": "2000", "TERMINAL_WIDTH": "2000"})
+    assert result.exit_code == 0, result.output
+    targets = next(line for line in result.stdout.splitlines() if "A task: " in line)
+    for name, registered in TASK_REGISTRY.items():
+        assert f"{name} ({registered.help})" in targets, name
+    assert "'report' (summarise run files)" in targets
+
+
+def test_the_fallback_banner_names_each_random_role_once() -> None:
+    from vidagent.app import cli
+
+    class Hub:  # what the banner reads of a ModelHub
+        def __init__(self) -> None:
+            self.fallbacks = {"clip": ("openai/clip-vit-base-patch32", "offline")}
+
+    hub = Hub()
+    with cli.err.capture() as first:
+        cli._warn_fallbacks(hub)
+        cli._warn_fallbacks(hub)  # named already: nothing more
+    assert " ".join(first.get().split()) == (
+        "WARNING: TINY RANDOM weights for clip (could not load 'openai/clip-vit-base-patch32': offline). "
+        "What these roles see is meaningless; the other roles run on real weights (`vidagent doctor`). "
+        "Get real checkpoints with `hf download ID` while online, or point a profile at local copies "
+        "(`--profile my.yaml`, `vidagent models list`)."
+    )
+    hub.fallbacks["detector"] = ("IDEA-Research/grounding-dino-tiny", "no network")
+    with cli.err.capture() as second:
+        cli._warn_fallbacks(hub)
+    assert " ".join(second.get().split()).startswith(
+        "WARNING: TINY RANDOM weights for detector (could not load 'IDEA-Research/grounding-dino-tiny': "
+        "no network). What"
+    )
+
+
 def test_ask_end_to_end_with_the_tiny_profile(tmp_path: Path) -> None:
     """Tiny random planner (schema-constrained) + tiny CLIP: plumbing, not accuracy."""
     result = runner.invoke(

@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from tests.app.test_server import make_client, plan, upload
+from tests.doubles import ScriptedChat
 from vidagent.media.sample_videos import sample_video
 
 openai = pytest.importorskip("openai")
@@ -28,12 +29,7 @@ openai = pytest.importorskip("openai")
 
 def scripted(tmp_path: Path, plans: list[dict], answers: list[str]) -> tuple[Any, Any, str]:
     """(OpenAI client over the in-process app, its scripted planner, the uploaded bikes video's id)."""
-    from vidagent.models import llm as llm_module
-
-    chat = getattr(llm_module, "ScriptedChat", None)
-    if chat is None:  # the test double lives with the tests
-        from tests.doubles import ScriptedChat as chat
-    llm = chat(plans, answers)
+    llm = ScriptedChat(plans, answers)
     http = make_client(tmp_path, llm)
     video = upload(http, sample_video("bikes")).json()["id"]
     client = openai.OpenAI(base_url="http://127.0.0.1/v1", api_key="unused", http_client=http, max_retries=0)

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from pydantic import BaseModel, Field
 
+from tests.doubles import ScriptedChat
 from vidagent.agent.api import VideoAgent
 from vidagent.agent.registry import ToolRegistry
 from vidagent.app.cli import main
@@ -24,7 +25,6 @@ from vidagent.core.evidence import Evidence
 from vidagent.media.sample_videos import sample_video
 from vidagent.media.store import Store
 from vidagent.media.video import Video
-from vidagent.models.llm import ScriptedChat
 from vidagent.tools.base import ToolContext, ToolSpec
 
 BOX = (200.0, 60.0, 420.0, 220.0)  # bikes is 640x272

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from vidagent.core.options import LETTERS
 from vidagent.evals.runner import summarise, to_markdown
-from vidagent.evals.tasks import LETTERS, mvbench_official_correct, parse_letter, videomme_official_letter
+from vidagent.evals.tasks import mvbench_official_correct, parse_letter, videomme_official_letter
 
 FIXTURES = Path(__file__).parent / "fixtures" / "conformance"
 VIDEOMME = json.loads((FIXTURES / "videomme_replies.json").read_text())["rows"]

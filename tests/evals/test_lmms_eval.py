@@ -8,7 +8,7 @@ import pytest
 from lmms_eval.api.instance import Instance
 from lmms_eval.models.registry_v2 import ModelRegistryV2
 
-from vidagent.evals.lmms_eval_model import Prompt, VidagentLMM, split_options, truncate
+from vidagent.evals.lmms_eval_model import LmmsQuestion, VidagentLMM, split_options, truncate
 from vidagent.media.sample_videos import sample_video
 
 TASK, SPLIT = "videomme_probe", "test"
@@ -30,10 +30,10 @@ def test_split_options_reads_the_option_styles_of_video_tasks() -> None:
     mvbench = split_options(
         "Question:What is the man doing?\nOption:\n(A) running\n(B) sitting\n(C) swimming\nBest option:("
     )
-    assert mvbench == Prompt(
+    assert mvbench == LmmsQuestion(
         "Question:What is the man doing?\nBest option:(", ["running", "sitting", "swimming"]
     )
-    assert split_options("When does the cyclist appear?") == Prompt("When does the cyclist appear?")
+    assert split_options("When does the cyclist appear?") == LmmsQuestion("When does the cyclist appear?")
     # letters that do not run A, B, C, ... are not options
     assert split_options("Who won?\nB. Bob\nD. Dan").options is None
     assert split_options("Grade it.\nA. fine").options is None

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tests.doubles import ScriptedChat
 from vidagent.agent.graph import AgentGraph, PlannerSettings
 from vidagent.agent.registry import ToolRegistry, discover_tools
 from vidagent.app.cli import app
 from vidagent.evals.routing import RoutingMethod, default_routing_file, load_routing
 from vidagent.evals.runner import Runner, RunSettings, read_run, summarise
 from vidagent.evals.tasks import TaskError
-from vidagent.models.llm import ScriptedChat
 
 FIXTURE = Path(__file__).parent / "fixtures" / "routing" / "routing.jsonl"
 TOOL_NAMES = set(discover_tools())

@@ -13,12 +13,16 @@ import re
 import shutil
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from tests.synth import write_video
+from vidagent.core.options import LETTERS
 from vidagent.evals.tasks import (
-    LETTERS,
+    TASK_REGISTRY,
+    TASKS,
+    LLMJudge,
     Sample,
     Task,
     TaskError,
@@ -35,6 +39,7 @@ from vidagent.evals.tasks import (
     percentile,
     read_srt,
     remove_stop,
+    task,
     wup,
     wups,
 )
@@ -415,6 +420,20 @@ def test_unknown_task_names_the_known_ones(tmp_path: Path) -> None:
         load_task("nextqa-mc", tmp_path)
 
 
+def test_every_registered_task_says_what_it_is() -> None:
+    names = list(TASK_REGISTRY)  # the tasks there were before they registered themselves, in that order
+    assert names == [
+        *("nextqa", "nextqa-oe", "egoschema", "mvbench", "videomme", "activitynet-qa"),
+        *("jsonl", "synthetic", "routing", "real"),
+    ]
+    assert tuple(names) == TASKS
+    for name, registered in TASK_REGISTRY.items():
+        assert registered.name == name and registered.help.strip() and "\n" not in registered.help, name
+    assert [name for name, registered in TASK_REGISTRY.items() if not registered.needs_data] == ["routing"]
+    with pytest.raises(ValueError, match="registered twice"):
+        task("nextqa", help="again")(lambda data, options: load_task("jsonl", data))
+
+
 def test_task_head_keeps_order_and_records_the_limit() -> None:
     samples = [Sample(id=str(i), video=Path(f"{i}.mp4"), question="q") for i in range(5)]
     task = Task("t", samples, settings={"split": "val"})
@@ -476,6 +495,26 @@ def test_exact_match_against_any_reference() -> None:
     assert exact_match("A Ball.", ["toy", "ball"]) == 1.0
     assert exact_match("red ball", ["ball"]) == 0.0
     assert exact_match("anything", []) == 0.0
+
+
+def test_the_judge_prompt_reads_as_it_did_in_code() -> None:
+    """prompts/judge.yaml renders the very messages LLMJudge built in code (judge@v1)."""
+    judge = LLMJudge(SimpleNamespace(name="j"))
+    assert judge.tag == "judge@v1"
+    assert judge.messages("What falls?", "a ball", " The ball. ") == [
+        {
+            "role": "system",
+            "content": "You grade answers to questions about videos. Compare the predicted answer with the "
+            "correct answer and decide whether they mean the same thing; synonyms and paraphrases count as a "
+            "match, extra detail is fine unless it contradicts the correct answer. Reply with JSON only: "
+            '{"pred": "yes" or "no", "score": an integer from 0 (unrelated) to 5 (same meaning)}.',
+        },
+        {
+            "role": "user",
+            "content": "Question: What falls?\nCorrect answer: a ball\nPredicted answer:  The ball. \n"
+            "Does the predicted answer match the correct answer?",
+        },
+    ]
 
 
 def test_percentile_matches_numpy_linear() -> None:

@@ -159,9 +159,9 @@ def test_cli_commands_on_every_edge_video(matrix: dict[str, Path], tmp_path: Pat
 def test_the_upload_route_on_every_edge_video(matrix: dict[str, Path], tmp_path: Path) -> None:
     from fastapi.testclient import TestClient  # the test extra installs the server's packages
 
+    from tests.doubles import ScriptedChat
     from vidagent.agent.api import VideoAgent
     from vidagent.app.server import create_app
-    from vidagent.models.llm import ScriptedChat
 
     ctx = ToolContext(hub=None, store=Store(tmp_path / "s.sqlite"))  # type: ignore[arg-type]  # no model runs
     client = TestClient(

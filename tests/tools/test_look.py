@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from vidagent.core.errors import SpanOutOfRange
 from vidagent.media.store import Store
 from vidagent.media.video import Video
 from vidagent.models.hub import image_only_processor
+from vidagent.prompts import load_prompt
 from vidagent.tools import caption as caption_module
 from vidagent.tools.base import ToolContext
 from vidagent.tools.caption import TOOL as CAPTION
@@ -133,6 +135,26 @@ def test_batched_dense_captions(ctx: ToolContext, video: Path, monkeypatch: pyte
     assert len(calls) == 2
 
 
+def test_look_and_caption_prompts_read_as_they_did_in_code() -> None:
+    """prompts/look.yaml and caption.yaml render the very text the tools built in code (look@v1)."""
+    assert look_prompt("What colour is the car?", [1.25]) == (
+        "The image is a frame of a video at 1.2 s.\nWhat colour is the car?"
+    )
+    assert look_prompt("Does it move? \n", [0.0, 1.05, 2.5]) == (
+        "The 3 images are frames of a video at 0.0, 1.1, 2.5 s, in order.\nDoes it move? \n"
+    )
+    assert load_prompt("look").tag == "look@v1"
+    plain = SimpleNamespace(spec=SimpleNamespace(options={}))
+    assert caption_prompt(plain, [2.0, 4.0]) == (  # type: ignore[arg-type]
+        "The 2 images are frames of a video at 2.0, 4.0 s, in order.\n"
+        "Describe what happens in these frames in one or two sentences."
+    )
+    own = SimpleNamespace(spec=SimpleNamespace(options={"caption_prompt": "List the objects.\n"}))
+    assert caption_prompt(own, [3.0]) == (  # type: ignore[arg-type]
+        "The image is a frame of a video at 3.0 s.\nList the objects.\n"
+    )
+
+
 def test_caption_windows() -> None:
     assert caption_windows(25.0, 10.0) == [(0.0, 10.0), (10.0, 20.0), (20.0, 25.0)]
     assert caption_windows(21.0, 10.0) == [(0.0, 10.0), (10.0, 21.0)]  # a 1 s sliver joins the last window
@@ -148,6 +170,8 @@ def test_arguments_and_spans_are_checked(ctx: ToolContext, video: Path) -> None:
         LOOK(ctx, video, question="")
     with pytest.raises(SpanOutOfRange):
         LOOK(ctx, video, question="q", span=(10.0, 12.0))
+    with pytest.raises(SpanOutOfRange):  # a start before 0 is refused, not clamped (vidagent.core.spans)
+        LOOK(ctx, video, question="q", span=(-1.0, 2.0))
     with pytest.raises(SpanOutOfRange):
         LOOK(ctx, video, question="q", times=[9.0])
     with pytest.raises(SpanOutOfRange):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+from tests.doubles import ScriptedChat
 from tests.synth import write_video
 from tests.tools.ocr_renders import DV, LB, Render, font_available, render
 from vidagent.agent.api import VideoAgent
@@ -18,7 +19,6 @@ from vidagent.agent.graph import Budget
 from vidagent.agent.registry import ToolRegistry, discover_tools
 from vidagent.core.errors import SpanOutOfRange
 from vidagent.media.store import Store
-from vidagent.models.llm import ScriptedChat
 from vidagent.tools import read_text as read_text_module
 from vidagent.tools.base import ToolContext
 from vidagent.tools.read_text import (
