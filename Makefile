@@ -23,16 +23,21 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/vidagent demo
 
+# The static checks, the same as .pre-commit-config.yaml's: lint, formatting, types. mypy's
+# packages and settings are pyproject.toml's [tool.mypy].
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 test: $(STAMP)
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) || echo "chromium not installed: browser tests will be skipped"
 	command -v espeak-ng >/dev/null || (apt-get update -qq && apt-get install -y -qq espeak-ng) || echo "espeak-ng not installed: tests on generated speech will be skipped"
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	# types before the slow suite: a type error fails in seconds, not after ten minutes of tests
+	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m pytest
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

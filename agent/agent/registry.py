@@ -61,7 +61,7 @@ class ToolRegistry:
         """The tools whose models the profile provides."""
         return cls({name: t for name, t in discover_tools().items() if set(t.roles) <= roles})
 
-    def __contains__(self, name: str) -> bool:
+    def __contains__(self, name: object) -> bool:
         return name in self.tools
 
     def describe(self) -> list[dict[str, Any]]:
@@ -194,10 +194,10 @@ class ToolRegistry:
         try:
             parsed = self.tools[name].input_model.model_validate(args)
         except ValidationError as exc:
-            problems = "; ".join(
+            errors = "; ".join(
                 f"{'.'.join(map(str, e['loc'])) or 'args'}: {e['msg'][:120]}" for e in exc.errors()
             )
-            raise CallError(f"{name}: invalid arguments ({problems})") from None
+            raise CallError(f"{name}: invalid arguments ({errors})") from None
         except (
             ValueError,
             TypeError,

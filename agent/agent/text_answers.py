@@ -347,7 +347,8 @@ def text_question(question: str) -> TextQuestion:
     tokens = [w.lower() for w in words(question)]
     sources = _sources_in(question)
     named = bool(sources)
-    answer_sources, link_sources = frozenset(sources or {"speech", "screen"}), frozenset()
+    answer_sources: frozenset[str] = frozenset(sources or {"speech", "screen"})
+    link_sources: frozenset[str] = frozenset()
     same = bool(set(tokens) & SAME_WORDS) and len(sources) == 2
     if len(sources) == 2 and not same:  # the source named first after the asking word holds the answer:
         # "The speaker names X; what does the screen give for it?", "Which city does the board list next

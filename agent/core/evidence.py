@@ -22,8 +22,8 @@ carries its ``id``, its position in the session's evidence, which answers cite a
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,39 +38,56 @@ def _objects(values: Iterable[Any], n: int) -> np.ndarray:
     return array
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, init=False)
 class Evidence:
-    """Findings of one or more tools; see the module docstring for the columns."""
+    """Findings of one or more tools; see the module docstring for the columns.
+
+    The constructor takes sequences or arrays of length N (``tool`` may be one name for all rows;
+    an optional column left as None gets its sentinel); the attributes are always NumPy columns.
+    """
 
     tool: np.ndarray
     start: np.ndarray
     end: np.ndarray
     score: np.ndarray
-    frame_index: np.ndarray = field(default=None)  # type: ignore[assignment]
-    box: np.ndarray = field(default=None)  # type: ignore[assignment]
-    track_id: np.ndarray = field(default=None)  # type: ignore[assignment]
-    mask_ref: np.ndarray = field(default=None)  # type: ignore[assignment]
-    text: np.ndarray = field(default=None)  # type: ignore[assignment]
-    video: np.ndarray = field(default=None)  # type: ignore[assignment]
-    data: list[dict[str, Any]] = field(default=None)  # type: ignore[assignment]
+    frame_index: np.ndarray
+    box: np.ndarray
+    track_id: np.ndarray
+    mask_ref: np.ndarray
+    text: np.ndarray
+    video: np.ndarray
+    data: list[dict[str, Any]]
 
-    def __post_init__(self) -> None:
-        n = len(self.start)
-        self.tool = _objects(self.tool, n) if np.ndim(self.tool) else _objects([self.tool] * n, n)
-        self.start = np.asarray(self.start, dtype=np.float64).reshape(n)
-        self.end = np.asarray(self.end, dtype=np.float64).reshape(n)
-        self.score = np.asarray(self.score, dtype=np.float32).reshape(n)
-        self.frame_index = _filled(self.frame_index, n, -1, np.int64)
-        self.track_id = _filled(self.track_id, n, -1, np.int64)
+    def __init__(
+        self,
+        tool: str | Sequence[str] | np.ndarray,
+        start: Sequence[float] | np.ndarray,
+        end: Sequence[float] | np.ndarray,
+        score: Sequence[float] | np.ndarray,
+        frame_index: Sequence[int] | np.ndarray | None = None,
+        box: Sequence[Sequence[float]] | np.ndarray | None = None,
+        track_id: Sequence[int] | np.ndarray | None = None,
+        mask_ref: Iterable[str | None] | None = None,
+        text: Iterable[str | None] | None = None,
+        video: Iterable[str | None] | None = None,
+        data: Iterable[Mapping[str, Any]] | None = None,
+    ) -> None:
+        n = len(start)
+        self.tool = _objects(tool, n) if np.ndim(tool) else _objects([tool] * n, n)
+        self.start = np.asarray(start, dtype=np.float64).reshape(n)
+        self.end = np.asarray(end, dtype=np.float64).reshape(n)
+        self.score = np.asarray(score, dtype=np.float32).reshape(n)
+        self.frame_index = _filled(frame_index, n, -1, np.int64)
+        self.track_id = _filled(track_id, n, -1, np.int64)
         self.box = (
             np.full((n, 4), np.nan, dtype=np.float32)
-            if self.box is None
-            else np.asarray(self.box, dtype=np.float32).reshape(n, 4)
+            if box is None
+            else np.asarray(box, dtype=np.float32).reshape(n, 4)
         )
-        self.mask_ref = _objects([None] * n if self.mask_ref is None else self.mask_ref, n)
-        self.text = _objects([None] * n if self.text is None else self.text, n)
-        self.video = _objects([None] * n if self.video is None else self.video, n)
-        self.data = [dict(d) for d in self.data] if self.data is not None else [{} for _ in range(n)]
+        self.mask_ref = _objects([None] * n if mask_ref is None else mask_ref, n)
+        self.text = _objects([None] * n if text is None else text, n)
+        self.video = _objects([None] * n if video is None else video, n)
+        self.data = [dict(d) for d in data] if data is not None else [{} for _ in range(n)]
         if len(self.data) != n:
             raise ValueError(f"Evidence.data has {len(self.data)} rows, expected {n}")
         if np.any(self.end < self.start):

@@ -167,11 +167,11 @@ class Index:
         return self.store.frames(video_id, self.encoder.model_id, sampling_key(fps))
 
     def _resolve(self, path_or_id: str | Path, fps: float) -> str:
-        if isinstance(path_or_id, str) and self.store.video(path_or_id) is not None:
+        if isinstance(path_or_id, str) and (stored := self.store.video(path_or_id)) is not None:
             video_id = path_or_id
             info = self.store.frame_set(video_id, self.encoder.model_id, sampling_key(fps))
             if info and info["complete"]:
                 return video_id
-            path_or_id = self.store.video(video_id)["path"]  # type: ignore[index]
+            path_or_id = stored["path"]
         report = self.add(path_or_id, fps=fps)
         return report.video_id

@@ -295,9 +295,9 @@ class Store:
         video_id: str,
         model_id: str,
         sampling: str,
-        grid_positions: Sequence[int],
-        timestamps: Sequence[float],
-        indices: Sequence[int],
+        grid_positions: Sequence[int] | np.ndarray,
+        timestamps: Sequence[float] | np.ndarray,
+        indices: Sequence[int] | np.ndarray,
         embeddings: np.ndarray,
     ) -> None:
         """Write one chunk of frames in one transaction."""
