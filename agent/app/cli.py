@@ -6,6 +6,7 @@ traceback), 2 a usage error (unknown option, missing argument; printed by click)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -19,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from vidagent.core.errors import VidagentError
+from vidagent.evals.tasks import TASK_REGISTRY
 
 app = typer.Typer(
     name="vidagent",
@@ -223,19 +225,14 @@ _warned: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # hub -> roles
 
 def _warn_fallbacks(hub) -> None:
     """The loud banner naming the roles that run on tiny random weights (each once per hub)."""
+    from vidagent.models.hub import fallback_banner
+
     named = _warned.setdefault(hub, set())
-    new = [(role, wanted, reason) for role, (wanted, reason) in hub.fallbacks.items() if role not in named]
+    new = {role: record for role, record in hub.fallbacks.items() if role not in named}
     if not new:
         return
-    named.update(role for role, _, _ in new)
-    err.print(
-        "[bold yellow]WARNING:[/] TINY RANDOM weights for "
-        + "; ".join(f"{role} (could not load {wanted!r}: {reason})" for role, wanted, reason in new)
-        + ". What these roles see is meaningless; the other roles run on real weights (`vidagent doctor`). "
-        "Get real checkpoints with `hf download ID` while online, or point a profile at local copies "
-        "(`--profile my.yaml`, `vidagent models list`).",
-        highlight=False,
-    )
+    named.update(new)
+    err.print(fallback_banner(new, warning="[bold yellow]WARNING:[/]"), highlight=False)
 
 
 @app.command()
@@ -725,10 +722,9 @@ def eval_(
     target: Annotated[
         str,
         typer.Argument(
-            help="A task (nextqa, nextqa-oe, egoschema, mvbench, videomme, activitynet-qa, jsonl), 'routing' (the "
-            "planner's first step against accepted tools; --data optional), 'synthetic' (generate videos with "
-            "known answers, then run), 'real' (generate real footage with spoken announcements and signs, then "
-            "run), or 'report' (summarise run files)."
+            help="A task: "
+            + "; ".join(f"{name} ({registered.help})" for name, registered in TASK_REGISTRY.items())
+            + "; or 'report' (summarise run files)."
         ),
     ],
     runs: Annotated[
@@ -1058,6 +1054,54 @@ def demo(
         + " (`vidagent doctor` shows where each comes from)",
         highlight=False,
     )
+
+
+@app.command("mcp")
+def mcp_(
+    allow: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--allow",
+            help="Let clients name video files under DIR (repeat; default: video ids from the store only).",
+            show_default=False,
+        ),
+    ] = None,
+    http: Annotated[
+        bool, typer.Option("--http", help="Serve streamable HTTP on 127.0.0.1 instead of stdio.")
+    ] = False,
+    port: Annotated[int, typer.Option(help="--http: TCP port (the endpoint is /mcp).")] = 8000,
+    profile: ProfileOpt = "auto",
+    store: StoreOpt = None,
+    fps: Annotated[float, typer.Option(help="Index sampling rate.")] = 1.0,
+    max_steps: Annotated[
+        int | None, typer.Option(help="ask: planner steps at most.", show_default=False)
+    ] = None,
+) -> None:
+    """Serve vidagent to MCP clients (desktop assistants, coding agents): every tool, ask and index,
+    and the store's videos as resources; over stdio, or streamable HTTP on loopback with --http."""
+    try:
+        from vidagent.app import mcp_server
+    except ModuleNotFoundError as exc:
+        raise VidagentError(
+            f"vidagent mcp needs the mcp extra ({exc.name} is missing): pip install 'vidagent[mcp]'"
+        ) from None
+
+    allowed = mcp_server.allowed_directories(allow or [])  # before any model loads
+    with mcp_server.stdout_to_stderr() if not http else contextlib.nullcontext():
+        agent = _agent(profile, store, fps, max_steps)  # on stdio, stdout carries only the protocol
+    server = mcp_server.build_server(agent, allowed)
+    where = f"http://127.0.0.1:{port}/mcp" if http else "stdio"
+    videos = "video ids, and files under " + ", ".join(map(str, allowed)) if allowed else "video ids only"
+    err.print(
+        f"vidagent MCP server on {where} (profile {agent.ctx.hub.profile.name}, store "
+        f"{agent.ctx.store.path}; videos: {videos})",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if http:
+        mcp_server.run_http(server, port)
+    else:
+        mcp_server.run_stdio(server)
 
 
 def main(argv: list[str] | None = None) -> None:
