@@ -44,11 +44,8 @@ can ask vidagent about a video it uploaded with ``POST /api/videos``::
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import re
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -61,7 +58,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 if TYPE_CHECKING:
-    from vidagent.app.server import _Server
+    from vidagent.app.server import ChatRun, _Server
 
 PREFIX = "/v1"
 MODEL = "vidagent"
@@ -219,7 +216,7 @@ def models_of(server: _Server) -> list[str]:
 
 def openai_router(server: _Server) -> APIRouter:
     """The ``/v1`` routes over the app's shared state (install :func:`install_error_handlers` too)."""
-    from vidagent.app.server import ChatRequest
+    from vidagent.app.server import ChatRequest, ChatRun
 
     router = APIRouter(prefix=PREFIX, tags=["openai"])
 
@@ -267,7 +264,7 @@ def openai_router(server: _Server) -> APIRouter:
             session = server.sessions.create(video_id)
         _http(lambda: server.claim(session), param="session")
         chat = ChatRequest(video=video_id, session=session, question=question, options=body.options)
-        run = _Run(server, Path(record["path"]), chat, session, history)
+        run = ChatRun(server, Path(record["path"]), chat, session, history)
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         if body.stream:
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -276,7 +273,7 @@ def openai_router(server: _Server) -> APIRouter:
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "X-Session-Id": session},
             )
-        final = await run.result()
+        final = await _final(run)
         return JSONResponse(_completion(final, completion_id, body.model), headers={"X-Session-Id": session})
 
     return router
@@ -290,45 +287,16 @@ def _http(call: Any, *, param: str | None = None, code: str | None = None) -> An
         raise OpenAIError(exc.status_code, str(exc.detail), param=param, code=code) from None
 
 
-class _Run:
-    """One question answered in a worker thread, its events handed to the event loop."""
-
-    def __init__(
-        self, server: _Server, path: Path, chat: Any, session: str, history: list[dict[str, str]]
-    ) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-        self.stop = threading.Event()
-        self.session = session
-
-        def emit(event: dict[str, Any] | None) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop is gone (server shutting down)
-                self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
-
-        def work() -> None:
-            try:
-                server.run_chat(path, chat, session, emit, self.stop, history=history)
-            finally:
-                emit(None)
-
-        threading.Thread(target=work, daemon=True, name=f"vidagent-openai-{session[:8]}").start()
-
-    async def events(self) -> Any:
-        try:
-            while (event := await self.queue.get()) is not None:
-                yield event
-        finally:
-            self.stop.set()
-
-    async def result(self) -> dict[str, Any]:
-        final: dict[str, Any] | None = None
-        async for event in self.events():
-            if event.get("type") in ("answer", "error"):
-                final = event
-        if final is None or final["type"] == "error":
-            message = final["message"] if final else "the agent stopped without an answer"
-            raise OpenAIError(_status(final), message)
-        return final
+async def _final(run: ChatRun) -> dict[str, Any]:
+    """The answer event of ``run`` (an OpenAIError when it ends in an error or without one)."""
+    final: dict[str, Any] | None = None
+    async for event in run.events():
+        if event.get("type") in ("answer", "error"):
+            final = event
+    if final is None or final["type"] == "error":
+        message = final["message"] if final else "the agent stopped without an answer"
+        raise OpenAIError(_status(final), message)
+    return final
 
 
 def _status(event: dict[str, Any] | None) -> int:
@@ -370,7 +338,7 @@ def _completion(final: dict[str, Any], completion_id: str, model: str) -> dict[s
     }
 
 
-async def _chunks(run: _Run, completion_id: str, model: str, include_usage: bool) -> Any:
+async def _chunks(run: ChatRun, completion_id: str, model: str, include_usage: bool) -> Any:
     created = int(time.time())
 
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:

@@ -614,6 +614,44 @@ def render_thumbnail(path: Path, row: dict[str, Any], mask: np.ndarray | None) -
     return out.getvalue()
 
 
+class ChatRun:
+    """One question answered in a worker thread (``_Server.run_chat``), its events handed to the
+    event loop; leaving :meth:`events` early (the client went away) stops the run."""
+
+    def __init__(
+        self,
+        server: _Server,
+        path: Path,
+        body: ChatRequest,
+        session: str,
+        history: list[dict[str, str]] | None = None,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        self.session = session
+        self._queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._stop = threading.Event()
+
+        def emit(event: dict[str, Any] | None) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone (server shutting down)
+                loop.call_soon_threadsafe(self._queue.put_nowait, event)
+
+        def work() -> None:
+            try:
+                server.run_chat(path, body, session, emit, self._stop, history=history)
+            finally:
+                emit(None)
+
+        threading.Thread(target=work, daemon=True, name=f"vidagent-chat-{session[:8]}").start()
+
+    async def events(self) -> Any:
+        """The run's events (plan, tool_call, tool_result, then answer or error), as they come."""
+        try:
+            while (event := await self._queue.get()) is not None:
+                yield event
+        finally:
+            self._stop.set()
+
+
 class _Guard:
     """ASGI middleware: loopback-only Host without a key, same-origin writes, security headers."""
 
@@ -782,29 +820,12 @@ def create_app(
         if server.session_video(session) != record["id"]:
             raise HTTPException(409, "this session belongs to another video")
         server.claim(session)
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-        stop = threading.Event()
-
-        def emit(event: dict[str, Any] | None) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop is gone (server shutting down)
-                loop.call_soon_threadsafe(queue.put_nowait, event)
-
-        def work() -> None:
-            try:
-                server.run_chat(Path(record["path"]), body, session, emit, stop)
-            finally:
-                emit(None)
-
-        threading.Thread(target=work, daemon=True, name=f"vidagent-chat-{session[:8]}").start()
+        run = ChatRun(server, Path(record["path"]), body, session)
 
         async def events() -> Any:
-            try:
-                while (event := await queue.get()) is not None:
-                    yield _sse(str(event.get("type", "message")), event)
-                yield _sse("done", {"type": "done", "session": session})
-            finally:
-                stop.set()
+            async for event in run.events():
+                yield _sse(str(event.get("type", "message")), event)
+            yield _sse("done", {"type": "done", "session": session})
 
         return StreamingResponse(
             events(),

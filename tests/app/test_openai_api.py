@@ -18,13 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import pytest
 
 from tests.app.test_server import make_client, plan, upload
 from tests.doubles import ScriptedChat
 from vidagent.media.sample_videos import sample_video
-
-openai = pytest.importorskip("openai")
 
 
 def scripted(tmp_path: Path, plans: list[dict], answers: list[str]) -> tuple[Any, Any, str]:
