@@ -30,6 +30,7 @@ class ToolContext:
     hub: ModelHub
     store: Store
     fps: float = 1.0  # the index's sampling rate
+    seek: str = "exact"  # the index's frames: "exact" (at the grid times) or "keyframe" (nearest keyframes)
     _index: Index | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _shared: dict[str, Any] = field(default_factory=dict, repr=False)

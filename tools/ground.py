@@ -129,7 +129,7 @@ def _ground_with_head(ctx: ToolContext, video: Path, args: GroundInput) -> Evide
 
 def _ground_zero_shot(ctx: ToolContext, video: Path, args: GroundInput) -> Evidence:
     index = ctx.index
-    rows = index.frames(video, fps=ctx.fps)
+    rows = index.frames(video, fps=ctx.fps, seek=ctx.seek)
     video_id = index.video_id(video)
     duration = float(ctx.store.video(video_id)["meta"]["duration"])  # type: ignore[index]
     start, end = checked_span(video, args.span, duration)

@@ -109,7 +109,7 @@ def rank_moments(
 
 def retrieve(ctx: ToolContext, video: Path, args: RetrieveInput) -> Evidence:
     index = ctx.index
-    rows = index.frames(video, fps=ctx.fps)
+    rows = index.frames(video, fps=ctx.fps, seek=ctx.seek)
     duration = float(ctx.store.video(index.video_id(video))["meta"]["duration"])  # type: ignore[index]
     if args.span is not None:
         start, end = checked_span(video, args.span, duration)

@@ -112,7 +112,7 @@ def index_video(
     """Frames (``Index.add``), then speech and on-screen text rows (``find_text.index_texts``)."""
     from vidagent.tools.find_text import index_texts
 
-    report = ctx.index.add(video, fps=ctx.fps, progress=progress)
+    report = ctx.index.add(video, fps=ctx.fps, seek=ctx.seek, progress=progress)
     started = time.perf_counter()
     texts = index_texts(ctx, Path(video), speech=speech, text=text)
     return dataclasses.replace(report, texts=texts, seconds=report.seconds + time.perf_counter() - started)
@@ -201,10 +201,12 @@ class VideoAgent:
         llm: ChatModel | None = None,
         budget: Budget | None = None,
         fps: float = 1.0,
+        seek: str = "exact",
     ) -> VideoAgent:
-        """An agent over a bundled profile name or a profile YAML path."""
+        """An agent over a bundled profile name or a profile YAML path (``fps``, ``seek``: how
+        the index samples; ``seek="keyframe"`` indexes long videos much faster, coarser in time)."""
         hub = ModelHub(load_profile(str(profile)))
-        return cls(ToolContext(hub=hub, store=Store(store), fps=fps), llm, budget=budget)
+        return cls(ToolContext(hub=hub, store=Store(store), fps=fps, seek=seek), llm, budget=budget)
 
     # --- tools -----------------------------------------------------------------------------
     @property

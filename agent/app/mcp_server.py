@@ -477,7 +477,7 @@ class _Handlers:
     def _describe(self, record: dict[str, Any]) -> dict[str, Any]:
         """A video as a resource shows it: never its server path."""
         meta = {k: v for k, v in record["meta"].items() if k != "path"}
-        sampling = sampling_key(self.agent.ctx.fps)
+        sampling = sampling_key(self.agent.ctx.fps, self.agent.ctx.seek)
         indexed = any(
             s["video_id"] == record["id"] and s["sampling"] == sampling and s["complete"]
             for s in self.agent.ctx.store.frame_sets()

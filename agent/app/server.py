@@ -271,7 +271,7 @@ class _Server:
         return [v for v in self.agent.ctx.store.videos() if self._is_upload(Path(v["path"]))]
 
     def indexed(self, video_id: str) -> bool:
-        sampling = sampling_key(self.agent.ctx.fps)
+        sampling = sampling_key(self.agent.ctx.fps, self.agent.ctx.seek)
         return any(
             s["video_id"] == video_id and s["sampling"] == sampling and s["complete"]
             for s in self.agent.ctx.store.frame_sets()

@@ -53,8 +53,13 @@ class _Plan:
 
 
 def decode_chunk(row: dict[str, Any], short_side: int) -> dict[str, Any]:
-    """Ray Data task: one chunk's frames, decoded at the encoder's input size (uint8 bytes + shape)."""
-    with Video.open(str(row["path"]), backend=INDEX_DECODER) as video:
+    """Ray Data task: one chunk's frames, decoded at the encoder's input size (uint8 bytes + shape).
+
+    One decoder per task (Ray runs the tasks in parallel); chunks start at keyframes where they can
+    (:func:`keyframe_chunks`), so no task decodes a stretch that another one decodes too.
+    """
+    seek = str(row.get("seek", "exact"))
+    with Video.open(str(row["path"]), backend=INDEX_DECODER, seek=seek, workers=1) as video:
         frames = video.sample_at(np.asarray(row["times"], np.float64), short_side=short_side)
     return {
         "video_id": row["video_id"],
@@ -126,16 +131,37 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> Any:
     return ray
 
 
-def _plan(store: Store, path: Path, model_id: str, fps: float, chunk_size: int) -> _Plan:
+def keyframe_chunks(
+    todo: np.ndarray, grid: np.ndarray, keys: np.ndarray | None, size: int
+) -> list[np.ndarray]:
+    """``todo`` (grid positions) in chunks of at most ``size``, each cut where a keyframe lies
+    between two positions when one does in the chunk's second half (else at ``size``)."""
+    if keys is None:
+        return [todo[i : i + size] for i in range(0, len(todo), size)]
+    times = grid[todo]
+    keyed = np.searchsorted(keys, times[1:], side="right") > np.searchsorted(keys, times[:-1], side="right")
+    chunks, start = [], 0
+    while start < len(todo):
+        end = min(start + size, len(todo))
+        if end < len(todo):
+            cuts = np.flatnonzero(keyed[start + max(size // 2, 1) - 1 : end - 1])
+            if len(cuts):
+                end = start + max(size // 2, 1) + int(cuts[-1])
+        chunks.append(todo[start:end])
+        start = end
+    return chunks
+
+
+def _plan(store: Store, path: Path, model_id: str, fps: float, seek: str, chunk_size: int) -> _Plan:
     started = time.perf_counter()
-    with Video.open(path) as video:
+    with Video.open(path, backend=INDEX_DECODER, seek=seek, workers=1) as video:
         video_id = store.content_hash(path)
         store.add_video(video_id, path, video.meta.to_dict())
         grid = target_times((0.0, video.duration), fps=fps)
-    done = store.stored_positions(video_id, model_id, sampling_key(fps))
+        keys = video.keyframes
+    done = store.stored_positions(video_id, model_id, sampling_key(fps, seek))
     todo = np.array([k for k in range(len(grid)) if k not in done], dtype=np.int64)
-    chunks = [todo[i : i + chunk_size] for i in range(0, len(todo), chunk_size)]
-    return _Plan(path, video_id, grid, len(done), chunks, started)
+    return _Plan(path, video_id, grid, len(done), keyframe_chunks(todo, grid, keys, chunk_size), started)
 
 
 def index_with_ray(
@@ -144,6 +170,7 @@ def index_with_ray(
     profile: str = "auto",
     store: Store,
     fps: float = 1.0,
+    seek: str = "exact",
     workers: int | None = None,
     gpus: bool = False,
     chunk_size: int = 32,
@@ -166,10 +193,10 @@ def index_with_ray(
         raise ValueError(f"fps must be positive, got {fps}")
     # the driver resolves the checkpoint once (model id and width key the stored rows)
     encoder = ClipEncoder(ModelHub(load_profile(profile)).get("clip"))
-    model_id, dim, sampling = encoder.model_id, encoder.embed_dim, sampling_key(fps)
+    model_id, dim, sampling = encoder.model_id, encoder.embed_dim, sampling_key(fps, seek)
     plans: list[_Plan] = []
     for path in paths:
-        plan = _plan(store, Path(path), model_id, fps, chunk_size)
+        plan = _plan(store, Path(path), model_id, fps, seek, chunk_size)
         if all(p.video_id != plan.video_id for p in plans):  # the same content twice: index it once
             plans.append(plan)
     for plan in plans:
@@ -180,6 +207,7 @@ def index_with_ray(
             "video_id": plan.video_id,
             "positions": chunk.tolist(),
             "times": plan.grid[chunk].tolist(),
+            "seek": seek,
         }
         for plan in plans
         for chunk in plan.chunks

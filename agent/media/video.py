@@ -55,13 +55,15 @@ change which frame comes back). A :class:`Video` is not thread-safe; use one per
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import math
+import os
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import av
 import numpy as np
@@ -89,12 +91,14 @@ __all__ = [
 ]
 
 BACKENDS = ("auto", "decord", "pyav")
+SEEK_MODES = ("exact", "keyframe")
 MAX_SIDE = 16384
 MAX_PIXELS = 8192 * 8192
 SEEK_AHEAD = 2.0  # seconds: a target closer than this to the decode position is decoded to, not sought
 EPS = 1e-6  # seconds: a target this close before a frame's pts still shows that frame
 FRAME_THREAD_LAG = 16  # frames: how late FFmpeg's frame threads may report a packet that failed to decode
 PROBE_PACKETS = 600  # packets read at open looking for a first decodable frame
+MAX_SKIP_MISSES = 3  # skipped frames that turned out to be needed before a reader stops skipping
 
 Span = tuple[float, float]
 
@@ -368,13 +372,15 @@ class _PyAVReader:
 
     name = "pyav"
 
-    def __init__(self, path: Path, meta: VideoMeta, info: _StreamInfo) -> None:
+    def __init__(
+        self, path: Path, meta: VideoMeta, info: _StreamInfo, *, skip: bool = True, threads: str = "AUTO"
+    ) -> None:
         try:
             self._container = av.open(str(path), metadata_errors="ignore")
         except (av.FFmpegError, OSError) as exc:
             raise _BackendFailure(f"cannot reopen the file: {exc}") from None
         self._stream = self._container.streams[info.index]
-        self._stream.thread_type = "AUTO"
+        self._stream.thread_type = threads
         self._tb, self._start_pts, self._fps = info.time_base, info.start_pts, meta.fps or 25.0
         self._duration = meta.duration
         self._frames: Iterator[_Decoded] | None = None  # None until the first read
@@ -383,9 +389,24 @@ class _PyAVReader:
         self._keyframe_gap = 0.0  # longest keyframe interval seen (for files without an index)
         self._errors: set[float] = set()  # times (s) of packets that did not decode
         self._gaps: set[tuple[float, float]] = set()  # stretches with no decoded frame
+        # what lets the decoder skip work (see "Skipping" in the module docstring)
+        self._context = self._stream.codec_context
+        self._keys = _keyframe_times(self._stream, self._start_pts, self._tb)  # decode times (s), or None
+        self._plan = np.empty(0)  # the targets still to serve, ascending: what the decoder may skip
+        self._skipping = skip  # off for good after MAX_SKIP_MISSES misses
+        self._strict = False  # while re-decoding a target a skip got wrong
+        self._misses = 0
+        self._mode = "DEFAULT"  # the codec context's skip_frame now
+        self._skipped: set[int] = set()  # pts of packets sent under a skip mode that gave no frame (yet)
+        self._reorder = 0.0  # the largest pts - dts seen (s): how far decoding runs ahead of display
 
-    def read(self, times: np.ndarray, size: tuple[int, int]) -> Frames:
-        """The frames shown at ascending ``times``, up to the first one that does not decode."""
+    def read(self, times: np.ndarray, size: tuple[int, int], ahead: np.ndarray | None = None) -> Frames:
+        """The frames shown at ascending ``times``, up to the first one that does not decode.
+
+        ``ahead``: the targets the next reads will ask for (ascending, after ``times``), so that
+        the decoder does not skip a frame they need.
+        """
+        self._plan = times if ahead is None or not len(ahead) else np.concatenate([times, ahead])
         arrays, stamps = [], []
         for t in times:
             decoded = self._frame_at(float(t))
@@ -398,6 +419,11 @@ class _PyAVReader:
         seconds = np.array(stamps)
         return Frames(np.stack(arrays), seconds, np.rint(seconds * self._fps).astype(np.int64))
 
+    @property
+    def keyframes(self) -> np.ndarray | None:
+        """The keyframes' decode times (s) from the container's index, or None without one."""
+        return self._keys
+
     def close(self) -> None:
         self._shown = self._next = self._frames = None
         self._container.close()
@@ -407,6 +433,8 @@ class _PyAVReader:
             self._seek(t)
         while self._next is not None and self._next.time <= t + EPS:
             self._shown, self._next = self._next, self._pull()
+        if self._shown is not None and self._skipped_before(t):
+            self._redo_strictly(t)  # a skipped frame would have been the one shown at t
         if self._shown is None:
             return self._next  # t precedes the first frame (or nothing decodes here)
         if self._next is None and t > _served_until(self._shown.end, self._duration, self._fps):
@@ -419,13 +447,13 @@ class _PyAVReader:
             return True
         here = self._shown or self._next
         position = here.time if here is not None else 0.0
-        if t - position <= SEEK_AHEAD:
-            return False
-        entries = self._stream.index_entries
-        if len(entries) < 2:  # no index: seek only past the longest keyframe interval seen so far
-            return t - position > self._keyframe_gap
-        i = entries.search_timestamp(self._ticks(t), backward=True)
-        return i >= 0 and (entries[i].timestamp - self._start_pts) * self._tb > position
+        if self._keys is None:  # no index: seek only past the longest keyframe interval seen so far
+            return t - position > max(SEEK_AHEAD, self._keyframe_gap)
+        # Seek when decoding on would decode a keyframe for nothing: two or more keyframes lie
+        # between here and t. With one, the decoder skips to it (skip_frame) without a seek.
+        first_after = np.searchsorted(self._keys, position + EPS, side="left")
+        last_before = np.searchsorted(self._keys, t - self._reorder + EPS, side="right") - 1
+        return bool(last_before > first_after)
 
     def _seek(self, t: float) -> None:
         """Position the decoder so the next frame pulled is at or before ``t``."""
@@ -444,6 +472,7 @@ class _PyAVReader:
         offset = self._ticks(seconds) if seconds > 0 else min(self._start_pts, 0)  # below the start
         try:
             self._container.seek(offset, stream=self._stream, backward=True, any_frame=False)
+            self._skipped.clear()
             self._frames = self._decode()
         except av.FFmpegError:
             self._frames = iter(())
@@ -472,15 +501,28 @@ class _PyAVReader:
         """Frames in presentation order; damaged packets are skipped, a demuxer error ends it."""
         last_time, last_key = -1 / self._fps, None
         last_end, last_length = math.inf, 1 / self._fps  # no gap before the first frame
+        leading_before = -math.inf  # pts before the keyframe that ended a skip: may lack references
         try:
             for packet in self._container.demux(self._stream):
+                mode = self._skip_mode(packet)
+                if mode != self._mode:  # frame threads copy the setting with each packet they take
+                    self._context.skip_frame = self._mode = mode
+                if mode != "DEFAULT" and packet.pts is not None:
+                    self._skipped.add(packet.pts)
+                elif packet.is_keyframe and self._skipped and packet.pts is not None:
+                    leading_before = packet.pts
                 try:
                     frames = packet.decode()
                 except av.FFmpegError:
                     stamp = packet.pts if packet.pts is not None else packet.dts
-                    self._errors.add((stamp - self._start_pts) * self._tb if stamp is not None else last_time)
+                    if mode == "DEFAULT" and (stamp is None or stamp >= leading_before):
+                        self._errors.add(
+                            (stamp - self._start_pts) * self._tb if stamp is not None else last_time
+                        )
                     continue
                 for frame in frames:
+                    if frame.pts is not None:
+                        self._skipped.discard(frame.pts)
                     t = (
                         (frame.pts - self._start_pts) * self._tb
                         if frame.pts is not None
@@ -490,13 +532,71 @@ class _PyAVReader:
                         if last_key is not None:
                             self._keyframe_gap = max(self._keyframe_gap, t - last_key)
                         last_key = t
-                    if t > last_end + 0.5 * last_length:  # frames missing in between (or VFR)
-                        self._gaps.add((round(last_end, 6), round(t, 6)))
+                    if t > last_end + 0.5 * last_length and not self._skipped_between(last_end, t):
+                        self._gaps.add((round(last_end, 6), round(t, 6)))  # frames missing (or VFR)
                     length = frame.duration * self._tb if frame.duration else 1 / self._fps
                     last_time, last_end, last_length = t, t + length, length
                     yield _Decoded(frame, t, t + length)
         except av.FFmpegError:
             return
+
+    def _skip_mode(self, packet: av.Packet) -> str:
+        """How much of ``packet`` the decoder may skip: everything but keyframes ("NONKEY") when
+        no target needs anything before the next keyframe, non-reference frames ("NONREF") when
+        it is not shown at a target, else nothing ("DEFAULT")."""
+        if not self._skipping or self._strict or packet.pts is None or packet.is_keyframe:
+            return "DEFAULT"
+        p = (packet.pts - self._start_pts) * self._tb
+        if packet.dts is not None:
+            self._reorder = max(self._reorder, (packet.pts - packet.dts) * self._tb)
+        plan = self._plan
+        i = np.searchsorted(plan, p - EPS, side="left")
+        length = packet.duration * self._tb if packet.duration else 1 / self._fps
+        if i == len(plan) or plan[i] < p + length:
+            return "DEFAULT"  # shown at a target, or past the plan (a later read may want it)
+        if self._keys is not None and packet.dts is not None:
+            # frames decoded after this one show at most `reach` earlier and may reference it
+            reach = self._reorder + 1 / self._fps
+            first = plan[np.searchsorted(plan, p - reach, side="left")]
+            k = np.searchsorted(self._keys, (packet.dts - self._start_pts) * self._tb + EPS, side="left")
+            if k < len(self._keys) and self._keys[k] + self._reorder + reach <= first:
+                return "NONKEY"
+        return "NONREF"
+
+    def _skipped_between(self, after: float, until: float) -> bool:
+        """Whether a packet skipped by the decoder shows in ``(after, until]`` (seconds)."""
+        return any(after - EPS < (q - self._start_pts) * self._tb <= until + EPS for q in self._skipped)
+
+    def _skipped_before(self, t: float) -> bool:
+        """Whether a skipped frame lies between the frame shown at ``t`` and ``t``; forgets older ones."""
+        if self._shown is None:
+            return False
+        shown = self._shown.time
+        self._skipped = {q for q in self._skipped if (q - self._start_pts) * self._tb > shown + EPS}
+        return self._skipped_between(shown + 2 * EPS, t)
+
+    def _redo_strictly(self, t: float) -> None:
+        """Decode up to ``t`` again with nothing skipped (a frame's duration misled the skipping)."""
+        self._misses += 1
+        self._skipping = self._misses < MAX_SKIP_MISSES
+        self._strict = True
+        try:
+            self._seek(t)
+            while self._next is not None and self._next.time <= t + EPS:
+                self._shown, self._next = self._next, self._pull()
+        finally:
+            self._strict = False
+
+
+def _keyframe_times(
+    stream: av.video.stream.VideoStream, start_pts: int, time_base: float
+) -> np.ndarray | None:
+    """The keyframes' decode times (s) from the container's index, or None without one."""
+    entries = stream.index_entries
+    if len(entries) < 2:
+        return None
+    keys = np.array([e.timestamp for e in entries if e.is_keyframe], np.float64)
+    return np.unique((keys - start_pts) * time_base) if len(keys) else None
 
 
 class _DecordReader:
@@ -529,7 +629,7 @@ class _DecordReader:
             last_end if last_end > last_start else last_start + 1 / fps, meta.duration, fps
         )
 
-    def read(self, times: np.ndarray, size: tuple[int, int]) -> Frames:
+    def read(self, times: np.ndarray, size: tuple[int, int], ahead: np.ndarray | None = None) -> Frames:
         """The frames shown at ascending ``times``, up to the first past the last frame."""
         times = times[times <= self._end]
         if not len(times):
@@ -576,7 +676,26 @@ def decord_available() -> bool:
     return importlib.util.find_spec("decord") is not None
 
 
-_READERS: dict[str, type[_PyAVReader] | type[_DecordReader]] = {"pyav": _PyAVReader, "decord": _DecordReader}
+class Reader(Protocol):
+    """What :class:`Video` reads with: one per backend and seek mode."""
+
+    name: str
+
+    @property
+    def damaged(self) -> set[tuple[float, float]]: ...
+
+    def read(self, times: np.ndarray, size: tuple[int, int], ahead: np.ndarray | None = None) -> Frames: ...
+
+    def close(self) -> None: ...
+
+
+def default_workers() -> int:
+    """Parallel PyAV decoders for one video: the cores this process may use, at most 8."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 8))
 
 
 # --- the public object ---------------------------------------------------------------------
@@ -585,23 +704,47 @@ _READERS: dict[str, type[_PyAVReader] | type[_DecordReader]] = {"pyav": _PyAVRea
 class Video:
     """An opened video. Use :meth:`open`; close it (or use ``with``) when done."""
 
-    def __init__(self, path: Path, meta: VideoMeta, info: _StreamInfo, backend: str, explicit: bool) -> None:
+    def __init__(
+        self,
+        path: Path,
+        meta: VideoMeta,
+        info: _StreamInfo,
+        backend: str,
+        explicit: bool,
+        seek: str = "exact",
+        workers: int = 1,
+    ) -> None:
         self.path, self.meta, self._info, self._explicit = path, meta, info, explicit
-        self._reader: _PyAVReader | _DecordReader | None = self._start(backend)
+        self.seek, self.workers = seek, workers
+        self._reader: Reader | None = self._start(backend)
         self.backend: str = self._reader.name  # the backend actually in use
         self._damage_named: set[tuple[float, float]] = set()  # damaged stretches already in a warning
 
     @classmethod
-    def open(cls, path: str | Path, backend: str = "auto") -> Video:
-        """Probe ``path`` and prepare ``backend`` ("auto": decord if importable, else "pyav")."""
+    def open(
+        cls, path: str | Path, backend: str = "auto", *, seek: str = "exact", workers: int | None = None
+    ) -> Video:
+        """Probe ``path`` and prepare ``backend`` ("auto": PyAV, see "Backends" above).
+
+        ``seek``: "exact" (the frame shown at each time) or "keyframe" (the nearest keyframe,
+        with its true time; PyAV only). ``workers``: PyAV decoders run in parallel on long reads
+        (default: :func:`default_workers`; 1 decodes sequentially).
+        """
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if seek not in SEEK_MODES:
+            raise ValueError(f"seek must be one of {SEEK_MODES}, got {seek!r}")
+        if backend == "decord" and seek != "exact":
+            raise ValueError("the decord backend reads exact frames only; keyframe seeking is PyAV's")
+        if workers is not None and int(workers) < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
         if backend == "decord" and not decord_available():
             raise VidagentError("the decord backend needs the decord package: pip install decord")
         path = Path(path)
         meta, info = _probe(path)
-        chosen = backend if backend != "auto" else ("decord" if decord_available() else "pyav")
-        return cls(path, meta, info, chosen, explicit=backend != "auto")
+        chosen = "pyav" if backend == "auto" else backend
+        count = default_workers() if workers is None else int(workers)
+        return cls(path, meta, info, chosen, explicit=backend != "auto", seek=seek, workers=count)
 
     # metadata shortcuts
     @property
@@ -624,6 +767,16 @@ class Video:
     def height(self) -> int:
         return self.meta.height
 
+    @functools.cached_property
+    def keyframes(self) -> np.ndarray | None:
+        """The keyframes' decode times (s) from the container's index; None without one (MPEG-TS)."""
+        try:
+            with av.open(str(self.path), metadata_errors="ignore") as container:
+                stream = container.streams[self._info.index]
+                return _keyframe_times(stream, self._info.start_pts, self._info.time_base)
+        except (av.FFmpegError, OSError):
+            return None
+
     # sampling
     def sample_uniform(self, n: int, span: Span | None = None, short_side: int | None = None) -> Frames:
         """``n`` frames at the centres of ``n`` equal segments of ``span`` (default: whole video)."""
@@ -635,13 +788,7 @@ class Video:
 
     def sample_at(self, timestamps: Sequence[float] | np.ndarray, short_side: int | None = None) -> Frames:
         """The frame shown at each timestamp (seconds, any order, repeats allowed), in that order."""
-        times = np.asarray(timestamps, np.float64).reshape(-1)
-        outside = times[~((times >= 0) & (times <= self.duration + EPS))]
-        if len(outside):
-            raise SpanOutOfRange(
-                self.path, f"timestamp {outside[0]:g}s is outside the video (0-{self.duration:.3f}s)"
-            )
-        return self._sample(times, short_side)
+        return self._sample(self._checked_times(timestamps), short_side)
 
     def iter_chunks(
         self,
@@ -658,6 +805,18 @@ class Video:
         times = target_times(self._span(span), fps=fps, n=n)  # checked now, not at the first next()
         return self._chunks(times, self._size(short_side), chunk_size)
 
+    def iter_at(
+        self, timestamps: Sequence[float] | np.ndarray, *, short_side: int | None = None, chunk_size: int = 32
+    ) -> Iterator[Frames]:
+        """Stream the frames shown at ascending ``timestamps`` in chunks of at most ``chunk_size``
+        (each chunk is decoded knowing the next ones, so nothing they need is skipped)."""
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+        times = self._checked_times(timestamps)
+        if (np.diff(times) < 0).any():
+            raise ValueError("iter_at needs ascending timestamps (sample_at takes any order)")
+        return self._chunks(times, self._size(short_side), chunk_size)
+
     def close(self) -> None:
         if self._reader is not None:
             self._reader.close()
@@ -671,12 +830,24 @@ class Video:
 
     def __repr__(self) -> str:
         m = self.meta
-        return f"Video({str(self.path)!r}, {m.width}x{m.height}, {m.duration:.2f}s @ {m.fps:.3g} fps, {self.backend})"
+        return (
+            f"Video({str(self.path)!r}, {m.width}x{m.height}, {m.duration:.2f}s @ {m.fps:.3g} fps, "
+            f"{self.backend}, seek={self.seek})"
+        )
 
     # internals
     def _span(self, span: Span | None) -> Span:
         """``span`` checked against the video by :func:`vidagent.core.spans.checked_span`."""
         return checked_span(self.path, span, self.duration)
+
+    def _checked_times(self, timestamps: Sequence[float] | np.ndarray) -> np.ndarray:
+        times = np.asarray(timestamps, np.float64).reshape(-1)
+        outside = times[~((times >= 0) & (times <= self.duration + EPS))]
+        if len(outside):
+            raise SpanOutOfRange(
+                self.path, f"timestamp {outside[0]:g}s is outside the video (0-{self.duration:.3f}s)"
+            )
+        return times
 
     def _size(self, short_side: int | None) -> tuple[int, int]:
         return output_size(self.width, self.height, short_side)
@@ -695,7 +866,7 @@ class Video:
     def _chunks(self, times: np.ndarray, size: tuple[int, int], chunk_size: int) -> Iterator[Frames]:
         for start in range(0, len(times), chunk_size):
             wanted = times[start : start + chunk_size]
-            got = self._read(wanted, size)
+            got = self._read(wanted, size, ahead=times[start + chunk_size : start + 4 * chunk_size])
             self._warn_damaged(stacklevel=3)
             if len(got):
                 yield got
@@ -704,28 +875,39 @@ class Video:
                 self._warn_missing(float(wanted[len(got)]), missing, len(times), stacklevel=3)
                 return
 
-    def _read(self, times: np.ndarray, size: tuple[int, int]) -> Frames:
+    def _read(self, times: np.ndarray, size: tuple[int, int], ahead: np.ndarray | None = None) -> Frames:
         if self._reader is None:
             raise ValueError(f"{self.path}: the video is closed")
         try:
-            return self._reader.read(times, size)
+            return self._reader.read(times, size, ahead)
         except _BackendFailure as exc:
             if self._reader.name != "decord":
                 raise CorruptVideo(self.path, str(exc)) from None
             self._reader.close()
             self._reader = self._fall_back(exc)
             self.backend = self._reader.name
-            return self._read(times, size)
+            return self._read(times, size, ahead)
 
-    def _start(self, backend: str) -> _PyAVReader | _DecordReader:
+    def _start(self, backend: str) -> Reader:
         try:
-            return _READERS[backend](self.path, self.meta, self._info)
+            if backend == "decord":
+                return _DecordReader(self.path, self.meta, self._info)
+            from vidagent.media.fast_readers import (  # they build on this module
+                KeyframeReader,
+                ParallelReader,
+            )
+
+            if self.seek == "keyframe":
+                return KeyframeReader(self.path, self.meta, self._info)
+            if self.workers > 1:
+                return ParallelReader(self.path, self.meta, self._info, workers=self.workers)
+            return _PyAVReader(self.path, self.meta, self._info)
         except _BackendFailure as exc:
             if backend != "decord":
                 raise CorruptVideo(self.path, str(exc)) from None
             return self._fall_back(exc)
 
-    def _fall_back(self, reason: Exception) -> _PyAVReader | _DecordReader:
+    def _fall_back(self, reason: Exception) -> Reader:
         """A PyAV reader replacing failed decord (warning only if decord was asked for by name)."""
         if self._explicit:
             warnings.warn(f"{self.path}: decord failed ({reason}); using PyAV instead", stacklevel=2)

@@ -187,7 +187,7 @@ def test_pyav_seeks_only_when_it_skips_decoding(
     monkeypatch.setattr(
         module._PyAVReader, "_restart_at", lambda self, s: seeks.append(s) or restart(self, s)
     )
-    with Video.open(videos["long"], backend="pyav") as video:  # keyframes every 2 s
+    with Video.open(videos["long"], backend="pyav", workers=1) as video:  # keyframes every 2 s
         video.sample_fps(2.0)  # dense: one seek to the start, then sequential decoding
         assert seeks == [pytest.approx(0.25)]
         seeks.clear()

@@ -1,0 +1,239 @@
+"""Two ways to read frames faster than one sequential decoder: in parallel, and keyframes only.
+
+:class:`ParallelReader` splits a read's targets at keyframes into contiguous runs, decodes each
+run with its own exact PyAV reader in a thread (FFmpeg decodes without the GIL), and puts the
+frames back in order. It returns the same frames as one reader: each run starts from a keyframe,
+so no run depends on another. Each reader decodes single-threaded, which on two cores beats
+one reader with FFmpeg's frame threads (see ``vidagent bench sampling``). Memory holds one read's
+frames, as with one reader, so it stays flat in video length when the caller streams in chunks.
+
+:class:`KeyframeReader` is ``seek="keyframe"``: for each target it returns the keyframe nearest
+to it, decoding keyframes only (``skip_frame="NONKEY"``), with that frame's true time. Targets
+that share a keyframe share one decode. It is for indexing and retrieval of long videos, where
+a frame a second or two from the grid point is as good as the grid point and costs one decode
+instead of a group of pictures' worth (``vidagent bench sampling`` measures both the speed and
+what it costs retrieval).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import av
+import numpy as np
+
+from vidagent.media.video import (
+    EPS,
+    Frames,
+    VideoMeta,
+    _BackendFailure,
+    _Decoded,
+    _keyframe_times,
+    _PyAVReader,
+    _StreamInfo,
+)
+
+__all__ = ["KeyframeReader", "ParallelReader", "split_at_keyframes"]
+
+LAST_KEY_AIM = 10.0  # seconds past the last keyframe to seek to (beyond any reorder delay)
+KEYFRAME_COST = 4.0  # decoding a keyframe costs about this many frames of a group of pictures
+
+
+def split_at_keyframes(
+    times: np.ndarray, keys: np.ndarray | None, parts: int, fps: float
+) -> list[np.ndarray]:
+    """Ascending ``times`` cut into at most ``parts`` contiguous runs of about equal decoding work.
+
+    A run may only start at a target with a keyframe between it and the previous target, so each
+    run decodes from its own keyframe; the work of a target is the stretch decoded to reach it
+    (from the previous target, or from the keyframe before it when that is later).
+    """
+    if parts < 2 or keys is None or len(times) < 2:
+        return [times]
+    key_before = keys[np.maximum(np.searchsorted(keys, times + EPS, side="right") - 1, 0)]
+    previous = np.concatenate([[-math.inf], times[:-1]])
+    starts_run = key_before > previous  # a keyframe lies between this target and the one before
+    from_key = key_before >= previous
+    work = np.where(from_key, times - key_before + KEYFRAME_COST / fps, times - previous)
+    cumulative = np.cumsum(np.maximum(work, 1 / fps))
+    candidates = np.flatnonzero(starts_run[1:]) + 1
+    if not len(candidates):
+        return [times]
+    cuts: list[int] = []
+    for part in range(1, parts):
+        goal = cumulative[-1] * part / parts
+        best = int(candidates[np.argmin(np.abs(cumulative[candidates - 1] - goal))])
+        if (not cuts or best > cuts[-1]) and best < len(times):
+            cuts.append(best)
+    return [run for run in np.split(times, cuts) if len(run)]
+
+
+class ParallelReader:
+    """Exact frames from ``workers`` PyAV readers in threads (see the module docstring)."""
+
+    name = "pyav"
+
+    def __init__(self, path: Path, meta: VideoMeta, info: _StreamInfo, *, workers: int) -> None:
+        if workers < 2:
+            raise ValueError(f"a parallel reader needs at least 2 workers, got {workers}")
+        # reads that do not split go to one reader with FFmpeg's frame threads; split reads to
+        # readers on one thread each, opened when a read first splits
+        self._whole = _PyAVReader(path, meta, info)
+        self._open: Callable[[], _PyAVReader] = lambda: _PyAVReader(path, meta, info, threads="SLICE")
+        self._readers: list[_PyAVReader] = []
+        self._workers = workers
+        self._fps = meta.fps or 25.0
+        self._keys = self._whole.keyframes
+        self._pool: ThreadPoolExecutor | None = None
+
+    @property
+    def damaged(self) -> set[tuple[float, float]]:
+        return set().union(self._whole.damaged, *(reader.damaged for reader in self._readers))
+
+    def read(self, times: np.ndarray, size: tuple[int, int], ahead: np.ndarray | None = None) -> Frames:
+        runs = split_at_keyframes(times, self._keys, self._workers, self._fps)
+        if len(runs) == 1:
+            return self._whole.read(times, size, ahead)
+        while len(self._readers) < len(runs):
+            self._readers.append(self._open())
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="vidagent-decode")
+        futures = [
+            self._pool.submit(reader.read, run, size)
+            for reader, run in zip(self._readers, runs, strict=False)
+        ]
+        parts = [future.result() for future in futures]  # a backend failure is raised here
+        kept = []
+        for run, part in zip(runs, parts, strict=True):
+            kept.append(part)
+            if len(part) < len(run):  # the file ends early: nothing after the first missing target
+                break
+        return Frames.concat(kept)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        for reader in [self._whole, *self._readers]:
+            reader.close()
+
+
+class KeyframeReader:
+    """``seek="keyframe"``: the keyframe nearest each target, keyframes only decoded."""
+
+    name = "pyav"
+
+    def __init__(self, path: Path, meta: VideoMeta, info: _StreamInfo) -> None:
+        try:
+            self._container = av.open(str(path), metadata_errors="ignore")
+        except (av.FFmpegError, OSError) as exc:
+            raise _BackendFailure(f"cannot reopen the file: {exc}") from None
+        self._stream = self._container.streams[info.index]
+        self._stream.thread_type = "SLICE"  # frame threads would hold each keyframe back
+        self._stream.codec_context.skip_frame = "NONKEY"
+        self._tb, self._start_pts, self._fps = info.time_base, info.start_pts, meta.fps or 25.0
+        self._keys = _keyframe_times(self._stream, self._start_pts, self._tb)
+        self._decoded: dict[int, _Decoded | None] = {}  # keyframe number -> its frame (the latest few)
+        self._shift: float | None = None  # keyframes' presentation minus decode time (index: decode)
+        self._scan: Iterator[_Decoded] | None = None  # without an index: keyframes in file order
+        self._before: _Decoded | None = None
+        self._after: _Decoded | None = None
+        self.damaged: set[tuple[float, float]] = set()  # a keyframe that fails is passed over
+
+    def read(self, times: np.ndarray, size: tuple[int, int], ahead: np.ndarray | None = None) -> Frames:
+        """The keyframe nearest each ascending target (ties: the earlier), up to the file's end."""
+        pick = self._from_index if self._keys is not None else self._from_scan
+        arrays, stamps = [], []
+        for t in times:
+            decoded = pick(float(t))
+            if decoded is None:
+                break
+            arrays.append(decoded.rgb(size))
+            stamps.append(decoded.time)
+        if not arrays:
+            return Frames.empty(*size)
+        seconds = np.array(stamps)
+        return Frames(np.stack(arrays), seconds, np.rint(seconds * self._fps).astype(np.int64))
+
+    def close(self) -> None:
+        self._decoded.clear()
+        self._scan = self._before = self._after = None
+        self._container.close()
+
+    # with an index: seek to the chosen keyframe, decode it alone
+    def _from_index(self, t: float) -> _Decoded | None:
+        keys = self._keys
+        assert keys is not None
+        shift = self._shift or 0.0
+        i = int(np.searchsorted(keys + shift, t + EPS, side="right")) - 1
+        if i + 1 < len(keys) and (i < 0 or keys[i + 1] + shift - t < t - keys[i] - shift):
+            i += 1
+        i = max(i, 0)
+        if i not in self._decoded:
+            if len(self._decoded) > 8:  # targets come in order: only the latest keyframes recur
+                self._decoded.pop(next(iter(self._decoded)))
+            # aim between this keyframe and the next: seeking compares presentation times in some
+            # containers (MP4) and decode times in others, and these differ by the reorder delay
+            aim = (keys[i] + keys[i + 1]) / 2 if i + 1 < len(keys) else keys[i] + LAST_KEY_AIM
+            decoded = self._decoded[i] = self._decode_key(aim)
+            if self._shift is None and decoded is not None:
+                self._shift = decoded.time - keys[i]
+        return self._decoded[i]
+
+    def _decode_key(self, seconds: float) -> _Decoded | None:
+        """The keyframe at or before ``seconds`` (the first after it that decodes), or None at the end."""
+        try:
+            self._container.seek(
+                round(seconds / self._tb) + self._start_pts, stream=self._stream, backward=True
+            )
+            for packet in self._container.demux(self._stream):
+                if not packet.is_keyframe and packet.size:
+                    continue  # NONKEY would skip it too; not sending it saves the call
+                for frame in self._frames_of(packet):
+                    return frame
+        except av.FFmpegError:
+            return None
+        return None
+
+    def _frames_of(self, packet: av.Packet) -> list[_Decoded]:
+        """The frames ``packet`` gives, draining the decoder at once (no reordering delay)."""
+        try:
+            frames = packet.decode() if packet.size else []
+            if not frames:
+                frames = self._stream.codec_context.decode(None)  # drain: the keyframe comes out now
+                self._stream.codec_context.flush_buffers()
+        except av.FFmpegError:
+            if packet.pts is not None:
+                start = (packet.pts - self._start_pts) * self._tb
+                self.damaged.add((round(start, 6), round(start + 1 / self._fps, 6)))
+            return []
+        return [self._wrap(frame) for frame in frames if frame.pts is not None]
+
+    def _wrap(self, frame: av.VideoFrame) -> _Decoded:
+        t = (frame.pts - self._start_pts) * self._tb
+        return _Decoded(frame, t, t + 1 / self._fps)
+
+    # without an index (MPEG-TS, raw streams): one pass over the keyframes
+    def _from_scan(self, t: float) -> _Decoded | None:
+        if self._scan is None or (self._before is not None and t < self._before.time - EPS):
+            self._container.seek(0, stream=self._stream, backward=True)
+            self._scan = self._keyframes()
+            self._before, self._after = None, next(self._scan, None)
+        while self._after is not None and self._after.time <= t + EPS:
+            self._before, self._after = self._after, next(self._scan, None)
+        if self._before is None:
+            return self._after
+        if self._after is not None and self._after.time - t < t - self._before.time:
+            return self._after
+        return self._before
+
+    def _keyframes(self) -> Iterator[_Decoded]:
+        try:
+            for packet in self._container.demux(self._stream):
+                if packet.is_keyframe or not packet.size:
+                    yield from self._frames_of(packet)
+        except av.FFmpegError:
+            return
