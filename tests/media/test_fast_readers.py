@@ -6,6 +6,7 @@ every frame of the file with PyAV, nothing skipped, and take the one shown at ea
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from pathlib import Path
 
@@ -101,7 +102,9 @@ def test_skipping_skips_and_streams_agree(files: dict[str, Path], monkeypatch: p
     np.testing.assert_array_equal(streamed.timestamps, one.timestamps)
 
 
-def test_a_skip_that_was_wrong_is_decoded_again(files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_skip_that_was_wrong_is_decoded_again(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """If a packet's duration lies, a frame shown at a target can be skipped; the reader notices
     (a skipped frame lies between the frame it holds and the target), decodes that stretch again
     with nothing skipped, and after MAX_SKIP_MISSES misses stops skipping for good."""
@@ -140,7 +143,7 @@ def test_split_at_keyframes_balances_contiguous_runs() -> None:
     runs = split_at_keyframes(times, keys, 3, fps=25.0)
     assert len(runs) == 3 and np.array_equal(np.concatenate(runs), times)
     assert max(map(len, runs)) - min(map(len, runs)) <= 2
-    for before, run in zip(runs, runs[1:], strict=False):  # a keyframe between runs: none depends on another
+    for before, run in itertools.pairwise(runs):  # a keyframe between runs: none depends on another
         assert np.searchsorted(keys, run[0], side="right") > np.searchsorted(keys, before[-1], side="right")
     assert split_at_keyframes(times, None, 3, fps=25.0) == [times]  # no index: one run
     assert len(split_at_keyframes(times[:5], np.array([0.0]), 3, fps=25.0)) == 1  # one keyframe: one run
@@ -168,7 +171,9 @@ def test_parallel_and_skipping_keep_the_damage_and_truncation_rules(tmp_path: Pa
             frames = video.sample_fps(5.0)
     said = [str(w.message) for w in caught if issubclass(w.category, DamagedVideoWarning)]
     assert len(said) == 1 and "damaged at 1.20-1.60s" in said[0] and len(frames) == 20
-    whole = write_video(tmp_path / "whole.mp4", seconds=4, gop=25, noise=30, options={"movflags": "faststart"})
+    whole = write_video(
+        tmp_path / "whole.mp4", seconds=4, gop=25, noise=30, options={"movflags": "faststart"}
+    )
     half = truncated_copy(whole, tmp_path / "half.mp4", 0.5)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -183,7 +188,9 @@ def test_parallel_and_skipping_keep_the_damage_and_truncation_rules(tmp_path: Pa
 
 
 @pytest.mark.parametrize("name", ["bframes_gop12", "bframes_gop100", "no_bframes", "mpegts", "bikes"])
-def test_keyframe_mode_returns_the_nearest_keyframe_at_its_true_time(files: dict[str, Path], name: str) -> None:
+def test_keyframe_mode_returns_the_nearest_keyframe_at_its_true_time(
+    files: dict[str, Path], name: str
+) -> None:
     path = files[name]
     pts, arrays, key = decode_everything(path)
     key_times = pts[np.array(key)]
@@ -199,7 +206,9 @@ def test_keyframe_mode_returns_the_nearest_keyframe_at_its_true_time(files: dict
         assert abs(stamp - t) <= np.abs(key_times - t).min() + 1e-6  # the nearest keyframe
 
 
-def test_keyframe_mode_decodes_each_keyframe_once(files: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_keyframe_mode_decodes_each_keyframe_once(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from vidagent.media import fast_readers
 
     decoded: list[float] = []
