@@ -46,10 +46,25 @@ all can be decoded (found at open). If decord fails on a file mid-way, the video
 PyAV for good (with a warning when decord was asked for by name). No av/decord exception leaves
 this module: they become :mod:`vidagent.core.errors` classes carrying the path and a short reason.
 
-Performance: PyAV decodes sequentially with frame threads, seeking ahead only when the next
-target lies more than ``SEEK_AHEAD`` seconds away *and* a keyframe lies in between (decoding all
-frames is never needed for correctness; ``skip_frame="NONKEY"`` is not used because it would
-change which frame comes back). A :class:`Video` is not thread-safe; use one per thread.
+Backends
+--------
+"auto" is PyAV (the readers below); decord is kept for callers who ask for it by name.
+
+Skipping
+--------
+The PyAV reader decodes only what the requested times depend on. For each packet it sets the
+codec's ``skip_frame`` (frame threads copy it with every packet): "NONREF" when the packet's
+frame is shown at no target (the decoder then drops it unless other frames reference it),
+"NONKEY" when no target needs anything before the next keyframe (from the container's index),
+else "DEFAULT". Only returned frames are converted, scaled in the same libswscale call. The
+decision uses packet durations; if one lies, a skipped frame can lie between the frame held for
+a target and the target: the reader checks that for every target, decodes that stretch again
+with nothing skipped, and stops skipping after ``MAX_SKIP_MISSES`` such misses. It seeks (instead
+of decoding on) when two or more keyframes lie before the next target, or without an index when
+the target is more than ``SEEK_AHEAD`` seconds and the longest keyframe interval seen away.
+``workers`` > 1 splits long reads at keyframes over parallel readers, and ``seek="keyframe"``
+returns the nearest keyframe instead (both in :mod:`vidagent.media.fast_readers`). A
+:class:`Video` is not thread-safe; use one per thread.
 """
 
 from __future__ import annotations
