@@ -34,6 +34,7 @@ from vidagent.media.video import (
     _keyframe_times,
     _PyAVReader,
     _StreamInfo,
+    collect_frames,
 )
 
 __all__ = ["KeyframeReader", "ParallelReader", "split_at_keyframes"]
@@ -146,17 +147,7 @@ class KeyframeReader:
     def read(self, times: np.ndarray, size: tuple[int, int], ahead: np.ndarray | None = None) -> Frames:
         """The keyframe nearest each ascending target (ties: the earlier), up to the file's end."""
         pick = self._from_index if self._keys is not None else self._from_scan
-        arrays, stamps = [], []
-        for t in times:
-            decoded = pick(float(t))
-            if decoded is None:
-                break
-            arrays.append(decoded.rgb(size))
-            stamps.append(decoded.time)
-        if not arrays:
-            return Frames.empty(*size)
-        seconds = np.array(stamps)
-        return Frames(np.stack(arrays), seconds, np.rint(seconds * self._fps).astype(np.int64))
+        return collect_frames(times, pick, size, self._fps)
 
     def close(self) -> None:
         self._decoded.clear()

@@ -75,7 +75,7 @@ import importlib.util
 import math
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -382,14 +382,30 @@ class _Decoded:
         return self._rgb[1]
 
 
+def collect_frames(
+    times: np.ndarray, frame_at: Callable[[float], _Decoded | None], size: tuple[int, int], fps: float
+) -> Frames:
+    """The frames ``frame_at`` gives for ascending ``times`` at ``size``, up to the first None;
+    indices are ``round(time * fps)`` (PyAV never counts frames from the start)."""
+    arrays, stamps = [], []
+    for t in times:
+        decoded = frame_at(float(t))
+        if decoded is None:
+            break
+        arrays.append(decoded.rgb(size))
+        stamps.append(decoded.time)
+    if not arrays:
+        return Frames.empty(*size)
+    seconds = np.array(stamps)
+    return Frames(np.stack(arrays), seconds, np.rint(seconds * fps).astype(np.int64))
+
+
 class _PyAVReader:
     """Sequential threaded decoding that keeps its position between calls (cheap chunking)."""
 
     name = "pyav"
 
-    def __init__(
-        self, path: Path, meta: VideoMeta, info: _StreamInfo, *, skip: bool = True, threads: str = "AUTO"
-    ) -> None:
+    def __init__(self, path: Path, meta: VideoMeta, info: _StreamInfo, *, threads: str = "AUTO") -> None:
         try:
             self._container = av.open(str(path), metadata_errors="ignore")
         except (av.FFmpegError, OSError) as exc:
@@ -408,7 +424,7 @@ class _PyAVReader:
         self._context = self._stream.codec_context
         self._keys = _keyframe_times(self._stream, self._start_pts, self._tb)  # decode times (s), or None
         self._plan = np.empty(0)  # the targets still to serve, ascending: what the decoder may skip
-        self._skipping = skip  # off for good after MAX_SKIP_MISSES misses
+        self._skipping = True  # off for good after MAX_SKIP_MISSES misses
         self._strict = False  # while re-decoding a target a skip got wrong
         self._misses = 0
         self._mode = "DEFAULT"  # the codec context's skip_frame now
@@ -422,17 +438,7 @@ class _PyAVReader:
         the decoder does not skip a frame they need.
         """
         self._plan = times if ahead is None or not len(ahead) else np.concatenate([times, ahead])
-        arrays, stamps = [], []
-        for t in times:
-            decoded = self._frame_at(float(t))
-            if decoded is None:
-                break
-            arrays.append(decoded.rgb(size))
-            stamps.append(decoded.time)
-        if not arrays:
-            return Frames.empty(*size)
-        seconds = np.array(stamps)
-        return Frames(np.stack(arrays), seconds, np.rint(seconds * self._fps).astype(np.int64))
+        return collect_frames(times, self._frame_at, size, self._fps)
 
     @property
     def keyframes(self) -> np.ndarray | None:
