@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from vidagent.core.evidence import Evidence
 from vidagent.media.index import Index
 from vidagent.media.store import Store
+from vidagent.media.video import SEEK_MODES
 from vidagent.models.hub import ModelHub
 
 T = TypeVar("T")
@@ -34,6 +35,10 @@ class ToolContext:
     _index: Index | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _shared: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.seek not in SEEK_MODES:
+            raise ValueError(f"seek must be one of {SEEK_MODES}, got {self.seek!r}")
 
     @property
     def index(self) -> Index:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from vidagent.core.evidence import Evidence
 from vidagent.core.spans import checked_span
+from vidagent.media.index import parse_sampling, sampling_key
 from vidagent.media.store import FrameRows
 from vidagent.tools.base import ToolContext, ToolSpec
 
@@ -67,10 +68,30 @@ def peaks_to_spans(
         while right < len(curve) - 1 and not taken[right + 1] and curve[right + 1] >= floor:
             right += 1
         taken[left : right + 1] = True
-        start = max(0.0, float(times[left]) - step / 2)
-        end = min(duration, float(times[right]) + step / 2)
+        start = max(0.0, _stretch(times, left, step)[0])
+        end = min(duration, _stretch(times, right, step)[1])
         spans.append((start, max(end, start), int(peak)))
     return spans
+
+
+def _stretch(times: np.ndarray, i: int, step: float) -> tuple[float, float]:
+    """The stretch of time the frame at ``i`` stands for: half-way to the neighbouring distinct
+    sampled times. Exact frames on the grid: half a step either side. A frame that several grid
+    points share (keyframe mode, or sampling faster than the video) stands for all of them: up to
+    half-way to the next keyframes, not half a step around its own time."""
+    t = float(times[i])
+    first = int(np.searchsorted(times, t, side="left"))  # the run of rows showing this frame
+    last = int(np.searchsorted(times, t, side="right"))
+    before = (float(times[first - 1]) + t) / 2 if first > 0 else None
+    after = (t + float(times[last])) / 2 if last < len(times) else None
+    width = (last - first) * step  # at the ends: as many grid steps as the run has rows
+    if before is None and after is None:
+        before = t - step / 2
+    if before is None:
+        before = after - width  # type: ignore[operator]
+    if after is None:
+        after = before + width
+    return before, after
 
 
 def rank_moments(
@@ -123,17 +144,17 @@ def retrieve(ctx: ToolContext, video: Path, args: RetrieveInput) -> Evidence:
 
 
 def search_library(ctx: ToolContext, query: str, k: int = 10) -> Evidence:
-    """The best moments for ``query`` across every video indexed with the active CLIP."""
+    """The best moments for ``query`` across every video indexed with the active CLIP (one frame
+    set per video: the context's sampling where the video has it, else its densest)."""
     index = ctx.index
     encoder = index.encoder
     text = encoder.encode_texts([query])[0]
     found = []
-    for entry in ctx.store.frame_sets(encoder.model_id):
-        rows = ctx.store.frames(entry["video_id"], encoder.model_id, entry["sampling"])
+    for video_id, (fps, sampling) in _one_frame_set_per_video(ctx, encoder.model_id).items():
+        rows = ctx.store.frames(video_id, encoder.model_id, sampling)
         if not len(rows):
             continue
-        fps = float(entry["sampling"].removeprefix("fps="))
-        meta = ctx.store.video(entry["video_id"])["meta"]  # type: ignore[index]
+        meta = ctx.store.video(video_id)["meta"]  # type: ignore[index]
         found.append(
             rank_moments(
                 rows,
@@ -142,10 +163,24 @@ def search_library(ctx: ToolContext, query: str, k: int = 10) -> Evidence:
                 duration=float(meta["duration"]),
                 fps=fps,
                 tool="retrieve",
-                video_id=entry["video_id"],
+                video_id=video_id,
             )
         )
     return Evidence.merge(found).top(k)
+
+
+def _one_frame_set_per_video(ctx: ToolContext, model_id: str) -> dict[str, tuple[float, str]]:
+    """video id -> (fps, sampling key) of the frame set to search: a video indexed at several
+    samplings (exact and keyframe, or two rates) would otherwise answer once per frame set.
+    Preferred: the context's own sampling, then exact frames, then the higher rate."""
+    wanted = sampling_key(ctx.fps, ctx.seek)
+    chosen: dict[str, tuple[tuple[bool, bool, float], str]] = {}
+    for entry in ctx.store.frame_sets(model_id):
+        fps, seek = parse_sampling(entry["sampling"])
+        rank = (entry["sampling"] == wanted, seek == "exact", fps)
+        if entry["video_id"] not in chosen or rank > chosen[entry["video_id"]][0]:
+            chosen[entry["video_id"]] = (rank, entry["sampling"])
+    return {video_id: (rank[2], sampling) for video_id, (rank, sampling) in chosen.items()}
 
 
 TOOL = ToolSpec(

@@ -54,6 +54,14 @@ RayAddressOpt = Annotated[
         help="ray: cluster address ('auto' joins a running one; default: start Ray here).", show_default=False
     ),
 ]
+SeekOpt = Annotated[
+    str,
+    typer.Option(
+        "--seek",
+        help="Frames the index samples: exact (the frame shown at each grid time) or keyframe (the "
+        "nearest keyframe, with its true time; many times faster on long videos, coarser in time).",
+    ),
+]
 ENGINES = ("local", "ray")
 
 
@@ -70,6 +78,13 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def _check_engine(engine: str) -> None:
     if engine not in ENGINES:
         raise typer.BadParameter(f"--engine must be {' or '.join(ENGINES)}")
+
+
+def _check_seek(seek: str) -> None:
+    from vidagent.media.video import SEEK_MODES
+
+    if seek not in SEEK_MODES:
+        raise typer.BadParameter(f"--seek must be {' or '.join(SEEK_MODES)}, not {seek!r}")
 
 
 def _progress(bar):  # -> Callable[[int, int], None]
@@ -112,8 +127,10 @@ def frames(
     span: SpanOpt = None,
     short_side: Annotated[int | None, typer.Option(help="Resize so the short side is this.")] = None,
     backend: BackendOpt = "auto",
+    seek: SeekOpt = "exact",
 ) -> None:
-    """Write sampled frames as JPEG files named by index and timestamp."""
+    """Write sampled frames as JPEG files named by index and timestamp (with --seek keyframe, the
+    nearest keyframes, named by their own index and time)."""
     from PIL import Image
     from tqdm import tqdm
 
@@ -123,10 +140,11 @@ def frames(
         raise typer.BadParameter("give either --fps or -n, not both")
     if fps is None and n is None:
         fps = 1.0
+    _check_seek(seek)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: set[Path] = set()
     sampled = 0
-    with Video.open(video, backend=backend) as v:
+    with Video.open(video, backend=backend, seek=seek) as v:
         total = len(target_times(span or v.duration, fps=fps, n=n))
         with tqdm(total=total, unit="frame", desc="frames", disable=None) as bar:
             for chunk in v.iter_chunks(fps=fps, n=n, span=span, short_side=short_side):
@@ -209,15 +227,16 @@ def models_build_tiny(
         out.print(f"{name:16s} {path}")
 
 
-def _context(profile: str, store: Path | None, fps: float = 1.0):  # -> ToolContext
+def _context(profile: str, store: Path | None, fps: float = 1.0, seek: str = "exact"):  # -> ToolContext
     from vidagent.media.store import Store
     from vidagent.models.hub import ModelHub
     from vidagent.models.profile import load_profile
     from vidagent.tools.base import ToolContext
 
+    _check_seek(seek)  # before any model loads
     hub = ModelHub(load_profile(profile))
     _warn_fallbacks(hub)
-    return ToolContext(hub=hub, store=Store(store), fps=fps)
+    return ToolContext(hub=hub, store=Store(store), fps=fps, seek=seek)
 
 
 _warned: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # hub -> roles already named
@@ -239,6 +258,7 @@ def _warn_fallbacks(hub) -> None:
 def index(
     videos: Annotated[list[Path], typer.Argument(help="Video files to index.", show_default=False)],
     fps: Annotated[float, typer.Option(help="Frames sampled per second.")] = 1.0,
+    seek: SeekOpt = "exact",
     profile: ProfileOpt = "auto",
     store: StoreOpt = None,
     captions_every: Annotated[
@@ -267,7 +287,7 @@ def index(
     from tqdm import tqdm
 
     _check_engine(engine)
-    ctx = _context(profile, store, fps)
+    ctx = _context(profile, store, fps, seek)
     if engine == "ray":
         from vidagent.media.ray_engine import index_with_ray
 
@@ -277,6 +297,7 @@ def index(
                 profile=profile,
                 store=ctx.store,
                 fps=fps,
+                seek=seek,
                 workers=workers,
                 gpus=gpus,
                 address=ray_address,
@@ -287,7 +308,7 @@ def index(
             report = {r.video_id: r for r in reports}[ctx.store.content_hash(path)]  # hashes are cached
         else:
             with tqdm(unit="frame", desc=path.name, disable=None) as bar:
-                report = ctx.index.add(path, fps=fps, progress=_progress(bar))
+                report = ctx.index.add(path, fps=fps, seek=seek, progress=_progress(bar))
         _warn_fallbacks(ctx.hub)
         out.print(
             f"{path}: {report.frames_total} frames ({report.frames_added} new) with {report.model_id} "
@@ -347,6 +368,8 @@ def retrieve(
     query: Annotated[str, typer.Argument(help="What to look for.")],
     k: Annotated[int, typer.Option("-k", help="How many moments.")] = 5,
     span: SpanOpt = None,
+    fps: Annotated[float, typer.Option(help="Index sampling rate.")] = 1.0,
+    seek: SeekOpt = "exact",
     profile: ProfileOpt = "auto",
     store: StoreOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print Evidence JSON.")] = False,
@@ -354,7 +377,7 @@ def retrieve(
     """The moments of one video that best match a text query (indexes it first if needed)."""
     from vidagent.tools.retrieve import TOOL
 
-    evidence = TOOL(_context(profile, store), video, query=query, k=k, span=span)
+    evidence = TOOL(_context(profile, store, fps, seek), video, query=query, k=k, span=span)
     out.print_json(evidence.to_json()) if as_json else out.print(
         _evidence_table(evidence.to_records(), query)
     )
@@ -394,12 +417,14 @@ def _probe(video: Path) -> None:
         pass
 
 
-def _agent(profile: str, store: Path | None, fps: float, max_steps: int | None = None):  # -> VideoAgent
+def _agent(
+    profile: str, store: Path | None, fps: float, max_steps: int | None = None, seek: str = "exact"
+):  # -> VideoAgent
     from vidagent.agent.api import VideoAgent
     from vidagent.agent.graph import Budget
 
     budget = Budget(max_steps=max_steps) if max_steps else None
-    agent = VideoAgent(_context(profile, store, fps), budget=budget)
+    agent = VideoAgent(_context(profile, store, fps, seek), budget=budget)
     _warn_fallbacks(agent.ctx.hub)
     return agent
 
@@ -446,10 +471,11 @@ def ask(
     profile: ProfileOpt = "auto",
     store: StoreOpt = None,
     fps: Annotated[float, typer.Option(help="Index sampling rate.")] = 1.0,
+    seek: SeekOpt = "exact",
     max_steps: Annotated[int | None, typer.Option(help="Planner steps at most.")] = None,
 ) -> None:
     """Answer a question about a video, streaming the steps, citing evidence."""
-    _ask(video, question, option, as_json, session, profile, store, fps, max_steps)
+    _ask(video, question, option, as_json, session, profile, store, fps, max_steps, seek)
 
 
 def _ask(
@@ -462,9 +488,10 @@ def _ask(
     store: Path | None = None,
     fps: float = 1.0,
     max_steps: int | None = None,
+    seek: str = "exact",
 ):  # -> (VideoAgent, the streamed events)
     _probe(video)
-    agent = _agent(profile, store, fps, max_steps)
+    agent = _agent(profile, store, fps, max_steps, seek)
     events = []
     for event in agent.stream(video, question, option, session=session):
         if not as_json:
@@ -486,12 +513,13 @@ def chat(
     profile: ProfileOpt = "auto",
     store: StoreOpt = None,
     fps: Annotated[float, typer.Option(help="Index sampling rate.")] = 1.0,
+    seek: SeekOpt = "exact",
 ) -> None:
     """A terminal chat about one video: /evidence lists what was found, /quit leaves."""
     from vidagent.core.errors import VidagentError as _Error
 
     _probe(video)
-    agent = _agent(profile, store, fps)
+    agent = _agent(profile, store, fps, seek=seek)
     conversation = agent.chat(video, session)
     err.print(f"chat about {video} · session {conversation.id} · /evidence, /quit")
     while True:
@@ -920,6 +948,7 @@ def serve(
     profile: ProfileOpt = "auto",
     store: StoreOpt = None,
     fps: Annotated[float, typer.Option(help="Index sampling rate.")] = 1.0,
+    seek: SeekOpt = "exact",
     upload_dir: Annotated[
         Path | None, typer.Option(help="Where uploads go (default: next to the store).", show_default=False)
     ] = None,
@@ -949,7 +978,7 @@ def serve(
             "(every request must then send it) or bind to 127.0.0.1"
         )
     uploads = upload_dir or ((store.resolve().parent if store else data_dir()) / "uploads")
-    agent = _agent(profile, store, fps)
+    agent = _agent(profile, store, fps, seek=seek)
     err.print(
         f"vidagent serving on http://{host}:{port}/ (profile {agent.ctx.hub.profile.name}, uploads in "
         f"{uploads}, API key {'required' if key else 'off'})",
@@ -1073,6 +1102,7 @@ def mcp_(
     profile: ProfileOpt = "auto",
     store: StoreOpt = None,
     fps: Annotated[float, typer.Option(help="Index sampling rate.")] = 1.0,
+    seek: SeekOpt = "exact",
     max_steps: Annotated[
         int | None, typer.Option(help="ask: planner steps at most.", show_default=False)
     ] = None,
@@ -1088,7 +1118,7 @@ def mcp_(
 
     allowed = mcp_server.allowed_directories(allow or [])  # before any model loads
     with mcp_server.stdout_to_stderr() if not http else contextlib.nullcontext():
-        agent = _agent(profile, store, fps, max_steps)  # on stdio, stdout carries only the protocol
+        agent = _agent(profile, store, fps, max_steps, seek)  # on stdio, stdout carries only the protocol
     server = mcp_server.build_server(agent, allowed)
     where = f"http://127.0.0.1:{port}/mcp" if http else "stdio"
     videos = "video ids, and files under " + ", ".join(map(str, allowed)) if allowed else "video ids only"

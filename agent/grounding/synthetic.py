@@ -131,8 +131,15 @@ def draw(canvas: np.ndarray, event: Event, t: float) -> None:
     canvas[inside] = COLOURS[event.colour]
 
 
-def write_video(path: Path, events: list[Event], spec: SynthSpec, rng: np.random.Generator) -> None:
-    """Render the events over a textured background (H.264, ``spec.fps``)."""
+def write_video(
+    path: Path,
+    events: list[Event],
+    spec: SynthSpec,
+    rng: np.random.Generator,
+    options: dict[str, str] | None = None,
+) -> None:
+    """Render the events over a textured background (H.264, ``spec.fps``; ``options`` for
+    libx264, e.g. a fixed GOP, replace the default ``preset=ultrafast, crf=18``)."""
     size = spec.size
     base = rng.integers(60, 150, size=3)
     texture = rng.integers(-14, 15, size=(size, size, 1))
@@ -141,7 +148,7 @@ def write_video(path: Path, events: list[Event], spec: SynthSpec, rng: np.random
         stream = out.add_stream("libx264", rate=Fraction(spec.fps).limit_denominator(1000))
         stream.width = stream.height = size
         stream.pix_fmt = "yuv420p"
-        stream.codec_context.options = {"preset": "ultrafast", "crf": "18"}
+        stream.codec_context.options = options or {"preset": "ultrafast", "crf": "18"}
         for i in range(frames):
             t = i / spec.fps
             jitter = rng.integers(-4, 5, size=(size, size, 1))
@@ -218,4 +225,6 @@ __all__ = [
     "SynthSpec",
     "make_synthetic_set",
     "plan_video",
+    "records",
+    "write_video",
 ]

@@ -58,6 +58,21 @@ def sampling_key(fps: float, seek: str = "exact") -> str:
     return f"fps={fps:g}" if seek == "exact" else f"fps={fps:g},seek={seek}"
 
 
+def embed_distinct(encoder: ClipEncoder, frames: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """Embeddings of ``frames``, each distinct frame (by index) encoded once: keyframe mode, and
+    sampling faster than the video's rate, give the same frame at several grid points."""
+    distinct, first, inverse = np.unique(indices, return_index=True, return_inverse=True)
+    if len(distinct) == len(indices):
+        return encoder.encode_images(frames).embeddings
+    return encoder.encode_images(frames[first]).embeddings[inverse.reshape(-1)]
+
+
+def parse_sampling(key: str) -> tuple[float, str]:
+    """``sampling_key``'s inverse: "fps=1,seek=keyframe" -> (1.0, "keyframe")."""
+    fields = dict(part.split("=", 1) for part in key.split(","))
+    return float(fields["fps"]), fields.get("seek", "exact")
+
+
 class Index:
     """Builds and reads frame embeddings for videos; see the module docstring."""
 
@@ -110,7 +125,7 @@ class Index:
                 progress(len(done), len(grid))
             added = 0
             for positions, frames in self._decode_ahead(video, grid, todo, encoder.input_size):
-                embeddings = encoder.encode_images(frames.frames).embeddings
+                embeddings = embed_distinct(encoder, frames.frames, frames.indices)
                 self.store.add_frames(
                     video_id,
                     encoder.model_id,

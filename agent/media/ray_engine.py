@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from vidagent.core.errors import VidagentError
-from vidagent.media.index import INDEX_DECODER, IndexReport, sampling_key
+from vidagent.media.index import INDEX_DECODER, IndexReport, embed_distinct, sampling_key
 from vidagent.media.store import Store
 from vidagent.media.video import Video, target_times
 
@@ -92,7 +92,8 @@ class EmbedChunks:
             if "frames" not in row:
                 row = decode_chunk(row, self.encoder.input_size)
             frames = np.frombuffer(row["frames"], np.uint8).reshape([int(n) for n in row["shape"]])
-            embeddings = self.encoder.encode_images(frames).embeddings.astype(np.float32)
+            indices = np.frombuffer(row["indices"], np.int64)
+            embeddings = embed_distinct(self.encoder, frames, indices).astype(np.float32)
             for key in ("video_id", "positions", "timestamps", "indices"):
                 out[key].append(row[key])
             out["embeddings"].append(embeddings.tobytes())

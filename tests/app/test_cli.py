@@ -269,3 +269,52 @@ def test_ask_on_a_bad_file_fails_before_any_model_loads(
             command,
             message,
         )
+
+
+def test_seek_keyframe_indexes_retrieves_and_searches_keyframes(tmp_path: Path) -> None:
+    """--seek keyframe on index and retrieve: its own frame set, keyframes only, true times; the
+    library search reads one frame set per video when a video has both."""
+    from vidagent.media.store import Store
+
+    video = str(write_video(tmp_path / "v.mp4", fps=10, seconds=6, size=(64, 48), gop=20))  # keys 0, 2, 4 s
+    store = str(tmp_path / "s.sqlite")
+    common = ["--profile", "tiny", "--store", store]
+    indexed = runner.invoke(app, ["index", video, "--seek", "keyframe", "--no-speech", "--no-text", *common])
+    assert indexed.exit_code == 0, indexed.output
+    with Store(store) as opened:
+        (entry,) = opened.frame_sets()
+        assert entry["sampling"] == "fps=1,seek=keyframe" and entry["complete"]
+        rows = opened.frames(entry["video_id"], entry["model_id"], entry["sampling"])
+    assert set(rows.timestamps.round(3)) <= {0.0, 2.0, 4.0} and len(rows) == 6
+
+    found = runner.invoke(app, ["retrieve", video, "a frame", "--seek", "keyframe", "--json", *common])
+    assert found.exit_code == 0, found.output
+    assert {row["data"]["best_t"] for row in json.loads(found.stdout)} <= {0.0, 2.0, 4.0}
+    with Store(store) as opened:
+        assert len(opened.frame_sets()) == 1  # read the keyframe set, indexed nothing new
+
+    assert runner.invoke(app, ["index", video, "--no-speech", "--no-text", *common]).exit_code == 0
+    searched = runner.invoke(app, ["search", "a frame", "-k", "10", *common])
+    assert searched.exit_code == 0, searched.output  # two frame sets of one video: no crash, no double
+    spans = re.findall(r"(\d+\.\d+)-(\d+\.\d+)", searched.stdout)
+    assert spans and len(spans) == len(set(spans))  # the exact set's (the default) moments, once each
+    assert all(float(start) + 1.0 <= float(end) for start, end in spans)
+
+
+@pytest.mark.parametrize("command", ["index", "ask", "retrieve", "frames"])
+def test_an_unknown_seek_mode_is_a_usage_error_before_any_model_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    import vidagent.models.hub as hub
+
+    monkeypatch.setattr(hub.ModelHub, "__init__", lambda *a, **k: pytest.fail("a model hub was built"))
+    video, store = str(sample_video("carphone")), ["--store", str(tmp_path / "s.sqlite")]
+    argv = {
+        "index": ["index", video, *store],
+        "ask": ["ask", video, "What happens?", *store],
+        "retrieve": ["retrieve", video, "a car", *store],
+        "frames": ["frames", video, "--out", str(tmp_path / "f")],
+    }[command]
+    result = runner.invoke(app, [*argv, "--seek", "nearest"])
+    assert result.exit_code == 2, result.output
+    assert "--seek must be exact or keyframe, not 'nearest'" in result.output

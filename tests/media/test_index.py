@@ -15,6 +15,7 @@ from tests.synth import write_video
 from vidagent.media.index import Index
 from vidagent.media.sample_videos import sample_video
 from vidagent.media.store import Store
+from vidagent.media.video import Video
 
 
 def test_index_stores_normalised_embeddings_once(tmp_path: Path, tiny_hub) -> None:
@@ -33,6 +34,41 @@ def test_index_stores_normalised_embeddings_once(tmp_path: Path, tiny_hub) -> No
     other = index.add(sample_video("bikes"), fps=1)  # another sampling: its own rows
     assert other.frames_added == 10
     assert len(index.frames(report.video_id, fps=2)) == 20
+
+
+def test_keyframe_index_encodes_each_keyframe_once_at_its_true_time(
+    tmp_path: Path, tiny_hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """seek="keyframe": its own frame set beside the exact one, every grid point stored (the
+    nearest keyframe, true time), each distinct frame through the encoder once, and the
+    embeddings those of the frames themselves."""
+    video = write_video(tmp_path / "v.mp4", fps=10, seconds=8, size=(64, 48), gop=40, noise=40)  # keys 0, 4 s
+    index = Index(tiny_hub, Store(tmp_path / "s.sqlite"), chunk_size=16)
+    encoded: list[int] = []
+    encode = index.encoder.encode_images
+    monkeypatch.setattr(
+        index.encoder, "encode_images", lambda f, **k: encoded.append(len(f)) or encode(f, **k)
+    )
+    report = index.add(video, seek="keyframe")
+    assert report.sampling == "fps=1,seek=keyframe" and report.frames_added == 8
+    assert encoded == [2]  # 8 grid points (0.5 s, 1.5 s, ...), 2 keyframes
+    rows = index.frames(video, seek="keyframe")
+    np.testing.assert_allclose(rows.timestamps, [0, 0, 4, 4, 4, 4, 4, 4])
+    with Video.open(video) as opened:  # the keyframes themselves, read exactly
+        keyframes = opened.sample_at([0.0, 4.0], short_side=index.encoder.input_size).frames
+    np.testing.assert_allclose(
+        rows.embeddings[[0, 2]], encode(keyframes).embeddings, atol=2e-3
+    )  # stored as fp16
+    assert (
+        len(index.frames(video)) == 8 and len(Store(tmp_path / "s.sqlite").frame_sets()) == 2
+    )  # exact: apart
+
+
+def test_parse_sampling_inverts_sampling_key() -> None:
+    from vidagent.media.index import parse_sampling, sampling_key
+
+    for fps, seek in ((1.0, "exact"), (0.5, "keyframe"), (2.5, "exact")):
+        assert parse_sampling(sampling_key(fps, seek)) == (fps, seek)
 
 
 def test_bad_video_leaves_the_store_intact(tmp_path: Path, tiny_hub) -> None:
