@@ -75,23 +75,21 @@ def peaks_to_spans(
 
 
 def _stretch(times: np.ndarray, i: int, step: float) -> tuple[float, float]:
-    """The stretch of time the frame at ``i`` stands for: half-way to the neighbouring distinct
-    sampled times. Exact frames on the grid: half a step either side. A frame that several grid
-    points share (keyframe mode, or sampling faster than the video) stands for all of them: up to
-    half-way to the next keyframes, not half a step around its own time."""
+    """The stretch of time the frame at ``i`` stands for.
+
+    A frame of its own (exact frames on the grid): half a step either side. A frame that several
+    grid points share is a keyframe (keyframe mode; or a frame repeated by sampling faster than
+    the video): it stands for its group of pictures, from its own time to the next sampled
+    keyframe (the last one: as many steps as grid points share it). Encoders put keyframes at
+    scene cuts, so a group of pictures is where a picture holds; with a perfect encoder this
+    lifts R1@0.5 on keyframe frames from 22 to 89 on x264's default GOPs (evals/BENCHMARKS.md).
+    """
     t = float(times[i])
     first = int(np.searchsorted(times, t, side="left"))  # the run of rows showing this frame
     last = int(np.searchsorted(times, t, side="right"))
-    before = (float(times[first - 1]) + t) / 2 if first > 0 else None
-    after = (t + float(times[last])) / 2 if last < len(times) else None
-    width = (last - first) * step  # at the ends: as many grid steps as the run has rows
-    if before is None and after is None:
-        before = t - step / 2
-    if before is None:
-        before = after - width  # type: ignore[operator]
-    if after is None:
-        after = before + width
-    return before, after
+    if last - first == 1:
+        return t - step / 2, t + step / 2
+    return t, float(times[last]) if last < len(times) else t + (last - first) * step
 
 
 def rank_moments(

@@ -36,7 +36,7 @@ out = Console()
 err = Console(stderr=True)
 
 VideoArg = Annotated[Path, typer.Argument(help="A video file FFmpeg can read.", show_default=False)]
-BackendOpt = Annotated[str, typer.Option("--backend", help="Decoder: auto, decord or pyav.")]
+BackendOpt = Annotated[str, typer.Option("--backend", help="Decoder: auto (PyAV), pyav or decord.")]
 ProfileOpt = Annotated[str, typer.Option("--profile", "-p", help="Profile name or YAML path.")]
 StoreOpt = Annotated[
     Path | None,

@@ -94,17 +94,17 @@ def test_smoothing_and_peak_spans() -> None:
     assert spans[1] == (7.0, 8.0, 7)
 
 
-def test_a_frame_shared_by_grid_points_stands_for_all_of_them() -> None:
+def test_a_keyframe_stands_for_its_group_of_pictures() -> None:
     """Keyframe mode: the grid points 0.5 ... 9.5 s read the keyframes at 0, 4 and 8 s. A moment
-    found on the 4 s keyframe reaches half-way to its neighbours (2 to 6 s), not 3.5 to 4.5 s; the
-    last keyframe stands for as many steps as grid points share it; a lone frame reaches half a step."""
+    found on the 4 s keyframe spans its group of pictures (4 to 8 s), not 3.5 to 4.5 s; the last
+    keyframe reaches as many steps as grid points share it; a lone frame reaches half a step."""
     times = np.array([0, 0, 4, 4, 4, 4, 8, 8, 8, 8], float)
-    curve = np.array([0, 0, 1, 1, 1, 1, 0, 0, 0, 0], np.float32)
-    assert peaks_to_spans(times, curve, 1, step=1.0, duration=10.0)[0][:2] == (2.0, 6.0)
+    middle = np.array([0, 0, 1, 1, 1, 1, 0, 0, 0, 0], np.float32)
+    assert peaks_to_spans(times, middle, 1, step=1.0, duration=10.0)[0][:2] == (4.0, 8.0)
     last = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 1], np.float32)
-    assert peaks_to_spans(times, last, 1, step=1.0, duration=10.0)[0][:2] == (6.0, 10.0)
+    assert peaks_to_spans(times, last, 1, step=1.0, duration=10.0)[0][:2] == (8.0, 10.0)
     first = np.array([1, 1, 0, 0, 0, 0, 0, 0, 0, 0], np.float32)
-    assert peaks_to_spans(times, first, 1, step=1.0, duration=10.0)[0][:2] == (0.0, 2.0)
+    assert peaks_to_spans(times, first, 1, step=1.0, duration=10.0)[0][:2] == (0.0, 4.0)
     assert peaks_to_spans(np.array([3.0]), np.array([1.0], np.float32), 1, step=1.0, duration=9.0)[0][:2] == (
         2.5,
         3.5,
