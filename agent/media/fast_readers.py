@@ -77,12 +77,21 @@ class ParallelReader:
 
     name = "pyav"
 
-    def __init__(self, path: Path, meta: VideoMeta, info: _StreamInfo, *, workers: int) -> None:
+    def __init__(
+        self,
+        path: Path,
+        meta: VideoMeta,
+        info: _StreamInfo,
+        *,
+        workers: int,
+        container: av.container.InputContainer | None = None,
+    ) -> None:
         if workers < 2:
             raise ValueError(f"a parallel reader needs at least 2 workers, got {workers}")
-        # reads that do not split go to one reader with FFmpeg's frame threads; split reads to
-        # readers on one thread each, opened when a read first splits
-        self._whole = _PyAVReader(path, meta, info)
+        # reads that do not split go to one reader with FFmpeg's frame threads (on the probe's
+        # ``container`` when given); split reads to readers on one thread each, opened when a
+        # read first splits
+        self._whole = _PyAVReader(path, meta, info, container=container)
         self._open: Callable[[], _PyAVReader] = lambda: _PyAVReader(path, meta, info, threads="SLICE")
         self._readers: list[_PyAVReader] = []
         self._workers = workers

@@ -113,6 +113,7 @@ SEEK_AHEAD = 2.0  # seconds: a target closer than this to the decode position is
 EPS = 1e-6  # seconds: a target this close before a frame's pts still shows that frame
 FRAME_THREAD_LAG = 16  # frames: how late FFmpeg's frame threads may report a packet that failed to decode
 PROBE_PACKETS = 600  # packets read at open looking for a first decodable frame
+READER_THREADS = "AUTO"  # FFmpeg's frame threads for a reader that decodes alone
 MAX_SKIP_MISSES = 3  # skipped frames that turned out to be needed before a reader stops skipping
 
 Span = tuple[float, float]
@@ -223,18 +224,26 @@ class _StreamInfo:
     start_pts: int
 
 
-def _probe(path: Path) -> tuple[VideoMeta, _StreamInfo]:
-    """Read the headers, check them, and decode the first frame (see the module docstring)."""
+def _probe(
+    path: Path, *, keep: bool = False
+) -> tuple[VideoMeta, _StreamInfo, av.container.InputContainer | None]:
+    """Read the headers, check them, and decode the first frame (see the module docstring).
+
+    ``keep``: return the open container (its decoder on FFmpeg's frame threads) for the first
+    PyAV reader, which then need not open the file again; else None.
+    """
     if not path.is_file():
         raise VideoNotFound(path, "no such file" if not path.exists() else "not a regular file")
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except (av.FFmpegError, OSError) as exc:
         raise _unreadable(path, exc) from None
-    with container:
+    try:
         if not container.streams:
             raise _unreadable(path, "no streams")
         stream = _video_stream(path, container)
+        if keep:  # the reader's threading: the codec opens with the first decode, and stays so
+            stream.thread_type = READER_THREADS
         width, height = stream.codec_context.width, stream.codec_context.height
         check_dimensions(path, width, height)
         fps = _frame_rate(stream, container)
@@ -253,7 +262,12 @@ def _probe(path: Path) -> tuple[VideoMeta, _StreamInfo]:
             container=container.format.name,
         )
         info = _StreamInfo(stream.index, float(stream.time_base or 0), stream.start_time or 0)
-    return meta, info
+    except BaseException:
+        container.close()
+        raise
+    if not keep:
+        container.close()
+    return meta, info, container if keep else None
 
 
 def _unreadable(path: Path, reason: object) -> Exception:
@@ -405,13 +419,24 @@ class _PyAVReader:
 
     name = "pyav"
 
-    def __init__(self, path: Path, meta: VideoMeta, info: _StreamInfo, *, threads: str = "AUTO") -> None:
+    def __init__(
+        self,
+        path: Path,
+        meta: VideoMeta,
+        info: _StreamInfo,
+        *,
+        threads: str = READER_THREADS,
+        container: av.container.InputContainer | None = None,
+    ) -> None:
+        """``container``: the probe's, already open with ``threads`` (the first read seeks, which
+        flushes what the probe decoded)."""
         try:
-            self._container = av.open(str(path), metadata_errors="ignore")
+            self._container = container or av.open(str(path), metadata_errors="ignore")
         except (av.FFmpegError, OSError) as exc:
             raise _BackendFailure(f"cannot reopen the file: {exc}") from None
         self._stream = self._container.streams[info.index]
-        self._stream.thread_type = threads
+        if container is None:
+            self._stream.thread_type = threads
         self._tb, self._start_pts, self._fps = info.time_base, info.start_pts, meta.fps or 25.0
         self._duration = meta.duration
         self._frames: Iterator[_Decoded] | None = None  # None until the first read
@@ -734,10 +759,18 @@ class Video:
         explicit: bool,
         seek: str = "exact",
         workers: int = 1,
+        probed: av.container.InputContainer | None = None,
     ) -> None:
+        """``probed``: the probe's open container, for the first exact PyAV reader."""
         self.path, self.meta, self._info, self._explicit = path, meta, info, explicit
         self.seek, self.workers = seek, workers
-        self._reader: Reader | None = self._start(backend)
+        self._probed = probed
+        try:
+            self._reader: Reader | None = self._start(backend)
+        finally:
+            if self._probed is not None:  # not taken (decord, keyframe mode, a failure)
+                self._probed.close()
+            self._probed = None
         self.backend: str = self._reader.name  # the backend actually in use
         self._damage_named: set[tuple[float, float]] = set()  # damaged stretches already in a warning
 
@@ -762,10 +795,12 @@ class Video:
         if backend == "decord" and not decord_available():
             raise VidagentError("the decord backend needs the decord package: pip install decord")
         path = Path(path)
-        meta, info = _probe(path)
         chosen = "pyav" if backend == "auto" else backend
+        meta, info, probed = _probe(path, keep=chosen == "pyav" and seek == "exact")
         count = default_workers() if workers is None else int(workers)
-        return cls(path, meta, info, chosen, explicit=backend != "auto", seek=seek, workers=count)
+        return cls(
+            path, meta, info, chosen, explicit=backend != "auto", seek=seek, workers=count, probed=probed
+        )
 
     # metadata shortcuts
     @property
@@ -920,9 +955,12 @@ class Video:
 
             if self.seek == "keyframe":
                 return KeyframeReader(self.path, self.meta, self._info)
+            probed, self._probed = self._probed, None  # the reader owns it from here
             if self.workers > 1:
-                return ParallelReader(self.path, self.meta, self._info, workers=self.workers)
-            return _PyAVReader(self.path, self.meta, self._info)
+                return ParallelReader(
+                    self.path, self.meta, self._info, workers=self.workers, container=probed
+                )
+            return _PyAVReader(self.path, self.meta, self._info, container=probed)
         except _BackendFailure as exc:
             if backend != "decord":
                 raise CorruptVideo(self.path, str(exc)) from None

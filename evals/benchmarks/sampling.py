@@ -11,7 +11,7 @@ Files (synthetic ones are written once into the bench cache; moving gradient + f
 Requests: 1 fps over the whole video, 8 and 32 frames uniformly, and a short span (5 fps for
 2 s from 40 % of the video). Every method opens the file, decodes and returns full-size RGB
 frames at the requested times; its time includes the open. Methods run interleaved (one
-repeat of each in turn, so a noisy neighbour slows them all alike) and each keeps its best.
+repeat of each in turn, so a noisy neighbour slows them all alike) and each keeps its best of 5.
 
 Anchors: decord ``get_batch`` and torchcodec ``get_frames_played_at`` (CPU with FFmpeg's
 threads and with torchcodec's default of one; on CUDA too when present and ``--device cuda``). Ours: exact frames with one reader and
@@ -247,7 +247,7 @@ def compare(
 
 
 def run(settings: Settings) -> list[Measurement]:
-    repeats = 1 if settings.quick else 3
+    repeats = 1 if settings.quick else 5
     anchors, mine = methods(settings.device)
     rows = []
     if not anchors:

@@ -198,6 +198,29 @@ def test_pyav_seeks_only_when_it_skips_decoding(
         assert len(seeks) == 6
 
 
+@pytest.mark.parametrize(("seek", "workers", "opens"), [("exact", 1, 1), ("exact", 2, 3), ("keyframe", 1, 2)])
+def test_the_first_exact_reader_decodes_on_the_probes_container(
+    videos: dict[str, Path], monkeypatch: pytest.MonkeyPatch, seek: str, workers: int, opens: int
+) -> None:
+    """Opening a file costs one demuxer, not two: the probe's container (its decoder on frame
+    threads) serves the first exact reader. The parallel reader's split runs open their own,
+    keyframe mode its own (one thread)."""
+    import av
+
+    from vidagent.media import video as module
+
+    opened: list[str] = []
+    real_open = av.open
+    monkeypatch.setattr(module.av, "open", lambda *a, **k: opened.append(a[0]) or real_open(*a, **k))
+    with Video.open(videos["long"], seek=seek, workers=workers) as video:  # 30 s, keyframes every 2 s
+        frames = video.sample_fps(1.0)
+    assert len(frames) == 30 and len(opened) == opens
+    with Video.open(videos["long"], workers=1) as fresh:
+        again = fresh.sample_at([0.0, 0.04, 7.5])  # the first frame, which the probe decoded, too
+    with Video.open(videos["long"], backend="decord" if decord_available() else "pyav") as other:
+        np.testing.assert_array_equal(again.frames, other.sample_at([0.0, 0.04, 7.5]).frames)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_short_side_resizes_on_decode(videos: dict[str, Path], backend: str) -> None:
     with Video.open(videos["cfr"], backend=backend) as video:
