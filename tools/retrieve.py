@@ -143,7 +143,7 @@ def retrieve(ctx: ToolContext, video: Path, args: RetrieveInput) -> Evidence:
 
 def search_library(ctx: ToolContext, query: str, k: int = 10) -> Evidence:
     """The best moments for ``query`` across every video indexed with the active CLIP (one frame
-    set per video: the context's sampling where the video has it, else its densest)."""
+    set per video: the context's sampling where the video has it, else exact frames, densest first)."""
     index = ctx.index
     encoder = index.encoder
     text = encoder.encode_texts([query])[0]
