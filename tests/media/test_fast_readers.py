@@ -224,6 +224,38 @@ def test_keyframe_mode_decodes_each_keyframe_once(
     np.testing.assert_allclose(sorted(set(frames.timestamps)), pts[np.array(key)])
 
 
+@pytest.mark.parametrize("name", ["bframes_gop12", "no_bframes", "bikes"])
+def test_close_keyframes_are_decoded_in_one_pass_each_once(
+    files: dict[str, Path], name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dense targets: the keyframes go through one pass (frame threads), each packet sent once,
+    and the frames are those a seek per keyframe gives."""
+    from vidagent.media import fast_readers
+
+    sent: list[int] = []
+    passes: list[list[int]] = []
+    frames_of, decode_pass = fast_readers.KeyframeReader._frames_of, fast_readers.KeyframeReader._decode_pass
+    monkeypatch.setattr(
+        fast_readers.KeyframeReader,
+        "_frames_of",
+        lambda self, packet, drain=True: sent.append(packet.pts) or frames_of(self, packet, drain),
+    )
+    monkeypatch.setattr(
+        fast_readers.KeyframeReader, "_decode_pass", lambda self, w: passes.append(w) or decode_pass(self, w)
+    )
+    with Video.open(files[name], seek="keyframe") as video:
+        times = target_times((0.0, video.duration), fps=4.0)
+        in_passes = video.sample_at(times)
+    assert passes and len(passes[0]) > 2
+    assert len(sent) == len(set(sent)) == len(set(in_passes.timestamps))  # each keyframe sent once
+    monkeypatch.setattr(fast_readers, "SCAN_REACH", 0)  # a seek and a drain per keyframe
+    sent.clear()
+    with Video.open(files[name], seek="keyframe") as video:
+        one_by_one = video.sample_at(times)
+    np.testing.assert_array_equal(in_passes.timestamps, one_by_one.timestamps)
+    np.testing.assert_array_equal(in_passes.frames, one_by_one.frames)
+
+
 def test_seek_and_workers_are_checked(files: dict[str, Path]) -> None:
     path = files["bikes"]
     with pytest.raises(ValueError, match="seek must be one of"):
