@@ -120,3 +120,22 @@ def test_short_videos_retrieve(ctx: ToolContext, tmp_path: Path, seconds: float)
     assert len(evidence) >= 1 and all(
         0.0 <= s < e <= seconds + 1e-6 for s, e in zip(evidence.start, evidence.end, strict=True)
     )
+
+
+def test_library_search_reads_the_agents_own_frame_set(tmp_path: Path, tiny_hub) -> None:
+    """A video indexed exact and in keyframe mode answers once, from the set the agent samples:
+    keyframe times for a keyframe agent, grid times for an exact one; a bad mode is refused."""
+    video = write_video(tmp_path / "v.mp4", fps=10, seconds=8, size=(64, 48), gop=40, noise=30)  # keys 0, 4 s
+    store = Store(tmp_path / "s.sqlite")
+    exact = ToolContext(hub=tiny_hub, store=store)
+    keyframe = ToolContext(hub=tiny_hub, store=store, seek="keyframe")
+    exact.index.add(video)
+    keyframe.index.add(video, seek="keyframe")
+    found = {
+        name: {row["data"]["best_t"] for row in search_library(c, "a frame", k=20).to_records()}
+        for name, c in (("exact", exact), ("keyframe", keyframe))
+    }
+    assert found["keyframe"] <= {0.0, 4.0}
+    assert found["exact"] and not found["exact"] & {0.0, 4.0}  # frames at 0.5, 1.5, ... s
+    with pytest.raises(ValueError, match="seek must be one of"):
+        ToolContext(hub=tiny_hub, store=store, seek="nearest")
