@@ -84,6 +84,33 @@ def test_decoding_in_tasks_of_its_own_stores_the_same_bits(
         np.testing.assert_array_equal(embeddings, local_embeddings)
 
 
+def test_ray_keyframe_index_equals_the_local_one(tmp_path: Path, tiny_hub, local_ray) -> None:
+    """--seek keyframe under Ray (decode tasks cut at keyframes): the local index's frame set."""
+    from vidagent.media.ray_engine import index_with_ray
+
+    video = write_video(
+        tmp_path / "k.mp4", fps=10, seconds=7, size=(64, 48), gop=20, noise=30
+    )  # keys 0, 2, 4, 6 s
+    local = Index(tiny_hub, Store(tmp_path / "local.sqlite"), chunk_size=4).add(video, fps=2, seek="keyframe")
+    store = Store(tmp_path / "ray.sqlite")
+    (report,) = index_with_ray(
+        [video],
+        profile="tiny",
+        store=store,
+        fps=2,
+        seek="keyframe",
+        workers=1,
+        chunk_size=4,
+        decode_tasks=True,
+    )
+    assert report.sampling == local.sampling == "fps=2,seek=keyframe" and report.frames_added == 14
+    rows = store.frames(report.video_id, report.model_id, report.sampling)
+    expected = Store(tmp_path / "local.sqlite").frames(local.video_id, local.model_id, local.sampling)
+    assert len(set(rows.timestamps)) == 4  # the four keyframes (x264 put the last at 5.9 s)
+    np.testing.assert_array_equal(rows.timestamps, expected.timestamps)
+    np.testing.assert_allclose(rows.embeddings, expected.embeddings, atol=2e-3)
+
+
 def test_a_half_indexed_video_resumes_under_ray(
     videos: list[Path], tmp_path: Path, tiny_hub, local_ray
 ) -> None:
