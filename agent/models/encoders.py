@@ -52,8 +52,49 @@ class ClipEncoder:
         return int(size.get("shortest_edge") or min(size.get("height", 224), size.get("width", 224)))
 
     def _pixels(self, frames: np.ndarray) -> torch.Tensor:
-        inputs = self.processor(images=list(frames), return_tensors="pt")
-        return inputs["pixel_values"].to(self.device, dtype=self.model.dtype)
+        """The model's pixel values for uint8 RGB frames (N, H, W, 3).
+
+        Frames already at the processor's size (the index decodes them so) need only its centre
+        crop, rescale and normalisation: done in torch on the model's device, so the CPU copies
+        uint8 pixels and nothing else (the same values as the processor's, tested). Any other
+        size goes through the processor.
+        """
+        plan = self._tensor_plan(frames.shape[1], frames.shape[2])
+        if plan is None:
+            inputs = self.processor(images=list(frames), return_tensors="pt")
+            return inputs["pixel_values"].to(self.device, dtype=self.model.dtype)
+        (top, left, height, width), scale, mean, std = plan
+        cropped = np.ascontiguousarray(frames[:, top : top + height, left : left + width])
+        pixels = torch.from_numpy(cropped).to(self.device, non_blocking=True).permute(0, 3, 1, 2)
+        pixels = pixels.to(torch.float32) * scale
+        return ((pixels - mean.to(self.device)) / std.to(self.device)).to(self.model.dtype)
+
+    def _tensor_plan(
+        self, height: int, width: int
+    ) -> tuple[tuple[int, int, int, int], float, torch.Tensor, torch.Tensor] | None:
+        """(crop box, rescale factor, mean, std) when the processor would not resample frames of
+        this size (CLIP and SigLIP processors only), else None."""
+        images = self.processor.image_processor
+        if not type(images).__name__.startswith(("CLIPImageProcessor", "SiglipImageProcessor")):
+            return None
+        size = images.size
+        if getattr(images, "do_resize", False):
+            if size.get("shortest_edge") is not None:
+                if min(height, width) != size["shortest_edge"]:
+                    return None
+            elif (size.get("height"), size.get("width")) != (height, width):
+                return None
+        box = (0, 0, height, width)
+        if getattr(images, "do_center_crop", False):
+            crop_height, crop_width = images.crop_size["height"], images.crop_size["width"]
+            if crop_height > height or crop_width > width:
+                return None
+            box = ((height - crop_height) // 2, (width - crop_width) // 2, crop_height, crop_width)
+        scale = float(images.rescale_factor) if getattr(images, "do_rescale", False) else 1.0
+        normalise = getattr(images, "do_normalize", False)
+        mean = torch.tensor(images.image_mean if normalise else (0.0, 0.0, 0.0), dtype=torch.float32)
+        std = torch.tensor(images.image_std if normalise else (1.0, 1.0, 1.0), dtype=torch.float32)
+        return box, scale, mean.view(1, 3, 1, 1), std.view(1, 3, 1, 1)
 
     @torch.inference_mode()
     def encode_images(self, frames: np.ndarray, *, hidden_states: bool = False) -> ImageFeatures:
