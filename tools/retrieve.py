@@ -82,7 +82,7 @@ def _stretch(times: np.ndarray, i: int, step: float) -> tuple[float, float]:
     the video): it stands for its group of pictures, from its own time to the next sampled
     keyframe (the last one: as many steps as grid points share it). Encoders put keyframes at
     scene cuts, so a group of pictures is where a picture holds; with a perfect encoder this
-    lifts R1@0.5 on keyframe frames from 22 to 89 on x264's default GOPs (evals/BENCHMARKS.md).
+    lifts R1@0.5 on keyframe frames from 19 to 89 on x264's default GOPs (evals/BENCHMARKS.md).
     """
     t = float(times[i])
     first = int(np.searchsorted(times, t, side="left"))  # the run of rows showing this frame
