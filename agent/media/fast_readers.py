@@ -12,9 +12,10 @@ to it, decoding keyframes only (``skip_frame="NONKEY"``), with that frame's true
 that share a keyframe share one decode. Keyframes that lie close together (at most
 ``SCAN_REACH`` keyframes apart) are decoded in one pass: one seek, only their packets sent, the
 decoder drained once at the end, so FFmpeg's frame threads decode several at a time (1.2-1.8x
-faster than a seek and a drain per keyframe on two cores). A lone keyframe gets a seek of its own. It is for indexing and retrieval of long videos, where
-a frame a second or two from the grid point is as good as the grid point and costs one decode
-instead of a group of pictures' worth (``vidagent bench sampling`` measures both the speed and
+faster than a seek and a drain per keyframe on two cores). A lone keyframe gets a seek of its
+own. It is for indexing and retrieval of long videos, where a frame a second or two from the
+grid point is as good as the grid point and costs one decode instead of a group of pictures'
+worth (``vidagent bench sampling`` measures the speed, ``vidagent bench keyframe_retrieval``
 what it costs retrieval).
 """
 
