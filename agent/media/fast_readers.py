@@ -35,7 +35,6 @@ from vidagent.media.video import (
     VideoMeta,
     _BackendFailure,
     _Decoded,
-    _keyframe_times,
     _PyAVReader,
     _StreamInfo,
     collect_frames,
@@ -102,7 +101,7 @@ class ParallelReader:
         self._readers: list[_PyAVReader] = []
         self._workers = workers
         self._fps = meta.fps or 25.0
-        self._keys = self._whole.keyframes
+        self._keys = info.keys
         self._pool: ThreadPoolExecutor | None = None
 
     @property
@@ -152,7 +151,7 @@ class KeyframeReader:
         self._stream.thread_type = "AUTO"
         self._stream.codec_context.skip_frame = "NONKEY"
         self._tb, self._start_pts, self._fps = info.time_base, info.start_pts, meta.fps or 25.0
-        self._keys = _keyframe_times(self._stream, self._start_pts, self._tb)
+        self._keys = info.keys
         self._decoded: dict[int, _Decoded | None] = {}  # keyframe number -> its frame (the latest few)
         self._shift: float | None = None  # keyframes' presentation minus decode time (index: decode)
         self._scan: Iterator[_Decoded] | None = None  # without an index: keyframes in file order

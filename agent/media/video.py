@@ -70,7 +70,6 @@ returns the nearest keyframe instead (both in :mod:`vidagent.media.fast_readers`
 from __future__ import annotations
 
 import dataclasses
-import functools
 import importlib.util
 import math
 import os
@@ -222,6 +221,9 @@ class _StreamInfo:
     index: int
     time_base: float
     start_pts: int
+    # the keyframes' decode times (s) from the container's index, or None without one (MPEG-TS):
+    # read once here, shared by every reader of the video
+    keys: np.ndarray | None = dataclasses.field(default=None, compare=False)
 
 
 def _probe(
@@ -261,7 +263,8 @@ def _probe(
             has_audio=bool(container.streams.audio),
             container=container.format.name,
         )
-        info = _StreamInfo(stream.index, float(stream.time_base or 0), stream.start_time or 0)
+        time_base, start_pts = float(stream.time_base or 0), stream.start_time or 0
+        info = _StreamInfo(stream.index, time_base, start_pts, _keyframe_times(stream, start_pts, time_base))
     except BaseException:
         container.close()
         raise
@@ -447,7 +450,7 @@ class _PyAVReader:
         self._gaps: set[tuple[float, float]] = set()  # stretches with no decoded frame
         # what lets the decoder skip work (see "Skipping" in the module docstring)
         self._context = self._stream.codec_context
-        self._keys = _keyframe_times(self._stream, self._start_pts, self._tb)  # decode times (s), or None
+        self._keys = info.keys  # decode times (s), or None
         self._plan = np.empty(0)  # the targets still to serve, ascending: what the decoder may skip
         self._skipping = True  # off for good after MAX_SKIP_MISSES misses
         self._strict = False  # while re-decoding a target a skip got wrong
@@ -464,11 +467,6 @@ class _PyAVReader:
         """
         self._plan = times if ahead is None or not len(ahead) else np.concatenate([times, ahead])
         return collect_frames(times, self._frame_at, size, self._fps)
-
-    @property
-    def keyframes(self) -> np.ndarray | None:
-        """The keyframes' decode times (s) from the container's index, or None without one."""
-        return self._keys
 
     def close(self) -> None:
         self._shown = self._next = self._frames = None
@@ -823,15 +821,10 @@ class Video:
     def height(self) -> int:
         return self.meta.height
 
-    @functools.cached_property
+    @property
     def keyframes(self) -> np.ndarray | None:
         """The keyframes' decode times (s) from the container's index; None without one (MPEG-TS)."""
-        try:
-            with av.open(str(self.path), metadata_errors="ignore") as container:
-                stream = container.streams[self._info.index]
-                return _keyframe_times(stream, self._info.start_pts, self._info.time_base)
-        except (av.FFmpegError, OSError):
-            return None
+        return self._info.keys
 
     # sampling
     def sample_uniform(self, n: int, span: Span | None = None, short_side: int | None = None) -> Frames:
